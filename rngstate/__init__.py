@@ -1,0 +1,63 @@
+"""rngstate: named random substreams, full RNG snapshots and exact resume for deep learning.
+
+>>> import rngstate
+>>> rngstate.seed_everything(42)
+42
+>>> with rngstate.rng_scope("encoder"):
+...     pass
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from rngstate.derive import derive_seed
+from rngstate.errors import (
+    InvalidSeedError,
+    InvalidStateError,
+    MissingBackendError,
+    NoRootSeedError,
+    RNGStateError,
+    ScopeError,
+    StateFileError,
+)
+from rngstate.scope import rng_scope
+from rngstate.seeding import seed_everything
+from rngstate.snapshot import RNGStateWarning, capture, restore
+from rngstate.state import RNGState
+from rngstate.storage import load, save
+from rngstate.tracking import track
+
+if TYPE_CHECKING:
+    from rngstate import numpy as numpy
+    from rngstate import torch as torch
+
+__all__ = [
+    "InvalidSeedError",
+    "InvalidStateError",
+    "MissingBackendError",
+    "NoRootSeedError",
+    "RNGState",
+    "RNGStateError",
+    "RNGStateWarning",
+    "ScopeError",
+    "StateFileError",
+    "__version__",
+    "capture",
+    "derive_seed",
+    "load",
+    "restore",
+    "rng_scope",
+    "save",
+    "seed_everything",
+    "track",
+]
+
+def __getattr__(name: str) -> Any:
+    # Framework helpers load on first use so `import rngstate` imports no framework.
+    if name in ("torch", "numpy"):
+        return importlib.import_module(f"rngstate.{name}")
+    raise AttributeError(f"module 'rngstate' has no attribute {name!r}")

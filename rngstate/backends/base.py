@@ -1,0 +1,85 @@
+"""The backend protocol: the same verbs for every framework's generators.
+
+A :class:`Stream` is one global generator of a framework (``"torch.cpu"``).  A
+:class:`GeneratorKind` handles user-owned generator objects of one type
+(``torch.Generator``).  Snapshots returned by ``get_state`` are opaque and cheap;
+``encode`` turns them into plain data (str/int/bytes/list/dict) and ``decode`` validates plain
+data completely, without importing the framework, before anything reaches its C++ code.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+Plain = Any  # str | int | bytes | list[Plain] | dict[str, Plain]
+
+
+class Stream:
+    """A framework's global generator, seeded by ``seed_everything`` and by scopes."""
+
+    name: str = ""  # stream name in state files, e.g. "torch.cpu"
+    framework: str = ""  # top-level module whose import activates the stream
+    extra: str | None = None  # pip extra that installs the framework
+
+    def is_active(self) -> bool:
+        """True when the program uses this stream: by default, its framework is imported."""
+        return self.framework in sys.modules
+
+    def on_activate(self) -> None:
+        """Called once when the stream becomes active (after import), before it is seeded."""
+
+    def seed(self, seed: int) -> None:
+        """Seed the way the framework's own ``seed``/``manual_seed`` does (root stream)."""
+        raise NotImplementedError
+
+    def seed_derived(self, material: bytes) -> None:
+        """Seed from 32 bytes of derived material (a substream's first entry)."""
+        raise NotImplementedError
+
+    def get_state(self) -> Any:
+        """Return an opaque snapshot of the live generator."""
+        raise NotImplementedError
+
+    def set_state(self, snapshot: Any) -> None:
+        """Make the live generator exactly ``snapshot`` (a value from get_state or decode)."""
+        raise NotImplementedError
+
+    def encode(self, snapshot: Any) -> Plain:
+        """Turn a snapshot into plain data."""
+        raise NotImplementedError
+
+    def decode(self, plain: Plain, where: str) -> Any:
+        """Validate plain data and turn it into a snapshot; raise InvalidStateError."""
+        raise NotImplementedError
+
+    def metadata(self) -> dict[str, Plain]:
+        """Versions and devices worth recording next to the state (plain data)."""
+        return {}
+
+
+class GeneratorKind:
+    """User-owned generator objects of one type, tracked under a scope path."""
+
+    kind: str = ""  # e.g. "torch.Generator"
+    framework: str = ""
+
+    def matches(self, obj: object) -> bool:
+        """True when this kind handles ``obj``."""
+        raise NotImplementedError
+
+    def seed_derived(self, obj: Any, material: bytes) -> None:
+        """Seed ``obj`` from 32 bytes of derived material."""
+        raise NotImplementedError
+
+    def get_state(self, obj: Any) -> Any:
+        raise NotImplementedError
+
+    def set_state(self, obj: Any, snapshot: Any) -> None:
+        raise NotImplementedError
+
+    def encode(self, snapshot: Any) -> Plain:
+        raise NotImplementedError
+
+    def decode(self, plain: Plain, where: str) -> Any:
+        raise NotImplementedError

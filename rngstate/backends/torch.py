@@ -1,0 +1,207 @@
+"""PyTorch: the CPU default generator, every CUDA device, and ``torch.Generator`` objects.
+
+Only used once the user has imported torch; ``decode`` checks state bytes in pure Python so a
+state can be validated before torch is even imported.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from typing import Any
+
+from rngstate import _check
+from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.errors import InvalidStateError, MissingBackendError
+
+# CPUGeneratorImplState: legacy pod {i64 initial_seed, i32 left, i32 seeded, u64 next,
+# u64 state[624], f64 normal_x, normal_y, normal_rho, i32 normal_is_valid, pad}, then
+# f32 next_float_normal_sample, bool valid, pad.
+CPU_STATE_SIZE = 5056
+_MT_N = 624
+_CPU_HEAD = struct.Struct("<qiiQ")
+_CPU_WORDS = struct.Struct(f"<{_MT_N}Q")
+_NORMAL_VALID = struct.Struct("<i")
+_NORMAL_VALID_OFFSET = _CPU_HEAD.size + _CPU_WORDS.size + 24
+_FLOAT_VALID_OFFSET = 5052
+# CUDA Philox state: u64 seed, i64 offset (torch requires the offset to be a multiple of 4).
+CUDA_STATE_SIZE = 16
+_CUDA = struct.Struct("<Qq")
+
+
+def _torch() -> Any:
+    return sys.modules["torch"]
+
+
+def check_cpu_state(data: bytes, where: str) -> bytes:
+    """Raise InvalidStateError unless ``data`` is a CPU generator state torch accepts."""
+    _check.blob(data, where, CPU_STATE_SIZE)
+    _seed, left, seeded, next_index = _CPU_HEAD.unpack_from(data)
+    if seeded != 1 or not 1 <= left <= _MT_N or next_index > _MT_N:
+        raise InvalidStateError(
+            f"{where}: not a valid mt19937 state (left={left}, seeded={seeded}, next={next_index})"
+        )
+    if max(_CPU_WORDS.unpack_from(data, _CPU_HEAD.size)) > 0xFFFFFFFF:
+        raise InvalidStateError(f"{where}: mt19937 words must fit in 32 bits")
+    if _NORMAL_VALID.unpack_from(data, _NORMAL_VALID_OFFSET)[0] not in (0, 1):
+        raise InvalidStateError(f"{where}: the cached-normal flag must be 0 or 1")
+    if data[_FLOAT_VALID_OFFSET] not in (0, 1):
+        raise InvalidStateError(f"{where}: the cached float-normal flag must be 0 or 1")
+    return data
+
+
+def check_cuda_state(data: bytes, where: str) -> bytes:
+    """Raise InvalidStateError unless ``data`` is a CUDA Philox state torch accepts."""
+    _check.blob(data, where, CUDA_STATE_SIZE)
+    _seed, offset = _CUDA.unpack(data)
+    if offset < 0 or offset % 4:
+        raise InvalidStateError(f"{where}: Philox offset {offset} must be >= 0 and a multiple of 4")
+    return data
+
+
+def _to_bytes(tensor: Any) -> bytes:
+    return bytes(tensor.numpy().tobytes())
+
+
+def _to_tensor(data: bytes) -> Any:
+    torch = _torch()
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _seed_from(material: bytes) -> int:
+    return int.from_bytes(material[:8], "big") >> 1
+
+
+class TorchCPUStream(Stream):
+    """``torch.default_generator``: ``torch.rand``, dropout and init on CPU."""
+
+    name = "torch.cpu"
+    framework = "torch"
+    extra = "torch"
+
+    def on_activate(self) -> None:
+        torch = _torch()
+        if not torch.cuda.is_initialized():
+            # Bring the CUDA stream under management the moment CUDA initializes.
+            from rngstate.runtime import RUNTIME
+
+            torch.cuda._lazy_call(lambda: RUNTIME.activate(TorchCUDAStream.name))
+
+    def seed(self, seed: int) -> None:
+        _torch().manual_seed(seed)  # also (lazily) seeds every CUDA device, like users expect
+
+    def seed_derived(self, material: bytes) -> None:
+        _torch().default_generator.manual_seed(_seed_from(material))
+
+    def get_state(self) -> Any:
+        return _torch().default_generator.get_state()
+
+    def set_state(self, snapshot: Any) -> None:
+        torch = _torch()
+        if not isinstance(snapshot, torch.Tensor):
+            snapshot = _to_tensor(snapshot)
+        torch.default_generator.set_state(snapshot)
+
+    def encode(self, snapshot: Any) -> Plain:
+        return snapshot if isinstance(snapshot, bytes) else _to_bytes(snapshot)
+
+    def decode(self, plain: Plain, where: str) -> Any:
+        return check_cpu_state(plain, where)
+
+    def metadata(self) -> dict[str, Plain]:
+        torch = _torch()
+        meta: dict[str, Plain] = {"torch": torch.__version__}
+        if torch.cuda.is_initialized():
+            meta["cuda_devices"] = [
+                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+            ]
+        return meta
+
+
+class TorchCUDAStream(Stream):
+    """Every CUDA device's default generator; active once CUDA is initialized."""
+
+    name = "torch.cuda"
+    framework = "torch"
+    extra = "torch"
+
+    def is_active(self) -> bool:
+        torch = sys.modules.get("torch")
+        return torch is not None and torch.cuda.is_initialized()
+
+    def seed(self, seed: int) -> None:
+        _torch().cuda.manual_seed_all(seed)
+
+    def seed_derived(self, material: bytes) -> None:
+        for generator in _torch().cuda.default_generators:
+            generator.manual_seed(_seed_from(material))
+
+    def get_state(self) -> Any:
+        return [generator.get_state() for generator in _torch().cuda.default_generators]
+
+    def set_state(self, snapshot: Any) -> None:
+        generators = _torch().cuda.default_generators
+        if len(snapshot) != len(generators):
+            raise MissingBackendError(
+                f"the state holds {len(snapshot)} CUDA device generators but this process sees "
+                f"{len(generators)} devices; restore on the same device count "
+                "(CUDA_VISIBLE_DEVICES) as the run that captured it"
+            )
+        for generator, state in zip(generators, snapshot, strict=True):
+            generator.set_state(state if not isinstance(state, bytes) else _to_tensor(state))
+
+    def encode(self, snapshot: Any) -> Plain:
+        return [state if isinstance(state, bytes) else _to_bytes(state) for state in snapshot]
+
+    def decode(self, plain: Plain, where: str) -> Any:
+        devices = _check.sequence(plain, where)
+        return [check_cuda_state(state, f"{where}[{i}]") for i, state in enumerate(devices)]
+
+
+class TorchGeneratorKind(GeneratorKind):
+    """``torch.Generator`` objects on any device (e.g. ``DataLoader(generator=...)``)."""
+
+    kind = "torch.Generator"
+    framework = "torch"
+
+    def matches(self, obj: object) -> bool:
+        torch = sys.modules.get("torch")
+        return torch is not None and isinstance(obj, torch.Generator)
+
+    def seed_derived(self, obj: Any, material: bytes) -> None:
+        obj.manual_seed(_seed_from(material))
+
+    def get_state(self, obj: Any) -> Any:
+        return {"device": str(obj.device), "state": obj.get_state()}
+
+    def set_state(self, obj: Any, snapshot: Any) -> None:
+        if str(obj.device).split(":")[0] != snapshot["device"].split(":")[0]:
+            raise InvalidStateError(
+                f"cannot restore a {snapshot['device']} generator state into a generator on "
+                f"{obj.device}; create it on the same kind of device"
+            )
+        state = snapshot["state"]
+        obj.set_state(state if not isinstance(state, bytes) else _to_tensor(state))
+
+    def encode(self, snapshot: Any) -> Plain:
+        state = snapshot["state"]
+        data = state if isinstance(state, bytes) else _to_bytes(state)
+        return {"device": snapshot["device"], "state": data}
+
+    def decode(self, plain: Plain, where: str) -> Any:
+        _check.mapping(plain, where, ("device", "state"))
+        device = _check.text(plain["device"], f"{where}.device")
+        if device == "cpu":
+            state = check_cpu_state(plain["state"], f"{where}.state")
+        elif device.startswith("cuda"):
+            state = check_cuda_state(plain["state"], f"{where}.state")
+        else:
+            raise InvalidStateError(f"{where}.device: {device!r} generators are not supported")
+        return {"device": device, "state": state}
+
+
+def new_generator(device: str) -> Any:
+    """A fresh ``torch.Generator`` on ``device`` (the caller asked for torch explicitly)."""
+    import torch
+
+    return torch.Generator(device=device)

@@ -1,0 +1,205 @@
+"""The state file: a fixed header, then a msgpack payload.
+
+Layout (all integers big-endian)::
+
+    magic    13 bytes  b"\\x89RNGSTATE\\r\\n\\x1a\\n"  (PNG-style: catches text-mode mangling)
+    version   u16      container format version (FORMAT_VERSION)
+    flags     u16      reserved, 0
+    length    u64      payload length in bytes
+    checksum  32 bytes BLAKE2b-256 over version, flags, length and payload
+    payload            msgpack of a plain dict, map keys sorted, so equal states give equal bytes
+
+Integers outside msgpack's 64-bit range (NumPy PCG64 holds 128-bit ones) are written as
+msgpack ext type 1 holding the two's-complement big-endian bytes.  Loading never runs code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from rngstate.errors import StateFileError
+
+MAGIC = b"\x89RNGSTATE\r\n\x1a\n"
+FORMAT_VERSION = 1
+_FIELDS = struct.Struct(">HHQ")
+_CHECKSUM_SIZE = 32
+HEADER_SIZE = len(MAGIC) + _FIELDS.size + _CHECKSUM_SIZE
+_BIGINT_EXT = 1
+_MAX_BIGINT_BYTES = 64
+_MAX_DEPTH = 64
+_PERSONALIZATION = b"rngstate.file"
+
+# container version -> function upgrading a payload read from that version to the next one
+MIGRATIONS: dict[int, Callable[[Any], Any]] = {}
+
+
+def _checksum(fields: bytes, payload: bytes) -> bytes:
+    digest = hashlib.blake2b(digest_size=_CHECKSUM_SIZE, person=_PERSONALIZATION)
+    digest.update(fields)
+    digest.update(payload)
+    return digest.digest()
+
+
+def _canonical(value: Any, depth: int = 0) -> Any:
+    """Sort map keys and wrap big integers; reject anything that is not plain data."""
+    if depth > _MAX_DEPTH:
+        raise StateFileError(f"cannot write: data nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise StateFileError("cannot write: every map key must be a str")
+        return {key: _canonical(value[key], depth + 1) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(item, depth + 1) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        raise StateFileError(f"cannot write {type(value).__name__} values: state data is plain")
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return value
+        size = (value.bit_length() + 8) // 8
+        if size > _MAX_BIGINT_BYTES:
+            raise StateFileError(f"cannot write an integer of {value.bit_length()} bits")
+        return msgpack.ExtType(_BIGINT_EXT, value.to_bytes(size, "big", signed=True))
+    if isinstance(value, (str, bytes)):
+        return value
+    raise StateFileError(f"cannot write a {type(value).__name__}: state data is plain")
+
+
+def _ext_hook(code: int, data: bytes) -> int:
+    if code != _BIGINT_EXT or not 0 < len(data) <= _MAX_BIGINT_BYTES:
+        raise StateFileError(f"unknown msgpack extension type {code} ({len(data)} bytes)")
+    return int.from_bytes(data, "big", signed=True)
+
+
+def pack(data: Any) -> bytes:
+    """Serialize plain ``data`` into complete file bytes (header and payload).
+
+    >>> unpack(pack({"a": 2**100}))
+    {'a': 1267650600228229401496703205376}
+    """
+    payload: bytes = msgpack.packb(_canonical(data), use_bin_type=True)
+    fields = _FIELDS.pack(FORMAT_VERSION, 0, len(payload))
+    return MAGIC + fields + _checksum(fields, payload) + payload
+
+
+def unpack(blob: bytes) -> Any:
+    """Parse complete file bytes back into plain data; raise StateFileError when malformed."""
+    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
+        start = bytes(blob[:8])
+        hint = " (it looks like a pickle or torch.save file)" if start[:1] in (b"\x80", b"PK") else ""
+        raise StateFileError(f"not an rngstate file: bad magic bytes {start!r}{hint}")
+    if len(blob) < HEADER_SIZE:
+        raise StateFileError(f"truncated rngstate file: {len(blob)} bytes, the header alone is {HEADER_SIZE}")
+    fields = blob[len(MAGIC) : len(MAGIC) + _FIELDS.size]
+    version, flags, length = _FIELDS.unpack(fields)
+    if version > FORMAT_VERSION:
+        raise StateFileError(
+            f"the file uses format version {version}, newer than the version {FORMAT_VERSION} "
+            "this rngstate reads; upgrade rngstate (pip install -U rngstate)"
+        )
+    if version == 0 or (version not in MIGRATIONS and version != FORMAT_VERSION):
+        raise StateFileError(f"unknown file format version {version}")
+    payload = blob[HEADER_SIZE:]
+    if len(payload) != length:
+        raise StateFileError(
+            f"truncated or padded rngstate file: header announces {length} payload bytes, "
+            f"found {len(payload)}"
+        )
+    if _checksum(fields, payload) != blob[HEADER_SIZE - _CHECKSUM_SIZE : HEADER_SIZE]:
+        raise StateFileError("checksum mismatch: the rngstate file is corrupt (changed after writing)")
+    if flags != 0:
+        raise StateFileError(f"unsupported flags {flags:#06x} in the file header")
+    try:
+        data = msgpack.unpackb(
+            payload,
+            raw=False,
+            strict_map_key=True,
+            ext_hook=_ext_hook,
+            object_hook=None,
+            use_list=True,
+        )
+    except StateFileError:
+        raise
+    except Exception as exc:  # msgpack raises many types for bad payloads
+        raise StateFileError(f"the payload is not valid msgpack: {exc}") from None
+    _check_plain(data, 0)
+    while version < FORMAT_VERSION:
+        data = MIGRATIONS[version](data)
+        version += 1
+    return data
+
+
+def _check_plain(value: Any, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise StateFileError(f"the payload is nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise StateFileError(f"the payload has a non-str map key {key!r}")
+            _check_plain(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_plain(item, depth + 1)
+    elif isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
+        raise StateFileError(f"the payload holds a {type(value).__name__}; only plain data is allowed")
+
+
+def temporary_path(path: Path) -> Path:
+    """The one temporary file ``write_atomic`` uses for ``path`` (reused, so at most one)."""
+    return path.with_name(f".{path.name}.rngstate-tmp")
+
+
+def write_atomic(path: str | os.PathLike[str], blob: bytes) -> None:
+    """Write ``blob`` to ``path`` so that a crash leaves either the old or the new file."""
+    target = Path(path)
+    temporary = temporary_path(target)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read(path: str | os.PathLike[str]) -> Any:
+    """Read and parse a state file; every problem is a StateFileError."""
+    try:
+        with open(path, "rb") as handle:
+            blob = handle.read()
+    except FileNotFoundError:
+        raise StateFileError(f"no state file at {os.fspath(path)!r}") from None
+    except IsADirectoryError:
+        raise StateFileError(f"{os.fspath(path)!r} is a directory, not a state file") from None
+    except OSError as exc:
+        raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
+    try:
+        return unpack(blob)
+    except StateFileError as exc:
+        raise StateFileError(f"{os.fspath(path)}: {exc}") from None

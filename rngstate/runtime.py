@@ -1,0 +1,215 @@
+"""The process-wide bookkeeping: root seed, active streams, open scopes, substreams, tracked
+generators and restored states waiting for their framework to be imported.
+
+Everything else (``seed_everything``, ``rng_scope``, ``capture``/``restore``) is a thin layer
+over :data:`RUNTIME`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from rngstate import backends
+from rngstate.backends.base import GeneratorKind, Stream
+from rngstate.derive import derive_bytes
+from rngstate.errors import NoRootSeedError, ScopeError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """One open scope: its path and the outer snapshots it will put back on exit."""
+
+    path: str
+    parts: tuple[str, ...]
+    saved: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Tracked:
+    """A user-owned generator registered under a scope path."""
+
+    kind: GeneratorKind
+    obj: Any
+
+
+class Runtime:
+    """Process-wide state; use the module-level :data:`RUNTIME`."""
+
+    def __init__(self) -> None:
+        self.root: int | None = None
+        self.active: dict[str, Stream] = {}
+        self.frames: list[Frame] = []
+        self.owner: int | None = None
+        self.substreams: dict[str, dict[str, Any]] = {}
+        self.tracked: dict[str, Tracked] = {}
+        self.pending_streams: dict[str, Any] = {}
+        self.pending_generators: dict[str, tuple[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._candidates = backends.stream_names()
+
+    # -- roots and streams -------------------------------------------------------------------
+
+    def require_root(self) -> int:
+        """Return the root seed or raise NoRootSeedError."""
+        if self.root is None:
+            raise NoRootSeedError(
+                "no root seed is set: call rngstate.seed_everything(seed) first "
+                "(or restore a captured state)"
+            )
+        return self.root
+
+    def refresh(self) -> None:
+        """Activate every stream whose framework has been imported since the last look."""
+        for name in self._candidates:
+            if name not in self.active and backends.stream(name).is_active():
+                self.activate(name)
+
+    def activate(self, name: str) -> None:
+        """Bring a stream under management: restore its pending state or seed it, then give it
+        a substream in every open scope, as if it had been active all along."""
+        if name in self.active:
+            return
+        stream = backends.stream(name)
+        if not stream.is_active():
+            return
+        stream.on_activate()
+        self.active[name] = stream
+        if name in self.pending_streams:
+            stream.set_state(self.pending_streams.pop(name))
+        elif self.root is not None:
+            stream.seed(self.root)
+        else:
+            return
+        for frame in self.frames:
+            frame.saved[name] = stream.get_state()
+            self._enter_substream(stream, frame)
+        logger.debug("stream %s activated", name)
+
+    def on_framework_import(self, framework: str) -> None:
+        """Import-hook callback: activate the framework's streams."""
+        for name in self._candidates:
+            if backends.framework_of(name) == framework:
+                self.activate(name)
+        for key, (kind_name, snapshot) in list(self.pending_generators.items()):
+            if key in self.tracked and self.tracked[key].kind.kind == kind_name:
+                self.tracked[key].kind.set_state(self.tracked[key].obj, snapshot)
+                del self.pending_generators[key]
+
+    def seed_all(self, root: int) -> None:
+        """Make ``root`` the root seed, seed every active stream and reset substreams."""
+        if self.frames:
+            raise ScopeError("seed_everything() cannot be called inside an rng_scope; call it first")
+        self.refresh()
+        self.root = root
+        self.substreams.clear()
+        self.pending_streams.clear()
+        self.pending_generators.clear()
+        for stream in self.active.values():
+            stream.seed(root)
+        for key, tracked in self.tracked.items():
+            tracked.kind.seed_derived(tracked.obj, self._generator_material(key, tracked.kind))
+
+    # -- scopes ------------------------------------------------------------------------------
+
+    def enter(self, parts: tuple[str, ...]) -> Frame:
+        """Open a scope named by ``parts`` (relative to the innermost open scope)."""
+        self.require_root()
+        thread = threading.get_ident()
+        with self._lock:
+            if self.frames and self.owner != thread:
+                raise ScopeError(
+                    "another thread is inside an rng_scope; scopes swap process-wide generators, "
+                    "so only one thread may use them at a time (use tracked generators per thread)"
+                )
+            self.owner = thread
+            if self.frames:
+                parts = self.frames[-1].parts + parts
+            frame = Frame("/".join(parts), parts)
+            self.frames.append(frame)
+        try:
+            self.refresh()
+            for stream in self.active.values():
+                frame.saved[stream.name] = stream.get_state()
+                self._enter_substream(stream, frame)
+        except BaseException:
+            self._put_back(frame)
+            raise
+        return frame
+
+    def exit(self, frame: Frame) -> None:
+        """Close ``frame``: keep the substream's state and put the outer state back."""
+        if not self.frames or self.frames[-1] is not frame:
+            raise ScopeError("rng_scope exited out of order; use scopes as nested `with` blocks")
+        self.refresh()
+        kept = self.substreams.setdefault(frame.path, {})
+        for stream in self.active.values():
+            kept[stream.name] = stream.get_state()
+        self._put_back(frame)
+
+    def _put_back(self, frame: Frame) -> None:
+        try:
+            for name, snapshot in frame.saved.items():
+                self.active[name].set_state(snapshot)
+        finally:
+            with self._lock:
+                self.frames.pop()
+                if not self.frames:
+                    self.owner = None
+
+    def _enter_substream(self, stream: Stream, frame: Frame) -> None:
+        known = self.substreams.get(frame.path)
+        if known is not None and stream.name in known:
+            stream.set_state(known[stream.name])
+        else:
+            stream.seed_derived(derive_bytes(self.require_root(), frame.parts, stream.name))
+
+    def current_parts(self) -> tuple[str, ...]:
+        """Path components of the innermost open scope (empty outside scopes)."""
+        return self.frames[-1].parts if self.frames else ()
+
+    # -- tracked generators ------------------------------------------------------------------
+
+    def _generator_material(self, key: str, kind: GeneratorKind) -> bytes:
+        return derive_bytes(self.require_root(), tuple(key.split("/")), kind.kind)
+
+    def track(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
+        """Register ``obj`` under ``key``; restore its pending state or seed it from the path."""
+        pending = self.pending_generators.get(key)
+        if pending is not None and pending[0] == kind.kind:
+            kind.set_state(obj, pending[1])
+            del self.pending_generators[key]
+        else:
+            kind.seed_derived(obj, self._generator_material(key, kind))
+        self.tracked[key] = Tracked(kind, obj)
+        return obj
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def outer_and_substreams(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Snapshots as if every open scope had exited: (root streams, substreams by path)."""
+        self.refresh()
+        live = {name: stream.get_state() for name, stream in self.active.items()}
+        substreams = {path: dict(states) for path, states in self.substreams.items()}
+        if not self.frames:
+            return live, substreams
+        for inner, outer in zip(self.frames[1:], self.frames[:-1], strict=True):
+            substreams.setdefault(outer.path, {}).update(inner.saved)
+        substreams.setdefault(self.frames[-1].path, {}).update(live)
+        return dict(self.frames[0].saved), substreams
+
+    def reset_after_fork(self) -> None:
+        """In a forked child only the forking thread survives; it now owns any open scopes."""
+        self._lock = threading.Lock()
+        if self.frames:
+            self.owner = threading.get_ident()
+
+
+RUNTIME = Runtime()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=RUNTIME.reset_after_fork)

@@ -1,0 +1,195 @@
+"""``capture`` and ``restore``: the live generators to an RNGState and back."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+from rngstate import __version__, backends
+from rngstate.backends import importhook
+from rngstate.derive import DERIVATION_VERSION
+from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, ScopeError
+from rngstate.runtime import RUNTIME
+from rngstate.state import SCHEMA_VERSION, Decoded, RNGState, decode
+
+logger = logging.getLogger(__name__)
+
+
+class RNGStateWarning(UserWarning):
+    """Something was skipped or differs while restoring with ``strict=False``."""
+
+
+def _encode_streams(snapshots: dict[str, Any]) -> dict[str, Any]:
+    return {name: backends.stream(name).encode(snapshot) for name, snapshot in snapshots.items()}
+
+
+def capture() -> RNGState:
+    """Snapshot every active generator, every substream and every tracked generator.
+
+    Inside a scope the result is the state "as if every open scope had exited", so restoring it
+    and re-entering the same scopes continues exactly.
+
+    >>> import rngstate, random
+    >>> _ = rngstate.seed_everything(1)
+    >>> state = rngstate.capture()
+    >>> first = random.random()
+    >>> rngstate.restore(state)
+    >>> random.random() == first
+    True
+    """
+    outer, substreams = RUNTIME.outer_and_substreams()
+    streams = _encode_streams({**RUNTIME.pending_streams, **outer})
+    generators = {
+        key: {"kind": kind_name, "state": backends.kind(kind_name).encode(snapshot)}
+        for key, (kind_name, snapshot) in RUNTIME.pending_generators.items()
+    }
+    for key, tracked in RUNTIME.tracked.items():
+        state = tracked.kind.encode(tracked.kind.get_state(tracked.obj))
+        generators[key] = {"kind": tracked.kind.kind, "state": state}
+    data: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "derivation": DERIVATION_VERSION,
+        "streams": streams,
+        "substreams": {path: _encode_streams(states) for path, states in substreams.items()},
+        "generators": generators,
+        "metadata": _metadata(),
+    }
+    if RUNTIME.root is not None:
+        data["root_seed"] = RUNTIME.root
+    return RNGState._trusted(data)
+
+
+def _metadata() -> dict[str, Any]:
+    metadata: dict[str, Any] = {"rngstate": __version__}
+    for stream in RUNTIME.active.values():
+        metadata.update(stream.metadata())
+    return metadata
+
+
+def _plan(decoded: Decoded) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Split decoded streams into (apply now, apply at import) and list what cannot be honoured."""
+    now: dict[str, Any] = {}
+    later: dict[str, Any] = {}
+    problems: list[str] = []
+    named = set(decoded.streams).union(*decoded.substreams.values())
+    for name in sorted(decoded.unknown):
+        problems.append(f"the state holds the stream {name!r}, which no installed backend provides")
+    for name in sorted(named - decoded.unknown):
+        framework = backends.framework_of(name)
+        if not backends.is_installed(framework):
+            extra = backends.extra_for(framework)
+            problems.append(
+                f"the state holds the stream {name!r} but {framework} is not installed; "
+                f"install it with: pip install 'rngstate[{extra}]'"
+            )
+    for name, snapshot in decoded.streams.items():
+        if name in RUNTIME.active:
+            now[name] = snapshot
+        elif name not in decoded.unknown and backends.is_installed(backends.framework_of(name)):
+            later[name] = snapshot
+    for name in RUNTIME.active:
+        if name not in decoded.streams:
+            problems.append(
+                f"the live stream {name!r} is not in the state (it was captured before "
+                f"{backends.framework_of(name)} was in use); restore with strict=False to "
+                "leave it as it is"
+            )
+    for key, tracked in RUNTIME.tracked.items():
+        if key not in decoded.generators:
+            problems.append(f"the tracked generator {key!r} is not in the state")
+        elif decoded.generators[key][0] != tracked.kind.kind:
+            raise InvalidStateError(
+                f"generators.{key}: the state holds a {decoded.generators[key][0]} but the live "
+                f"generator is a {tracked.kind.kind}"
+            )
+    return now, later, problems
+
+
+def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
+    """Make every generator exactly as captured in ``state``; all or nothing.
+
+    ``strict=True`` raises :class:`~rngstate.MissingBackendError` when the state and the live
+    program disagree (a framework missing here, a live stream or tracked generator missing from
+    the state); ``strict=False`` warns and restores the rest.  Streams of frameworks installed but
+    not imported yet are applied when they are imported; tracked generators not created yet,
+    when they are created.
+
+    >>> import rngstate
+    >>> _ = rngstate.seed_everything(3)
+    >>> rngstate.restore(rngstate.capture())
+    """
+    if isinstance(state, dict):
+        state = RNGState.from_dict(state)
+    if not isinstance(state, RNGState):
+        raise InvalidStateError(
+            f"restore() takes an RNGState or a dict from RNGState.to_dict(), got {type(state).__name__}"
+        )
+    if RUNTIME.frames:
+        raise ScopeError("restore() cannot be called inside an rng_scope; restore before entering scopes")
+    RUNTIME.refresh()
+    decoded = decode(state._data)
+    now, later, problems = _plan(decoded)
+    if problems and strict:
+        raise MissingBackendError("cannot restore exactly: " + "; ".join(problems))
+    for problem in problems:
+        warnings.warn(f"rngstate.restore: {problem}", RNGStateWarning, stacklevel=2)
+    _check_devices(state.metadata)
+    backup = _Backup()
+    try:
+        RUNTIME.root = decoded.root_seed
+        for name, snapshot in now.items():
+            RUNTIME.active[name].set_state(snapshot)
+        RUNTIME.pending_streams = later
+        RUNTIME.substreams = {
+            path: {name: snap for name, snap in states.items() if name not in decoded.unknown}
+            for path, states in decoded.substreams.items()
+        }
+        RUNTIME.pending_generators = {}
+        for key, (kind_name, snapshot) in decoded.generators.items():
+            if key in RUNTIME.tracked:
+                RUNTIME.tracked[key].kind.set_state(RUNTIME.tracked[key].obj, snapshot)
+            else:
+                RUNTIME.pending_generators[key] = (kind_name, snapshot)
+    except BaseException as exc:
+        backup.put_back()
+        if isinstance(exc, RNGStateError) or not isinstance(exc, Exception):
+            raise
+        raise InvalidStateError(f"restore failed and was rolled back: {exc}") from exc
+    if RUNTIME.root is not None:
+        importhook.install(backends.watched_frameworks(), RUNTIME.on_framework_import)
+    logger.debug("restored state with %d streams, %d substreams", len(now), len(decoded.substreams))
+
+
+def _check_devices(metadata: dict[str, Any]) -> None:
+    saved = metadata.get("cuda_devices")
+    live = _metadata().get("cuda_devices")
+    if saved and live and saved != live:
+        warnings.warn(
+            f"rngstate.restore: the state was captured on {saved} and is restored on {live}; "
+            "CUDA random streams reproduce exactly only on the same GPU model",
+            RNGStateWarning,
+            stacklevel=3,
+        )
+
+
+class _Backup:
+    """Everything restore may change, so a failure leaves the process exactly as before."""
+
+    def __init__(self) -> None:
+        self.root = RUNTIME.root
+        self.streams = {name: stream.get_state() for name, stream in RUNTIME.active.items()}
+        self.substreams = RUNTIME.substreams
+        self.pending_streams = RUNTIME.pending_streams
+        self.pending_generators = RUNTIME.pending_generators
+        self.generators = {key: t.kind.get_state(t.obj) for key, t in RUNTIME.tracked.items()}
+
+    def put_back(self) -> None:
+        RUNTIME.root = self.root
+        for name, snapshot in self.streams.items():
+            RUNTIME.active[name].set_state(snapshot)
+        RUNTIME.substreams = self.substreams
+        RUNTIME.pending_streams = self.pending_streams
+        RUNTIME.pending_generators = self.pending_generators
+        for key, snapshot in self.generators.items():
+            RUNTIME.tracked[key].kind.set_state(RUNTIME.tracked[key].obj, snapshot)
