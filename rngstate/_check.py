@@ -60,11 +60,3 @@ def sequence(value: Any, where: str, length: int | None = None) -> list[Any]:
     if length is not None and len(value) != length:
         raise InvalidStateError(f"{where}: expected {length} items, got {len(value)}")
     return value
-
-
-def optional_double(value: Any, where: str) -> bytes:
-    """Check an optional float stored as 0 or 8 big-endian IEEE-754 bytes."""
-    data = blob(value, where)
-    if len(data) not in (0, 8):
-        raise InvalidStateError(f"{where}: expected 0 or 8 bytes (an optional double), got {len(data)}")
-    return data

@@ -6,6 +6,7 @@ import contextlib
 from types import TracebackType
 
 from rngstate.derive import split_path
+from rngstate.errors import ScopeError
 from rngstate.runtime import RUNTIME, Frame
 
 
@@ -37,7 +38,10 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        RUNTIME.exit(self._frames.pop())
+        if not self._frames:
+            raise ScopeError(f"{self!r} exited without being entered")
+        RUNTIME.exit(self._frames[-1])
+        self._frames.pop()
 
     @property
     def path(self) -> str:

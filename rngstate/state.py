@@ -47,8 +47,12 @@ def _plain(value: Any, where: str, depth: int = 0) -> Any:
         return {key: _plain(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
     if isinstance(value, list):
         return [_plain(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    if isinstance(value, (str, bytes)) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
+    if isinstance(value, str):
+        return str(value)  # normalizes subclasses such as torch's TorchVersion
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
     raise InvalidStateError(
         f"{where}: {type(value).__name__} is not plain data (allowed: str, int, bytes, list, dict)"
     )

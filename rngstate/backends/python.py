@@ -22,17 +22,20 @@ def _encode(state: _PyState) -> Plain:
         "version": version,
         "mt": _MT_FORMAT.pack(*internal[:_WORDS]),
         "pos": internal[_WORDS],
-        "gauss": b"" if gauss_next is None else _DOUBLE.pack(gauss_next),
+        # No empty bytes anywhere: torch.load(weights_only=True) cannot unpickle b"".
+        "has_gauss": int(gauss_next is not None),
+        "gauss": _DOUBLE.pack(0.0 if gauss_next is None else gauss_next),
     }
 
 
 def _decode(plain: Plain, where: str) -> _PyState:
-    _check.mapping(plain, where, ("version", "mt", "pos", "gauss"))
+    _check.mapping(plain, where, ("version", "mt", "pos", "has_gauss", "gauss"))
     version = _check.integer(plain["version"], f"{where}.version", 3, 3)
     words = _MT_FORMAT.unpack(_check.blob(plain["mt"], f"{where}.mt", _MT_FORMAT.size))
     pos = _check.integer(plain["pos"], f"{where}.pos", 0, _WORDS)
-    gauss = _check.optional_double(plain["gauss"], f"{where}.gauss")
-    return (version, (*words, pos), _DOUBLE.unpack(gauss)[0] if gauss else None)
+    has_gauss = _check.integer(plain["has_gauss"], f"{where}.has_gauss", 0, 1)
+    gauss = _DOUBLE.unpack(_check.blob(plain["gauss"], f"{where}.gauss", 8))[0]
+    return (version, (*words, pos), gauss if has_gauss else None)
 
 
 def _seed_from(material: bytes) -> int:

@@ -110,7 +110,7 @@ class TorchCPUStream(Stream):
 
     def metadata(self) -> dict[str, Plain]:
         torch = _torch()
-        meta: dict[str, Plain] = {"torch": torch.__version__}
+        meta: dict[str, Plain] = {"torch": str(torch.__version__)}
         if torch.cuda.is_initialized():
             meta["cuda_devices"] = [
                 torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())

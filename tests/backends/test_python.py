@@ -1,0 +1,31 @@
+"""The Python backend: encoding of random's state, Gaussian cache included."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import rngstate
+from rngstate import backends
+
+
+def test_round_trip_with_and_without_gauss() -> None:
+    stream = backends.stream("python")
+    for warm_gauss in (False, True):
+        random.seed(5)
+        if warm_gauss:
+            random.gauss(0, 1)
+        plain = stream.encode(stream.get_state())
+        expected = [random.gauss(0, 1), random.random()]
+        stream.set_state(stream.decode(plain, "s"))
+        assert [random.gauss(0, 1), random.random()] == expected
+
+
+def test_bad_fields() -> None:
+    stream = backends.stream("python")
+    plain = stream.encode(stream.get_state())
+    for key, value in (("pos", 625), ("version", 2), ("mt", b"1"), ("has_gauss", 3), ("gauss", 1.0)):
+        broken = {**plain, key: value}
+        with pytest.raises(rngstate.InvalidStateError, match=key):
+            stream.decode(broken, "s")

@@ -1,0 +1,101 @@
+"""The torch backend: byte-level validation before torch sees a state, and CUDA streams."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import torch
+
+import rngstate
+from rngstate import backends
+from rngstate.backends.torch import CPU_STATE_SIZE, check_cpu_state, check_cuda_state
+from tests.conftest import gpu_available, run_python
+
+gpu = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA device")
+
+
+def live_state() -> bytes:
+    torch.randn(3)  # leave a cached normal so the flags are exercised
+    return torch.get_rng_state().numpy().tobytes()
+
+
+def test_layout_matches_torch() -> None:
+    assert len(live_state()) == CPU_STATE_SIZE
+    assert check_cpu_state(live_state(), "s")
+
+
+@pytest.mark.parametrize(
+    ("offset", "value", "fmt"),
+    [(8, 0, "<i"), (8, 625, "<i"), (12, 0, "<i"), (16, 625, "<Q"), (24, 2**32, "<Q"), (5040, 2, "<i")],
+)
+def test_invalid_fields_rejected_before_torch(offset: int, value: int, fmt: str) -> None:
+    data = bytearray(live_state())
+    struct.pack_into(fmt, data, offset, value)
+    with pytest.raises(rngstate.InvalidStateError):
+        check_cpu_state(bytes(data), "s")
+
+
+def test_bad_float_flag_rejected() -> None:
+    data = bytearray(live_state())
+    data[5052] = 7  # a C++ bool holding 7 is undefined behaviour
+    with pytest.raises(rngstate.InvalidStateError, match="float-normal"):
+        check_cpu_state(bytes(data), "s")
+
+
+def test_accepted_states_are_accepted_by_torch() -> None:
+    # Everything the validator lets through, torch must take and draw from without error.
+    stream = backends.stream("torch.cpu")
+    data = bytearray(live_state())
+    struct.pack_into("<iiQ", data, 8, 624, 1, 624)
+    stream.set_state(stream.decode(bytes(data), "s"))
+    torch.rand(1000)
+
+
+def test_cuda_state_validation() -> None:
+    assert check_cuda_state(struct.pack("<Qq", 5, 8), "c")
+    for bad in (struct.pack("<Qq", 5, 6), struct.pack("<Qq", 5, -4), b"\0" * 15):
+        with pytest.raises(rngstate.InvalidStateError):
+            check_cuda_state(bad, "c")
+
+
+def test_generator_device_mismatch() -> None:
+    rngstate.seed_everything(1)
+    kind = backends.kind("torch.Generator")
+    snapshot = kind.decode({"device": "cuda:0", "state": struct.pack("<Qq", 1, 0)}, "g")
+    with pytest.raises(rngstate.InvalidStateError, match="same kind of device"):
+        kind.set_state(torch.Generator(), snapshot)
+
+
+@gpu
+def test_cuda_seeded_scoped_and_restored() -> None:
+    rngstate.seed_everything(5)
+    torch.cuda.init()
+    first = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed_all(5)
+    assert torch.equal(first, torch.rand(3, device="cuda"))
+    rngstate.seed_everything(5)
+    before = torch.rand(3, device="cuda")
+    rngstate.seed_everything(5)
+    with rngstate.rng_scope("gpu"):
+        inside = torch.rand(3, device="cuda")
+    assert torch.equal(torch.rand(3, device="cuda"), before)  # outer CUDA stream untouched
+    assert not torch.equal(inside, before)
+    state = rngstate.capture()
+    assert "torch.cuda" in state.streams and state.metadata["cuda_devices"]
+    expected = torch.rand(3, device="cuda")
+    rngstate.restore(state)
+    assert torch.equal(torch.rand(3, device="cuda"), expected)
+
+
+@gpu
+def test_cuda_initialized_inside_scope_follows_substream() -> None:
+    code = """
+    import rngstate, torch
+    rngstate.seed_everything(5)
+    with rngstate.rng_scope("gpu"):
+        inside = torch.rand(3, device="cuda").tolist()   # CUDA initializes here
+    print(inside, torch.rand(3, device="cuda").tolist())
+    """
+    early = code.replace("rngstate.seed_everything(5)", "torch.cuda.init(); rngstate.seed_everything(5)")
+    assert run_python(code) == run_python(early)

@@ -1,0 +1,203 @@
+"""rng_scope semantics: substreams, outer streams untouched, re-entry, nesting, errors."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rngstate
+
+
+def draws() -> tuple[object, ...]:
+    """One draw from every stream, Gaussian caches included."""
+    return (
+        random.random(),
+        random.gauss(0, 1),
+        np.random.rand(),
+        np.random.standard_normal(),
+        torch.rand(2).tolist(),
+        torch.randn(1).tolist(),
+        torch.randn(1, dtype=torch.float64).tolist(),
+    )
+
+
+def run(with_scope: bool) -> list[tuple[object, ...]]:
+    rngstate.seed_everything(11)
+    out = [draws()]  # leaves a cached Gaussian in python and numpy
+    if with_scope:
+        with rngstate.rng_scope("noise"):
+            draws()
+            draws()
+    out.append(draws())
+    return out
+
+
+def test_outer_streams_untouched_bit_for_bit() -> None:
+    assert run(with_scope=True) == run(with_scope=False)
+
+
+def test_scope_draws_depend_only_on_path() -> None:
+    rngstate.seed_everything(5)
+    with rngstate.rng_scope("a"):
+        first = draws()
+    rngstate.seed_everything(5)
+    draws()
+    np.random.rand(100)
+    with rngstate.rng_scope("b"):
+        draws()
+    with rngstate.rng_scope("a"):
+        assert draws() == first
+
+
+def test_reentry_continues() -> None:
+    rngstate.seed_everything(5)
+    with rngstate.rng_scope("dropout"):
+        a = torch.rand(4)
+    torch.rand(10)
+    with rngstate.rng_scope("dropout"):
+        b = torch.rand(4)
+    rngstate.seed_everything(5)
+    with rngstate.rng_scope("dropout"):
+        both = torch.rand(8)
+    assert torch.equal(torch.cat([a, b]), both)
+    assert not torch.equal(a, b)
+
+
+def test_nesting_composes_paths() -> None:
+    rngstate.seed_everything(9)
+    with rngstate.rng_scope("model") as outer:
+        with rngstate.rng_scope("encoder") as inner:
+            assert inner.path == "model/encoder"
+            nested = draws()
+        assert outer.path == "model"
+    rngstate.seed_everything(9)
+    with rngstate.rng_scope("model/encoder"):
+        assert draws() == nested
+
+
+def test_decorator_and_recursion() -> None:
+    rngstate.seed_everything(2)
+
+    @rngstate.rng_scope("init")
+    def sample(depth: int) -> list[float]:
+        values = [random.random()]
+        if depth:
+            values += sample(depth - 1)  # re-enters "init" nested: path "init/init"
+        return values
+
+    outer = random.random()
+    rngstate.seed_everything(2)
+    values = sample(1)
+    assert random.random() == outer
+    rngstate.seed_everything(2)
+    with rngstate.rng_scope("init"):
+        first = random.random()
+        with rngstate.rng_scope("init"):
+            second = random.random()
+    assert values == [first, second]
+
+
+def test_exception_restores_outer_state() -> None:
+    rngstate.seed_everything(4)
+    expected = draws()
+    rngstate.seed_everything(4)
+    with pytest.raises(KeyError), rngstate.rng_scope("fails"):
+        draws()
+        raise KeyError("boom")
+    assert draws() == expected
+    assert "fails" in rngstate.capture().substreams  # the substream's advance is kept
+
+
+def test_no_root_seed() -> None:
+    with pytest.raises(rngstate.NoRootSeedError, match="seed_everything"), rngstate.rng_scope("a"):
+        pass
+
+
+@pytest.mark.parametrize("name", ["", "a//b", "/a", "new\nline", 3, None])
+def test_invalid_names(name: object) -> None:
+    with pytest.raises(rngstate.ScopeError):
+        rngstate.rng_scope(name)  # type: ignore[arg-type]
+
+
+def test_second_thread_refused_while_first_inside() -> None:
+    rngstate.seed_everything(1)
+    errors: list[BaseException] = []
+
+    def enter() -> None:
+        try:
+            with rngstate.rng_scope("worker"):
+                pass
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    with rngstate.rng_scope("main"):
+        thread = threading.Thread(target=enter)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and isinstance(errors[0], rngstate.ScopeError)
+    assert "another thread" in str(errors[0])
+    thread = threading.Thread(target=enter)  # after the main thread left, another may enter
+    thread.start()
+    thread.join()
+    assert len(errors) == 1
+
+
+def test_out_of_order_exit_refused() -> None:
+    rngstate.seed_everything(1)
+    a, b = rngstate.rng_scope("a"), rngstate.rng_scope("b")
+    a.__enter__()
+    b.__enter__()
+    with pytest.raises(rngstate.ScopeError, match="out of order"):
+        a.__exit__(None, None, None)
+    b.__exit__(None, None, None)
+    a.__exit__(None, None, None)
+
+
+# -- the unused-layer story ------------------------------------------------------------------
+
+
+def build(order: list[str], extra: str | None) -> dict[str, torch.Tensor]:
+    """Build layers named in ``order`` (plus an unused one), each in its own scope."""
+    rngstate.seed_everything(0)
+    torch.rand(1)  # whatever ran before model construction must not matter either
+    layers: dict[str, nn.Module] = {}
+    for name in order:
+        if name == extra:
+            with rngstate.rng_scope("unused"):
+                nn.Linear(16, 16)
+            continue
+        with rngstate.rng_scope(name):
+            layers[name] = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 4))
+    return {name: torch.cat([p.flatten() for p in layer.parameters()]) for name, layer in layers.items()}
+
+
+BASE = ["encoder", "decoder", "head"]
+VARIANTS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
+    "before": lambda: build(["unused", *BASE], "unused"),
+    "between": lambda: build(["encoder", "unused", "decoder", "head"], "unused"),
+    "after": lambda: build([*BASE, "unused"], "unused"),
+    "reordered": lambda: build(["head", "decoder", "encoder"], None),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_scoped_layers_identical(variant: str) -> None:
+    reference = build(BASE, None)
+    other = VARIANTS[variant]()
+    for name in BASE:
+        assert torch.equal(reference[name], other[name]), name
+
+
+def test_without_scopes_an_unused_layer_shifts_init() -> None:
+    # The problem rngstate solves; if this ever stops failing, the demo no longer demonstrates.
+    torch.manual_seed(0)
+    a = nn.Linear(4, 4).weight.clone()
+    torch.manual_seed(0)
+    nn.Linear(4, 4)
+    assert not torch.equal(a, nn.Linear(4, 4).weight)
