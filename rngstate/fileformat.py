@@ -16,6 +16,7 @@ msgpack ext type 1 holding the two's-complement big-endian bytes.  Loading never
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 from collections.abc import Callable
@@ -49,8 +50,18 @@ def _checksum(fields: bytes, payload: bytes) -> bytes:
 
 def _canonical(value: Any, depth: int = 0) -> Any:
     """Sort map keys and wrap big integers; reject anything that is not plain data."""
+    kind = type(value)
+    if kind is bytes or kind is str:  # the bulk of a state: checked first, cheaply
+        return value
     if depth > _MAX_DEPTH:
         raise StateFileError(f"cannot write: data nested deeper than {_MAX_DEPTH} levels")
+    if kind is dict:
+        for key in value:
+            if type(key) is not str:
+                raise StateFileError("cannot write: every map key must be a str")
+        return {key: _canonical(value[key], depth + 1) for key in sorted(value)}
+    if kind is int and -(2**63) <= value < 2**64:
+        return value
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise StateFileError("cannot write: every map key must be a str")
@@ -77,19 +88,29 @@ def _ext_hook(code: int, data: bytes) -> int:
     return int.from_bytes(data, "big", signed=True)
 
 
+def pack_parts(data: Any) -> tuple[bytes, bytes]:
+    """Serialize plain ``data`` into (header, payload): writing them one after the other saves
+    copying a payload that may be 100 MB."""
+    payload: bytes = msgpack.packb(_canonical(data), use_bin_type=True)
+    fields = _FIELDS.pack(FORMAT_VERSION, 0, len(payload))
+    return MAGIC + fields + _checksum(fields, payload), payload
+
+
 def pack(data: Any) -> bytes:
     """Serialize plain ``data`` into complete file bytes (header and payload).
 
     >>> unpack(pack({"a": 2**100}))
     {'a': 1267650600228229401496703205376}
     """
-    payload: bytes = msgpack.packb(_canonical(data), use_bin_type=True)
-    fields = _FIELDS.pack(FORMAT_VERSION, 0, len(payload))
-    return MAGIC + fields + _checksum(fields, payload) + payload
+    return b"".join(pack_parts(data))
 
 
-def unpack(blob: bytes) -> Any:
-    """Parse complete file bytes back into plain data; raise StateFileError when malformed."""
+def unpack(blob: bytes, check_plain: bool = True) -> Any:
+    """Parse complete file bytes back into plain data; raise StateFileError when malformed.
+
+    ``check_plain=False`` skips the walk that rejects floats, None and bools, for callers that
+    validate every value themselves (``rngstate.load``).
+    """
     if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
         start = bytes(blob[:8])
         hint = " (it looks like a pickle or torch.save file)" if start[:1] in (b"\x80", b"PK") else ""
@@ -105,7 +126,17 @@ def unpack(blob: bytes) -> Any:
         )
     if version == 0 or (version not in MIGRATIONS and version != FORMAT_VERSION):
         raise StateFileError(f"unknown file format version {version}")
-    payload = blob[HEADER_SIZE:]
+    with memoryview(blob) as view, view[HEADER_SIZE:] as payload:  # no copy of a 100 MB payload
+        data = _parse_payload(blob, fields, flags, length, payload)
+    if check_plain:
+        _check_plain(data, 0)
+    while version < FORMAT_VERSION:
+        data = MIGRATIONS[version](data)
+        version += 1
+    return data
+
+
+def _parse_payload(blob: bytes, fields: bytes, flags: int, length: int, payload: memoryview) -> Any:
     if len(payload) != length:
         raise StateFileError(
             f"truncated or padded rngstate file: header announces {length} payload bytes, "
@@ -128,10 +159,6 @@ def unpack(blob: bytes) -> Any:
         raise
     except Exception as exc:  # msgpack raises many types for bad payloads
         raise StateFileError(f"the payload is not valid msgpack: {exc}") from None
-    _check_plain(data, 0)
-    while version < FORMAT_VERSION:
-        data = MIGRATIONS[version](data)
-        version += 1
     return data
 
 
@@ -155,16 +182,17 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.rngstate-tmp")
 
 
-def write_atomic(path: str | os.PathLike[str], blob: bytes) -> None:
-    """Write ``blob`` to ``path`` so that a crash leaves either the old or the new file."""
+def write_atomic(path: str | os.PathLike[str], *chunks: bytes) -> None:
+    """Write ``chunks`` to ``path`` so that a crash leaves either the old or the new file."""
     target = Path(path)
     temporary = temporary_path(target)
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -188,11 +216,15 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def read(path: str | os.PathLike[str]) -> Any:
+def read(path: str | os.PathLike[str], check_plain: bool = True) -> Any:
     """Read and parse a state file; every problem is a StateFileError."""
     try:
         with open(path, "rb") as handle:
-            blob = handle.read()
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                blob: bytes | mmap.mmap = b""
+            else:  # map instead of read: no 100 MB copy for large states
+                blob = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
         raise StateFileError(f"no state file at {os.fspath(path)!r}") from None
     except IsADirectoryError:
@@ -200,6 +232,9 @@ def read(path: str | os.PathLike[str]) -> Any:
     except OSError as exc:
         raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
     try:
-        return unpack(blob)
+        return unpack(blob, check_plain)  # type: ignore[arg-type]  # mmap is a bytes-like buffer
     except StateFileError as exc:
         raise StateFileError(f"{os.fspath(path)}: {exc}") from None
+    finally:
+        if isinstance(blob, mmap.mmap):
+            blob.close()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rngstate import backends
@@ -21,13 +22,15 @@ from rngstate.errors import NoRootSeedError, ScopeError
 logger = logging.getLogger(__name__)
 
 
-@dataclass
 class Frame:
     """One open scope: its path and the outer snapshots it will put back on exit."""
 
-    path: str
-    parts: tuple[str, ...]
-    saved: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("parts", "path", "saved")
+
+    def __init__(self, parts: tuple[str, ...]) -> None:
+        self.parts = parts
+        self.path = "/".join(parts)
+        self.saved: dict[str, Any] = {}
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Runtime:
         self.pending_generators: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()
         self._candidates = backends.stream_names()
+        self._modules_seen = -1  # len(sys.modules) at the last full refresh
 
     # -- roots and streams -------------------------------------------------------------------
 
@@ -65,7 +69,14 @@ class Runtime:
         return self.root
 
     def refresh(self) -> None:
-        """Activate every stream whose framework has been imported since the last look."""
+        """Activate every stream whose framework has been imported since the last look.
+
+        Only imports activate streams (CUDA's initialization reports itself through
+        ``torch.cuda._lazy_call``), so an unchanged ``len(sys.modules)`` means nothing to do.
+        """
+        if len(sys.modules) == self._modules_seen:
+            return
+        self._modules_seen = len(sys.modules)
         for name in self._candidates:
             if name not in self.active and backends.stream(name).is_active():
                 self.activate(name)
@@ -118,25 +129,38 @@ class Runtime:
     # -- scopes ------------------------------------------------------------------------------
 
     def enter(self, parts: tuple[str, ...]) -> Frame:
-        """Open a scope named by ``parts`` (relative to the innermost open scope)."""
-        self.require_root()
+        """Open a scope named by ``parts`` (relative to the innermost open scope).
+
+        This is the hot path (thousands of calls per training step): keep it flat.
+        """
+        root = self.root if self.root is not None else self.require_root()
+        frames = self.frames
         thread = threading.get_ident()
-        with self._lock:
-            if self.frames and self.owner != thread:
-                raise ScopeError(
-                    "another thread is inside an rng_scope; scopes swap process-wide generators, "
-                    "so only one thread may use them at a time (use tracked generators per thread)"
-                )
-            self.owner = thread
-            if self.frames:
-                parts = self.frames[-1].parts + parts
-            frame = Frame("/".join(parts), parts)
-            self.frames.append(frame)
+        if frames and self.owner == thread:
+            frame = Frame(frames[-1].parts + parts)
+            frames.append(frame)
+        else:
+            with self._lock:
+                if self.frames:
+                    raise ScopeError(
+                        "another thread is inside an rng_scope; scopes swap process-wide "
+                        "generators, so only one thread may use them at a time "
+                        "(give each thread its own tracked generator instead)"
+                    )
+                self.owner = thread
+                frame = Frame(parts)
+                frames.append(frame)
         try:
-            self.refresh()
-            for stream in self.active.values():
-                frame.saved[stream.name] = stream.get_state()
-                self._enter_substream(stream, frame)
+            if len(sys.modules) != self._modules_seen:
+                self.refresh()
+            saved = frame.saved
+            known = self.substreams.get(frame.path)
+            for name, stream in self.active.items():
+                if known is not None and name in known:
+                    saved[name] = stream.exchange(known[name])
+                else:
+                    saved[name] = stream.get_state()
+                    stream.seed_derived(derive_bytes(root, frame.parts, name))
         except BaseException:
             self._put_back(frame)
             raise
@@ -146,21 +170,30 @@ class Runtime:
         """Close ``frame``: keep the substream's state and put the outer state back."""
         if not self.frames or self.frames[-1] is not frame:
             raise ScopeError("rng_scope exited out of order; use scopes as nested `with` blocks")
-        self.refresh()
-        kept = self.substreams.setdefault(frame.path, {})
-        for stream in self.active.values():
-            kept[stream.name] = stream.get_state()
-        self._put_back(frame)
+        if len(sys.modules) != self._modules_seen:
+            self.refresh()
+        kept = self.substreams.get(frame.path)
+        if kept is None:
+            kept = self.substreams[frame.path] = {}
+        saved = frame.saved
+        try:
+            for name, stream in self.active.items():
+                if name in saved:
+                    kept[name] = stream.exchange(saved.pop(name))
+                else:
+                    kept[name] = stream.get_state()
+        finally:
+            self._put_back(frame)  # whatever an error left in `saved` still goes back
 
     def _put_back(self, frame: Frame) -> None:
         try:
+            active = self.active
             for name, snapshot in frame.saved.items():
-                self.active[name].set_state(snapshot)
+                active[name].set_state(snapshot)
         finally:
-            with self._lock:
-                self.frames.pop()
-                if not self.frames:
-                    self.owner = None
+            self.frames.pop()
+            if not self.frames:
+                self.owner = None
 
     def _enter_substream(self, stream: Stream, frame: Frame) -> None:
         known = self.substreams.get(frame.path)

@@ -63,7 +63,7 @@ def _decode_stream(name: str, plain: Any, where: str, unknown: set[str]) -> Any:
         stream = backends.stream(name)
     except MissingBackendError:
         unknown.add(name)
-        return plain
+        return _plain(plain, where)  # kept as is, but only if it is plain data
     return stream.decode(plain, where)
 
 
@@ -130,20 +130,33 @@ class RNGState:
     True
     """
 
-    __slots__ = ("_data", "_digest")
+    __slots__ = ("_data", "_decoded", "_digest")
 
     _data: dict[str, Any]
+    _decoded: Decoded | None  # validated snapshots, kept so restore does not decode again
     _digest: bytes | None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("create RNGState with rngstate.capture() or RNGState.from_dict(d)")
 
     @classmethod
-    def _trusted(cls, data: dict[str, Any]) -> RNGState:
+    def _trusted(cls, data: dict[str, Any], decoded: Decoded | None = None) -> RNGState:
         state = object.__new__(cls)
         object.__setattr__(state, "_data", data)
+        object.__setattr__(state, "_decoded", decoded)
         object.__setattr__(state, "_digest", None)
         return state
+
+    @classmethod
+    def _from_owned(cls, data: dict[str, Any]) -> RNGState:
+        """Like from_dict for data nobody else holds (just read from a file): no copy."""
+        return cls._trusted(data, decode(data))
+
+    def _snapshots(self) -> Decoded:
+        if self._decoded is None:
+            object.__setattr__(self, "_decoded", decode(self._data))
+        assert self._decoded is not None
+        return self._decoded
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RNGState:
@@ -152,8 +165,7 @@ class RNGState:
         Raises :class:`~rngstate.InvalidStateError` naming the first problem found.
         """
         copied = _plain(data, "state")
-        decode(copied)
-        return cls._trusted(copied)
+        return cls._trusted(copied, decode(copied))
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the state as plain data (str, int, bytes, list, dict)."""

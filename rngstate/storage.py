@@ -24,7 +24,7 @@ def save(path: str | os.PathLike[str], state: RNGState | None = None) -> RNGStat
         state = capture()
     if not isinstance(state, RNGState):
         raise InvalidStateError(f"save() takes an RNGState or None, got {type(state).__name__}")
-    fileformat.write_atomic(path, fileformat.pack(state._data))
+    fileformat.write_atomic(path, *fileformat.pack_parts(state._data))
     return state
 
 
@@ -33,9 +33,9 @@ def load(path: str | os.PathLike[str]) -> RNGState:
 
     Any problem with the file raises :class:`~rngstate.StateFileError`.
     """
-    data = fileformat.read(path)
+    data = fileformat.read(path, check_plain=False)  # decode() below checks every value
     try:
-        return RNGState.from_dict(data)
+        return RNGState._from_owned(data)  # fileformat.read checked it is plain data
     except InvalidStateError as exc:
         raise StateFileError(
             f"{os.fspath(path)}: the file is well-formed but its state is not: {exc}"

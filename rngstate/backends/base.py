@@ -45,6 +45,13 @@ class Stream:
         """Make the live generator exactly ``snapshot`` (a value from get_state or decode)."""
         raise NotImplementedError
 
+    def exchange(self, snapshot: Any) -> Any:
+        """Install ``snapshot`` and return the state it replaced (one call on the scope hot
+        path instead of two; backends with raw copies override it)."""
+        previous = self.get_state()
+        self.set_state(snapshot)
+        return previous
+
     def encode(self, snapshot: Any) -> Plain:
         """Turn a snapshot into plain data."""
         raise NotImplementedError

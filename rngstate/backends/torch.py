@@ -10,6 +10,8 @@ import struct
 import sys
 from typing import Any
 
+import numpy as np
+
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream
 from rngstate.errors import InvalidStateError, MissingBackendError
@@ -41,7 +43,7 @@ def check_cpu_state(data: bytes, where: str) -> bytes:
         raise InvalidStateError(
             f"{where}: not a valid mt19937 state (left={left}, seeded={seeded}, next={next_index})"
         )
-    if max(_CPU_WORDS.unpack_from(data, _CPU_HEAD.size)) > 0xFFFFFFFF:
+    if np.frombuffer(data, dtype="<u8", count=_MT_N, offset=_CPU_HEAD.size).max() > 0xFFFFFFFF:
         raise InvalidStateError(f"{where}: mt19937 words must fit in 32 bits")
     if _NORMAL_VALID.unpack_from(data, _NORMAL_VALID_OFFSET)[0] not in (0, 1):
         raise InvalidStateError(f"{where}: the cached-normal flag must be 0 or 1")
@@ -101,6 +103,14 @@ class TorchCPUStream(Stream):
         if not isinstance(snapshot, torch.Tensor):
             snapshot = _to_tensor(snapshot)
         torch.default_generator.set_state(snapshot)
+
+    def exchange(self, snapshot: Any) -> Any:
+        generator = _torch().default_generator
+        previous = generator.get_state()
+        if type(snapshot) is bytes:
+            snapshot = _to_tensor(snapshot)
+        generator.set_state(snapshot)
+        return previous
 
     def encode(self, snapshot: Any) -> Plain:
         return snapshot if isinstance(snapshot, bytes) else _to_bytes(snapshot)
