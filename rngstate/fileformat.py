@@ -41,7 +41,7 @@ _PERSONALIZATION = b"rngstate.file"
 MIGRATIONS: dict[int, Callable[[Any], Any]] = {}
 
 
-def _checksum(fields: bytes, payload: bytes) -> bytes:
+def _checksum(fields: bytes, payload: bytes | memoryview) -> bytes:
     digest = hashlib.blake2b(digest_size=_CHECKSUM_SIZE, person=_PERSONALIZATION)
     digest.update(fields)
     digest.update(payload)

@@ -34,7 +34,9 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> 
     """Seed Python, NumPy and every imported framework, and make ``seed`` the root seed.
 
     Frameworks imported later are seeded at import, so import order never matters.  The seed
-    is exported as ``RNGSTATE_SEED`` for child processes and logged at INFO level.  Re-seeding
+    is exported as ``RNGSTATE_SEED`` for child processes and logged at INFO level.
+    ``deterministic=True`` (or ``RNGSTATE_DETERMINISTIC=1``, set by ``rngstate run
+    --deterministic``) also calls :func:`rngstate.deterministic`.  Re-seeding
     forgets every substream and reseeds tracked generators.
 
     >>> import random, rngstate
@@ -48,7 +50,7 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> 
     importhook.install(backends.watched_frameworks(), RUNTIME.on_framework_import)
     os.environ[SEED_VARIABLE] = str(seed)
     logger.info("rngstate: root seed %d (streams: %s)", seed, ", ".join(RUNTIME.active))
-    if deterministic:
+    if deterministic or os.environ.get("RNGSTATE_DETERMINISTIC") == "1":  # set by `rngstate run`
         from rngstate.determinism import deterministic as set_deterministic
 
         set_deterministic(True)

@@ -6,12 +6,12 @@ import logging
 import warnings
 from typing import Any
 
-from rngstate import __version__, backends
+from rngstate import __version__, backends, determinism
 from rngstate.backends import importhook
 from rngstate.derive import DERIVATION_VERSION
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, ScopeError
 from rngstate.runtime import RUNTIME
-from rngstate.state import SCHEMA_VERSION, Decoded, RNGState, decode
+from rngstate.state import SCHEMA_VERSION, Decoded, RNGState
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ def _metadata() -> dict[str, Any]:
     metadata: dict[str, Any] = {"rngstate": __version__}
     for stream in RUNTIME.active.values():
         metadata.update(stream.metadata())
+    # Kernel determinism is part of "same seed, same result"; restore compares it (issue 6).
+    metadata["determinism"] = determinism.settings()
     return metadata
 
 
@@ -128,13 +130,14 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     if RUNTIME.frames:
         raise ScopeError("restore() cannot be called inside an rng_scope; restore before entering scopes")
     RUNTIME.refresh()
-    decoded = decode(state._data)
+    decoded = state._snapshots()
     now, later, problems = _plan(decoded)
     if problems and strict:
         raise MissingBackendError("cannot restore exactly: " + "; ".join(problems))
     for problem in problems:
         warnings.warn(f"rngstate.restore: {problem}", RNGStateWarning, stacklevel=2)
     _check_devices(state.metadata)
+    _check_determinism(state.metadata)
     backup = _Backup()
     try:
         RUNTIME.root = decoded.root_seed
@@ -168,6 +171,18 @@ def _check_devices(metadata: dict[str, Any]) -> None:
         warnings.warn(
             f"rngstate.restore: the state was captured on {saved} and is restored on {live}; "
             "CUDA random streams reproduce exactly only on the same GPU model",
+            RNGStateWarning,
+            stacklevel=3,
+        )
+
+
+def _check_determinism(metadata: dict[str, Any]) -> None:
+    differences = determinism.differences(metadata.get("determinism"))
+    if differences:
+        warnings.warn(
+            "rngstate.restore: determinism settings differ from the captured run: "
+            + "; ".join(differences)
+            + " (call rngstate.deterministic(...) before restoring to match)",
             RNGStateWarning,
             stacklevel=3,
         )

@@ -113,3 +113,13 @@ def test_import_inside_scope_gets_substream() -> None:
     inside, after = run_python(late).strip().split("] [")
     assert inside + "]" != str(root_stream)  # the scope drew from its own substream
     assert "[" + after == str(root_stream)  # and torch's root stream was left untouched
+
+
+def test_deterministic_variable_from_rngstate_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNGSTATE_DETERMINISTIC", "1")  # what `rngstate run --deterministic` sets
+    try:
+        rngstate.seed_everything(1)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        rngstate.deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -1,0 +1,439 @@
+"""Diagnostics: a fingerprint for logs, an audit of which streams advanced, and a run-twice check.
+
+>>> import random, rngstate
+>>> _ = rngstate.seed_everything(0)
+>>> with rngstate.audit() as report:
+...     _ = random.random()
+>>> report.advanced
+('python',)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import struct
+import sys
+import types
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rngstate import backends
+from rngstate.derive import check_seed, derive_bytes
+from rngstate.errors import RNGStateError, ScopeError
+from rngstate.runtime import RUNTIME
+from rngstate.state import RNGState
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_LENGTH = 12  # hex digits: 48 bits, plenty to tell runs apart in a log
+
+
+class DiagnosticsError(RNGStateError, ValueError):
+    """A diagnostics helper was called with arguments it cannot use."""
+
+
+class NotReproducibleError(RNGStateError, AssertionError):
+    """Two runs from the same seed produced different outputs (see the message for the first)."""
+
+
+class UncomparableOutputError(DiagnosticsError, TypeError):
+    """``check_reproducible`` cannot compare an output of this type bit for bit."""
+
+
+# -- fingerprint ---------------------------------------------------------------------------------
+
+
+def plain_fingerprint(plain: Any, length: int = FINGERPRINT_LENGTH) -> str:
+    """Short BLAKE2b hex digest of plain data (a stream's encoded state), stable across processes.
+
+    >>> plain_fingerprint({"a": 1})
+    'ff55ea807b11'
+    """
+    from rngstate.fileformat import pack  # canonical bytes: sorted keys, big ints wrapped
+
+    return hashlib.blake2b(pack(plain), digest_size=16).hexdigest()[:length]
+
+
+def fingerprint(state: RNGState | None = None) -> str:
+    """A short hash of every stream, substream, tracked generator and the root seed.
+
+    ``state=None`` fingerprints the live state (``capture()`` now).  Equal states give equal
+    fingerprints in every process; metadata (versions, determinism switches) is not included.
+    Log it every N steps: two runs that drift apart show it at the first differing line.
+
+    >>> import rngstate
+    >>> _ = rngstate.seed_everything(7)
+    >>> a = rngstate.fingerprint(); _ = rngstate.seed_everything(7)
+    >>> a == rngstate.fingerprint() and len(a)
+    12
+    """
+    if state is None:
+        from rngstate.snapshot import capture
+
+        state = capture()
+    if not isinstance(state, RNGState):
+        raise DiagnosticsError(f"fingerprint() takes an RNGState or None, got {type(state).__name__}")
+    return state.digest().hex()[:FINGERPRINT_LENGTH]
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+
+def _encode(name: str, snapshot: Any) -> Any:
+    return backends.stream(name).encode(snapshot)
+
+
+@dataclass
+class _View:
+    """Encoded (comparable) states of streams, substreams and tracked generators."""
+
+    streams: dict[str, Any]
+    substreams: dict[str, dict[str, Any]]
+    generators: dict[str, Any]
+
+
+def _observe() -> _View:
+    outer, substreams = RUNTIME.outer_and_substreams()  # also activates newly imported frameworks
+    return _View(
+        {name: _encode(name, snap) for name, snap in outer.items()},
+        {
+            path: {name: _encode(name, snap) for name, snap in states.items()}
+            for path, states in substreams.items()
+        },
+        {key: t.kind.encode(t.kind.get_state(t.obj)) for key, t in RUNTIME.tracked.items()},
+    )
+
+
+def _fresh_substream(path: str, name: str) -> Any:
+    """The encoded state a substream starts from (to tell 'entered' from 'drew numbers')."""
+    if RUNTIME.root is None:
+        return None
+    stream = backends.stream(name)
+    live = stream.get_state()
+    try:
+        stream.seed_derived(derive_bytes(RUNTIME.root, tuple(path.split("/")), name))
+        return stream.encode(stream.get_state())
+    finally:
+        stream.set_state(live)
+
+
+@dataclass
+class AuditReport:
+    """Which streams advanced inside an ``audit()`` block (filled in when the block exits).
+
+    ``advanced``: stream names that drew numbers (or were reseeded) anywhere, outside or inside
+    scopes; ``substreams``: per scope path, the streams that advanced there; ``started``: streams
+    whose framework was first imported inside the block; ``generators``: tracked generators
+    that advanced.
+    """
+
+    advanced: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    started: tuple[str, ...] = ()
+    substreams: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    generators: tuple[str, ...] = ()
+    finished: bool = False
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.advanced
+
+    def __str__(self) -> str:
+        if not self.finished:
+            return "rngstate audit: still running (read the report after the with block)"
+        total = len(self.advanced) + len(self.unchanged)
+        lines = [f"rngstate audit: {len(self.advanced)} of {total} streams advanced"]
+        lines.append(f"  advanced:  {', '.join(self.advanced) or '-'}")
+        lines.append(f"  unchanged: {', '.join(self.unchanged) or '-'}")
+        if self.started:
+            lines.append(f"  started:   {', '.join(self.started)} (framework imported inside the block)")
+        for path, names in self.substreams.items():
+            lines.append(f"  in scope {path!r}: {', '.join(names)}")
+        if self.generators:
+            lines.append(f"  tracked generators advanced: {', '.join(self.generators)}")
+        return "\n".join(lines)
+
+
+class audit:  # noqa: N801 - used like a function: `with rngstate.audit() as report:`
+    """Find out which random streams the code in a ``with`` block consumed.
+
+    >>> import numpy as np, rngstate
+    >>> _ = rngstate.seed_everything(0)
+    >>> with rngstate.audit() as report:
+    ...     _ = np.random.rand()
+    >>> print(report)
+    rngstate audit: 1 of 2 streams advanced
+      advanced:  numpy
+      unchanged: python
+    """
+
+    def __init__(self) -> None:
+        self.report = AuditReport()
+        self._before: _View | None = None
+
+    def __enter__(self) -> AuditReport:
+        self._before = _observe()
+        return self.report
+
+    def __exit__(self, *exc_info: object) -> None:
+        before = self._before
+        assert before is not None, "audit exited without being entered"
+        after = _observe()
+        advanced: set[str] = set()
+        by_path: dict[str, tuple[str, ...]] = {}
+        for name, value in after.streams.items():
+            if name in before.streams and before.streams[name] != value:
+                advanced.add(name)
+        for path, states in after.substreams.items():
+            old = before.substreams.get(path, {})
+            moved = tuple(
+                sorted(
+                    name
+                    for name, value in states.items()
+                    if value != (old[name] if name in old else _fresh_substream(path, name))
+                )
+            )
+            if moved:
+                by_path[path] = moved
+                advanced.update(moved)
+        started = tuple(sorted(set(after.streams) - set(before.streams)))
+        report = self.report
+        report.advanced = tuple(sorted(advanced))
+        report.unchanged = tuple(sorted(set(after.streams) - advanced - set(started)))
+        report.started = started
+        report.substreams = dict(sorted(by_path.items()))
+        report.generators = tuple(
+            sorted(
+                key
+                for key, value in after.generators.items()
+                if key in before.generators and before.generators[key] != value
+            )
+        )
+        report.finished = True
+        logger.debug("%s", report)
+
+
+# -- run twice -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """The first output that differed between run 1 and run ``run``."""
+
+    path: str
+    run: int
+    first: str
+    second: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.path} differs between run 1 and run {self.run}: {self.first} != {self.second}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+@dataclass(frozen=True)
+class ReproducibilityReport:
+    """Result of :func:`check_reproducible`; ``bool(report)`` is True when every run matched."""
+
+    seed: int
+    runs: int
+    compared: int
+    difference: Difference | None
+
+    @property
+    def reproducible(self) -> bool:
+        """True when every output (and the final RNG state) matched across runs."""
+        return self.difference is None
+
+    def __bool__(self) -> bool:
+        return self.reproducible
+
+    def raise_if_different(self) -> None:
+        """Raise :class:`NotReproducibleError` naming the first difference, if any."""
+        if self.difference is not None:
+            raise NotReproducibleError(str(self))
+
+    def __str__(self) -> str:
+        head = f"seed {self.seed}, {self.runs} runs, {self.compared} outputs compared"
+        if self.difference is None:
+            return f"reproducible: {head}, all identical"
+        return f"NOT reproducible: {head}; first difference: {self.difference}"
+
+
+_RNG_STATE_PATH = "<rng state after the run>"
+
+
+def _key_text(key: object) -> str:
+    return repr(key)
+
+
+def _flatten(value: Any, path: str, out: list[tuple[str, Any]], depth: int = 0) -> None:
+    """Append (path, comparable copy) for every leaf, in order; copies so later runs can't mutate."""
+    if depth > 100:
+        raise UncomparableOutputError(f"{path}: outputs nested deeper than 100 levels")
+    if value is None or isinstance(value, (bool, int, str, bytes, float, complex)):
+        out.append((path, value))
+        return
+    if isinstance(value, Mapping):
+        out.append((path, ("<mapping keys>", [_key_text(key) for key in value])))
+        for key, item in value.items():
+            _flatten(item, f"{path}[{_key_text(key)}]", out, depth + 1)
+        return
+    if isinstance(value, (list, tuple, types.GeneratorType)):
+        items = list(value)
+        out.append((path, ("<length>", len(items))))
+        for index, item in enumerate(items):
+            _flatten(item, f"{path}[{index}]", out, depth + 1)
+        return
+    out.append((path, _array(value, path)))
+
+
+def _array(value: Any, path: str) -> Any:
+    import numpy as np  # only here: `import rngstate` stays free of numpy
+
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.array(value, copy=True)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+            tensor = tensor.float()
+        return np.array(tensor.numpy(), copy=True)
+    to_numpy = getattr(value, "numpy", None)  # TensorFlow and Paddle tensors
+    if callable(to_numpy):
+        return np.array(to_numpy(), copy=True)
+    raise UncomparableOutputError(
+        f"{path}: cannot compare a {type(value).__module__}.{type(value).__qualname__} bit for bit; "
+        "return numbers, strings, arrays, tensors, or lists/tuples/dicts of them"
+    )
+
+
+def _same_float(a: float, b: float) -> bool:
+    # Bit-for-bit, except that any NaN equals any NaN (NaN payloads are not reproducible data).
+    if math.isnan(a) and math.isnan(b):
+        return True
+    return struct.pack("<d", a) == struct.pack("<d", b)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _compare(a: Any, b: Any) -> tuple[bool, str]:
+    """(equal, detail) for two flattened leaves."""
+    import numpy as np
+
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False, "an array in one run, not in the other"
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False, f"shape/dtype {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+        same = np.asarray(a == b)
+        if a.dtype.kind in "fc":
+            same |= np.isnan(a) & np.isnan(b)
+        if a.dtype.kind == "f":
+            # == treats -0.0 and 0.0 as equal; bit-for-bit reproducibility does not
+            same &= (np.signbit(a) == np.signbit(b)) | np.isnan(a)
+        if bool(np.all(same)):
+            return True, ""
+        wrong = np.argwhere(~same)
+        first = tuple(int(i) for i in wrong[0])
+        # .item(): plain Python numbers read better than np.float32(...) in a message
+        detail = (
+            f"{len(wrong)} of {a.size} elements differ; "
+            f"first at index {first}: {a[first].item()!r} vs {b[first].item()!r}"
+        )
+        if a.dtype.kind in "fiu":
+            with np.errstate(all="ignore"):
+                delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            detail += f", max |difference| {float(np.nanmax(np.where(same, 0, delta))):.3g}"
+        return False, detail
+    if isinstance(a, float) and isinstance(b, float):
+        return _same_float(a, b), ""
+    return (type(a) is type(b) and a == b), ""
+
+
+def _summary(value: Any) -> str:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape} {value.dtype}" if value.size > 4 else repr(value.tolist())
+    if isinstance(value, tuple) and value and value[0] in ("<length>", "<mapping keys>"):
+        return f"{value[0][1:-1]} {value[1]}"
+    return _short(value)
+
+
+def check_reproducible(fn: Callable[[], Any], *, seed: int = 0, runs: int = 2) -> ReproducibilityReport:
+    """Run ``fn()`` ``runs`` times, each from ``seed_everything(seed)``, and compare the outputs.
+
+    ``fn`` returns what should repeat: numbers, arrays, tensors (torch, TensorFlow, Paddle) or
+    lists/tuples/dicts of them (a list of per-step losses pins down the first diverging step).
+    Every run must also leave the random streams in the same state.  The caller's random state
+    is put back afterwards.  The report names the first output that differed.
+
+    >>> import random, rngstate
+    >>> rngstate.check_reproducible(lambda: [random.random() for _ in range(3)]).reproducible
+    True
+    >>> calls = []
+    >>> def flaky():
+    ...     calls.append(1)
+    ...     return [random.random(), len(calls)]
+    >>> print(rngstate.check_reproducible(flaky).difference)
+    output[1] differs between run 1 and run 2: 1 != 2
+    """
+    from rngstate.seeding import SEED_VARIABLE, seed_everything
+    from rngstate.snapshot import RNGStateWarning, capture, restore
+
+    if not callable(fn):
+        raise DiagnosticsError(f"check_reproducible() takes a callable, got {type(fn).__name__}")
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
+        raise DiagnosticsError(f"check_reproducible(): runs must be an integer >= 2, got {runs!r}")
+    if RUNTIME.frames:
+        raise ScopeError("check_reproducible() reseeds everything; call it outside every rng_scope")
+    check_seed(seed)
+    saved_variable = os.environ.get(SEED_VARIABLE)
+    before = capture()
+    results: list[list[tuple[str, Any]]] = []
+    try:
+        for _ in range(runs):
+            seed_everything(seed)
+            leaves: list[tuple[str, Any]] = []
+            _flatten(fn(), "output", leaves)
+            leaves.append((_RNG_STATE_PATH, fingerprint()))
+            results.append(leaves)
+    finally:
+        with warnings.catch_warnings():
+            # fn may have imported a framework the saved state predates; leave that one be.
+            warnings.simplefilter("ignore", RNGStateWarning)
+            restore(before, strict=False)
+        if saved_variable is None:
+            os.environ.pop(SEED_VARIABLE, None)
+        else:
+            os.environ[SEED_VARIABLE] = saved_variable
+    difference = _first_difference(results)
+    report = ReproducibilityReport(seed, runs, len(results[0]), difference)
+    logger.info("%s", report)
+    return report
+
+
+def _first_difference(results: list[list[tuple[str, Any]]]) -> Difference | None:
+    reference = results[0]
+    for run, leaves in enumerate(results[1:], start=2):
+        for (path_a, a), (path_b, b) in zip(reference, leaves, strict=False):
+            if path_a != path_b:
+                return Difference(path_a, run, "present", "absent", f"run {run} has {path_b} here")
+            equal, detail = _compare(a, b)
+            if not equal:
+                if path_a == _RNG_STATE_PATH:
+                    detail = "every output matched, but the runs consumed different random numbers"
+                return Difference(path_a, run, _summary(a), _summary(b), detail)
+        if len(reference) != len(leaves):
+            longer = reference if len(reference) > len(leaves) else leaves
+            path = longer[min(len(reference), len(leaves))][0]
+            return Difference(path, run, "present", "absent", "the runs returned different structures")
+    return None
