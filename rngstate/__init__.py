@@ -15,6 +15,15 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from rngstate.derive import derive_seed
+from rngstate.determinism import DeterminismReport, deterministic
+from rngstate.diagnostics import (
+    AuditReport,
+    NotReproducibleError,
+    ReproducibilityReport,
+    audit,
+    check_reproducible,
+    fingerprint,
+)
 from rngstate.errors import (
     InvalidSeedError,
     InvalidStateError,
@@ -36,18 +45,26 @@ if TYPE_CHECKING:
     from rngstate import torch as torch
 
 __all__ = [
+    "AuditReport",
+    "DeterminismReport",
     "InvalidSeedError",
     "InvalidStateError",
     "MissingBackendError",
     "NoRootSeedError",
+    "NotReproducibleError",
     "RNGState",
     "RNGStateError",
     "RNGStateWarning",
+    "ReproducibilityReport",
     "ScopeError",
     "StateFileError",
     "__version__",
+    "audit",
     "capture",
+    "check_reproducible",
     "derive_seed",
+    "deterministic",
+    "fingerprint",
     "load",
     "restore",
     "rng_scope",
