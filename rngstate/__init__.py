@@ -24,6 +24,7 @@ from rngstate.diagnostics import (
     check_reproducible,
     fingerprint,
 )
+from rngstate.distributed import RankInfo, TopologyError, rank_info
 from rngstate.errors import (
     InvalidSeedError,
     InvalidStateError,
@@ -52,12 +53,14 @@ __all__ = [
     "MissingBackendError",
     "NoRootSeedError",
     "NotReproducibleError",
+    "RankInfo",
     "RNGState",
     "RNGStateError",
     "RNGStateWarning",
     "ReproducibilityReport",
     "ScopeError",
     "StateFileError",
+    "TopologyError",
     "__version__",
     "audit",
     "capture",
@@ -66,6 +69,7 @@ __all__ = [
     "deterministic",
     "fingerprint",
     "load",
+    "rank_info",
     "restore",
     "rng_scope",
     "save",

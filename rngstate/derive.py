@@ -59,6 +59,9 @@ def split_path(path: str) -> tuple[str, ...]:
             raise ScopeError(f"scope name component {part[:40]!r}... is longer than {MAX_NAME_LENGTH}")
         if not part.isprintable():
             raise ScopeError(f"scope name {path!r} contains control or non-printable characters")
+        if part[0] == "#" and not (part.startswith("#rank") and part[5:].isdigit()):
+            # "#" starts rngstate's own components ("#rank3" of per-rank scopes)
+            raise ScopeError(f"scope name component {part!r} may not start with '#' (reserved)")
     return parts
 
 

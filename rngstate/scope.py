@@ -17,19 +17,28 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
     substream's state and puts the outer state back bit-for-bit; re-entry continues.  Nested
     scopes compose paths (``"model/encoder"``).  Usable as a decorator.
 
+    ``per_rank=True`` folds the distributed rank into the path (``"dropout/#rank3"``) for
+    randomness that must differ per rank; by default every rank gets the same substream.
+
     >>> import rngstate, torch
     >>> _ = rngstate.seed_everything(0)
     >>> with rngstate.rng_scope("encoder"):
     ...     encoder = torch.nn.Linear(4, 4)
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, per_rank: bool = False) -> None:
         self.name = name
+        self.per_rank = per_rank
         self._parts = split_path(name)
         self._frames: list[Frame] = []  # one per active entry: the same scope may recurse
 
     def __enter__(self) -> rng_scope:
-        self._frames.append(RUNTIME.enter(self._parts))
+        parts = self._parts
+        if self.per_rank:  # looked up at entry: a decorator may be built before the group exists
+            from rngstate.distributed import rank_component
+
+            parts = (*parts, rank_component())
+        self._frames.append(RUNTIME.enter(parts))
         return self
 
     def __exit__(
@@ -49,4 +58,4 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
         return self._frames[-1].path if self._frames else "/".join(self._parts)
 
     def __repr__(self) -> str:
-        return f"rng_scope({self.name!r})"
+        return f"rng_scope({self.name!r}{', per_rank=True' if self.per_rank else ''})"

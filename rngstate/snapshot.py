@@ -9,6 +9,7 @@ from typing import Any
 from rngstate import __version__, backends, determinism
 from rngstate.backends import importhook
 from rngstate.derive import DERIVATION_VERSION
+from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, ScopeError
 from rngstate.runtime import RUNTIME
 from rngstate.state import SCHEMA_VERSION, Decoded, RNGState
@@ -66,6 +67,10 @@ def _metadata() -> dict[str, Any]:
         metadata.update(stream.metadata())
     # Kernel determinism is part of "same seed, same result"; restore compares it (issue 6).
     metadata["determinism"] = determinism.settings()
+    topology = rank_info()
+    if topology.world_size > 1:  # restore checks that a rank gets its own entry back
+        metadata["world_size"] = topology.world_size
+        metadata["rank"] = topology.rank
     return metadata
 
 
@@ -136,6 +141,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
         raise MissingBackendError("cannot restore exactly: " + "; ".join(problems))
     for problem in problems:
         warnings.warn(f"rngstate.restore: {problem}", RNGStateWarning, stacklevel=2)
+    _check_topology(state.metadata, strict)
     _check_devices(state.metadata)
     _check_determinism(state.metadata)
     backup = _Backup()
@@ -162,6 +168,21 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     if RUNTIME.root is not None:
         importhook.install(backends.watched_frameworks(), RUNTIME.on_framework_import)
     logger.debug("restored state with %d streams, %d substreams", len(now), len(decoded.substreams))
+
+
+def _check_topology(metadata: dict[str, Any], strict: bool) -> None:
+    saved = (metadata.get("world_size", 1), metadata.get("rank", 0))
+    live = rank_info()
+    if saved == (live.world_size, live.rank):
+        return
+    message = (
+        f"the state was captured on rank {saved[1]} of {saved[0]} and is restored on rank "
+        f"{live.rank} of {live.world_size}; per-rank streams would not continue. Use "
+        "rngstate.load(path, reshard=True) to re-derive per-rank substreams for this world size"
+    )
+    if strict:
+        raise TopologyError(message)
+    warnings.warn(f"rngstate.restore: {message}", RNGStateWarning, stacklevel=3)
 
 
 def _check_devices(metadata: dict[str, Any]) -> None:

@@ -1,17 +1,49 @@
-"""``save`` and ``load``: RNGState <-> the msgpack state file."""
+"""``save`` and ``load``: RNGState <-> the msgpack state file, collective under a process group.
+
+Under an initialized ``torch.distributed`` group with more than one rank, ``save`` is
+collective: each rank's complete state file travels to rank 0 as bytes in a uint8 tensor and
+rank 0 writes one file ``{"rngstate_collective": 1, "world_size": N, "ranks": [file bytes...]}``
+atomically while the others wait.  ``sharded=True`` instead writes one file per rank next to
+``path`` and an index at ``path`` (``"shards": [{"file", "digest"}]``), so no rank holds every
+rank's state.  ``load`` on each rank picks that rank's entry.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+from pathlib import Path
+from typing import Any
 
-from rngstate import fileformat
-from rngstate.errors import InvalidStateError, StateFileError
+from rngstate import _check, fileformat
+from rngstate.distributed import TopologyError, is_rank_component, rank_info
+from rngstate.errors import InvalidStateError, RNGStateError, StateFileError
 from rngstate.snapshot import capture
 from rngstate.state import RNGState
 
+COLLECTIVE = "rngstate_collective"
 
-def save(path: str | os.PathLike[str], state: RNGState | None = None) -> RNGState:
+
+def _group() -> tuple[int, int] | None:
+    from rngstate.backends import torch as torch_backend
+
+    group = torch_backend.process_group() if "torch" in sys.modules else None
+    return group if group is not None and group[1] > 1 else None
+
+
+def shard_path(path: str | os.PathLike[str], rank: int, world_size: int) -> Path:
+    """Where rank ``rank`` writes its shard of a sharded save to ``path``."""
+    target = Path(path)
+    return target.with_name(f"{target.name}.rank{rank:05d}-of-{world_size:05d}")
+
+
+def save(
+    path: str | os.PathLike[str], state: RNGState | None = None, *, sharded: bool = False
+) -> RNGState:
     """Write ``state`` (``None``: ``capture()`` now) to ``path`` atomically; return the state.
+
+    Under a torch.distributed process group this is collective: call it on every rank.
 
     >>> import rngstate, tempfile, os
     >>> _ = rngstate.seed_everything(0)
@@ -24,19 +56,122 @@ def save(path: str | os.PathLike[str], state: RNGState | None = None) -> RNGStat
         state = capture()
     if not isinstance(state, RNGState):
         raise InvalidStateError(f"save() takes an RNGState or None, got {type(state).__name__}")
-    fileformat.write_atomic(path, *fileformat.pack_parts(state._data))
+    parts = fileformat.pack_parts(state._data)
+    group = _group()
+    if group is None:
+        fileformat.write_atomic(path, *parts)
+        return state
+    from rngstate.backends import torch as torch_backend
+
+    rank, world_size = group
+    blob = b"".join(parts)
+    if sharded:
+        shard = shard_path(path, rank, world_size)
+        fileformat.write_atomic(shard, blob)
+        digests = torch_backend.gather_bytes(hashlib.blake2b(blob, digest_size=32).digest())
+        index: dict[str, Any] | None = None
+        if digests is not None:
+            names = [shard_path(path, r, world_size).name for r in range(world_size)]
+            shards = [{"file": n, "digest": d} for n, d in zip(names, digests, strict=True)]
+            index = {COLLECTIVE: 1, "world_size": world_size, "shards": shards}
+    else:
+        blobs = torch_backend.gather_bytes(blob)
+        index = None if blobs is None else {COLLECTIVE: 1, "world_size": world_size, "ranks": blobs}
+    try:
+        if index is not None:
+            fileformat.write_atomic(path, *fileformat.pack_parts(index))
+    finally:
+        torch_backend.barrier()  # nobody reads the file before rank 0 has replaced it
     return state
 
 
-def load(path: str | os.PathLike[str]) -> RNGState:
+def load(path: str | os.PathLike[str], *, rank: int | None = None, reshard: bool = False) -> RNGState:
     """Read a state file (does not apply it; pass the result to :func:`rngstate.restore`).
 
-    Any problem with the file raises :class:`~rngstate.StateFileError`.
+    For a collective file, returns the entry of ``rank`` (default: this process's rank).
+    ``reshard=True`` adapts a collective state to a job with another world size: each rank takes
+    its own entry (rank 0's if it has none) and every per-rank substream restarts from its
+    derivation for the new rank.  Any problem with the file raises
+    :class:`~rngstate.StateFileError`.
     """
     data = fileformat.read(path, check_plain=False)  # decode() below checks every value
+    if isinstance(data, dict) and COLLECTIVE in data:
+        return _load_collective(path, data, rank, reshard)
+    return _from_data(path, data)
+
+
+def _from_data(path: str | os.PathLike[str], data: Any) -> RNGState:
     try:
-        return RNGState._from_owned(data)  # fileformat.read checked it is plain data
+        return RNGState._from_owned(data)
     except InvalidStateError as exc:
         raise StateFileError(
             f"{os.fspath(path)}: the file is well-formed but its state is not: {exc}"
         ) from None
+
+
+def _load_collective(
+    path: str | os.PathLike[str], data: dict[str, Any], rank: int | None, reshard: bool
+) -> RNGState:
+    live = rank_info()
+    wanted = live.rank if rank is None else rank
+    try:
+        entries = "shards" if "shards" in data else "ranks"
+        _check.mapping(data, "collective", (COLLECTIVE, "world_size", entries))
+        world_size = _check.integer(data["world_size"], "collective.world_size", 1, 2**31)
+        items = _check.sequence(data[entries], f"collective.{entries}", world_size)
+    except InvalidStateError as exc:
+        raise StateFileError(f"{os.fspath(path)}: bad collective file: {exc}") from None
+    if wanted >= world_size and not reshard:
+        raise TopologyError(
+            f"{os.fspath(path)} holds {world_size} ranks; rank {wanted} has no entry. Load with "
+            "reshard=True to re-derive per-rank streams for a job of another size"
+        )
+    index = wanted if wanted < world_size else 0
+    if entries == "shards":
+        blob = _read_shard(path, items[index], index)
+    else:
+        blob = _check_blob(path, items[index], index)
+    state_data = fileformat.unpack(blob, check_plain=False)
+    if reshard:
+        state_data = _reshard(state_data, live.world_size, wanted)
+    return _from_data(path, state_data)
+
+
+def _check_blob(path: str | os.PathLike[str], blob: Any, index: int) -> bytes:
+    if not isinstance(blob, bytes):
+        raise StateFileError(f"{os.fspath(path)}: entry of rank {index} is not bytes")
+    return blob
+
+
+def _read_shard(path: str | os.PathLike[str], entry: Any, index: int) -> bytes:
+    try:
+        _check.mapping(entry, f"shards[{index}]", ("file", "digest"))
+        name = _check.text(entry["file"], f"shards[{index}].file")
+        digest = _check.blob(entry["digest"], f"shards[{index}].digest", 32)
+    except InvalidStateError as exc:
+        raise StateFileError(f"{os.fspath(path)}: bad shard index: {exc}") from None
+    if os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
+        raise StateFileError(f"{os.fspath(path)}: shard name {name!r} must be a plain file name")
+    shard = Path(path).with_name(name)
+    try:
+        blob = shard.read_bytes()
+    except OSError as exc:
+        raise StateFileError(f"cannot read shard {os.fspath(shard)!r}: {exc.strerror}") from None
+    if hashlib.blake2b(blob, digest_size=32).digest() != digest:
+        raise StateFileError(f"shard {os.fspath(shard)!r} does not match its index (corrupt or replaced)")
+    return blob
+
+
+def _reshard(data: Any, world_size: int, rank: int) -> Any:
+    """Drop per-rank substreams and generators so they re-derive for the new rank."""
+    try:
+        _check.mapping(data, "state")
+        substreams = _check.mapping(data.get("substreams"), "state.substreams")
+        generators = _check.mapping(data.get("generators"), "state.generators")
+        metadata = _check.mapping(data.get("metadata"), "state.metadata")
+    except RNGStateError as exc:
+        raise StateFileError(f"cannot reshard: {exc}") from None
+    keep = {p: s for p, s in substreams.items() if not any(map(is_rank_component, p.split("/")))}
+    gens = {k: g for k, g in generators.items() if not any(map(is_rank_component, k.split("/")))}
+    return {**data, "substreams": keep, "generators": gens,
+            "metadata": {**metadata, "world_size": world_size, "rank": rank}}

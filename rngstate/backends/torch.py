@@ -215,3 +215,49 @@ def new_generator(device: str) -> Any:
     import torch
 
     return torch.Generator(device=device)
+
+
+# -- torch.distributed: rank detection and byte collectives (no pickling: gather_object pickles) --
+
+
+def process_group() -> tuple[int, int] | None:
+    """(rank, world size) of an initialized default process group, else None."""
+    if "torch.distributed" not in sys.modules:
+        return None
+    dist = _torch().distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    return int(dist.get_rank()), int(dist.get_world_size())
+
+
+def _collective_device() -> Any:
+    torch = _torch()
+    if torch.distributed.get_backend() == "nccl":  # NCCL only moves CUDA tensors
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_bytes(payload: bytes, destination: int = 0) -> list[bytes] | None:
+    """Gather every rank's ``payload`` on ``destination`` (others get None), as uint8 tensors."""
+    torch = _torch()
+    dist = torch.distributed
+    device = _collective_device()
+    world_size = dist.get_world_size()
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=device)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world_size)]
+    dist.all_gather(sizes, size)
+    lengths = [int(s.item()) for s in sizes]
+    buffer = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
+    if payload:
+        buffer[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
+    if dist.get_rank() != destination:
+        dist.gather(buffer, dst=destination)
+        return None
+    gathered = [torch.empty_like(buffer) for _ in range(world_size)]
+    dist.gather(buffer, gathered, dst=destination)
+    return [bytes(t[:n].cpu().numpy().tobytes()) for t, n in zip(gathered, lengths, strict=True)]
+
+
+def barrier() -> None:
+    """Wait for every rank of the default process group."""
+    _torch().distributed.barrier()

@@ -1,0 +1,182 @@
+"""Ranks, per-rank scopes and collective files with torch.distributed (gloo, CPU processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import rngstate
+from rngstate.distributed import rank_info
+from tests.conftest import ROOT
+
+PRELUDE = """
+import json, os, sys, torch, torch.distributed as dist, rngstate
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+path = sys.argv[1]
+mode = sys.argv[2]
+out = {}
+def model():
+    with rngstate.rng_scope("model"):
+        return torch.nn.Linear(4, 4)
+def step(net):
+    with rngstate.rng_scope("dropout", per_rank=True):
+        mask = torch.rand(4)
+    return (net.weight.sum() * mask.sum() + torch.rand(1)).item()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_ranks(world_size: int, body: str, *args: str) -> list[dict[str, object]]:
+    """Run PRELUDE + body on ``world_size`` gloo ranks; return each rank's printed JSON."""
+    port = str(free_port())
+    code = textwrap.dedent(PRELUDE) + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
+    processes = []
+    for rank in range(world_size):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+               "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)}
+        env.pop("RNGSTATE_SEED", None)
+        processes.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr[-3000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    return results
+
+
+SCOPES = """
+rngstate.seed_everything(7)
+net = model()
+out["init"] = net.weight.flatten().tolist()
+out["steps"] = [step(net) for _ in range(3)]
+out["info"] = [rngstate.rank_info().rank, rngstate.rank_info().world_size, rngstate.rank_info().source]
+"""
+
+
+@pytest.mark.slow
+def test_shared_init_and_per_rank_streams() -> None:
+    first = run_ranks(3, SCOPES, "-", "-")
+    assert [r["info"] for r in first] == [[i, 3, "torch.distributed"] for i in range(3)]
+    assert first[0]["init"] == first[1]["init"] == first[2]["init"]  # no broadcast needed
+    assert len({json.dumps(r["steps"]) for r in first}) == 3  # per-rank dropout differs
+    assert [r["steps"] for r in run_ranks(3, SCOPES, "-", "-")] == [r["steps"] for r in first]
+
+
+RESUME = """
+rngstate.seed_everything(11)
+net = model()
+if mode == "resume":
+    rngstate.restore(rngstate.load(path))
+else:
+    for _ in range(2):
+        step(net)
+    rngstate.save(path, sharded=(mode == "sharded"))
+out["after"] = [step(net) for _ in range(3)]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["single", "sharded"])
+def test_collective_save_kill_and_restore(tmp_path: Path, mode: str) -> None:
+    path = str(tmp_path / "rng.state")
+    uninterrupted = run_ranks(2, RESUME, path, mode)
+    resumed = run_ranks(2, RESUME, path, "resume")  # new processes: the first ones have exited
+    assert [r["after"] for r in resumed] == [r["after"] for r in uninterrupted]
+    assert uninterrupted[0]["after"] != uninterrupted[1]["after"]
+    files = sorted(os.listdir(tmp_path))
+    expected = ["rng.state"] + ([f"rng.state.rank{r:05d}-of-00002" for r in range(2)] if mode == "sharded" else [])
+    assert files == expected
+    state = rngstate.load(path, rank=1)
+    assert state.metadata["rank"] == 1 and state.metadata["world_size"] == 2
+
+
+RESHARD = """
+rngstate.seed_everything(11)
+net = model()
+if mode == "strict":
+    try:
+        rngstate.restore(rngstate.load(path))
+        out["error"] = None
+    except rngstate.TopologyError as exc:
+        out["error"] = str(exc)
+else:
+    rngstate.restore(rngstate.load(path, reshard=True))
+    out["after"] = [step(net) for _ in range(2)]
+    with rngstate.rng_scope("dropout", per_rank=True):
+        out["fresh"] = torch.rand(2).tolist()
+"""
+
+
+@pytest.mark.slow
+def test_world_size_change(tmp_path: Path) -> None:
+    path = str(tmp_path / "rng.state")
+    run_ranks(3, RESUME, path, "single")
+    strict = run_ranks(2, RESHARD, path, "strict")
+    assert all("of 3" in r["error"] for r in strict)  # type: ignore[operator]
+    assert all("reshard=True" in r["error"] for r in strict)  # type: ignore[operator]
+    resharded = run_ranks(2, RESHARD, path, "reshard")
+    assert resharded[0]["after"] != resharded[1]["after"]
+    # The per-rank substream restarted from its derivation for the new rank.
+    reference = run_ranks(2, """
+rngstate.seed_everything(11)
+with rngstate.rng_scope("dropout", per_rank=True):
+    torch.rand(4); torch.rand(4)
+    out["fresh"] = torch.rand(2).tolist()
+""", "-", "-")
+    assert [r["fresh"] for r in resharded] == [r["fresh"] for r in reference]
+
+
+def test_rank_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    assert rank_info() == rngstate.RankInfo(2, 4, 0, "environment")
+    monkeypatch.setenv("RANK", "9")
+    with pytest.raises(rngstate.TopologyError, match="outside"):
+        rank_info()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(rngstate.TopologyError, match="not an integer"):
+        rank_info()
+
+
+def test_per_rank_scope_uses_environment_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    rngstate.seed_everything(1)
+    values = []
+    for rank in ("0", "1", "0"):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", rank)
+        rngstate.seed_everything(1)
+        with rngstate.rng_scope("noise", per_rank=True) as scope:
+            values.append(rngstate.derive_seed(scope.path))
+            assert scope.path == f"noise/#rank{rank}"
+    assert values[0] == values[2] != values[1]
+
+
+def test_reserved_names() -> None:
+    with pytest.raises(rngstate.ScopeError, match="reserved"):
+        rngstate.rng_scope("#private")
+
+
+def test_restore_on_another_rank_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    rngstate.seed_everything(1)
+    state = rngstate.capture()
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(rngstate.TopologyError, match="rank 0 of 2"):
+        rngstate.restore(state)
+    with pytest.warns(rngstate.RNGStateWarning, match="rank 0 of 2"):
+        rngstate.restore(state, strict=False)
