@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,7 +43,8 @@ def free_port() -> int:
 def run_ranks(world_size: int, body: str, *args: str) -> list[dict[str, object]]:
     """Run PRELUDE + body on ``world_size`` gloo ranks; return each rank's printed JSON."""
     port = str(free_port())
-    code = textwrap.dedent(PRELUDE) + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
+    code = (textwrap.dedent(PRELUDE) + textwrap.dedent(body)
+            + "\nprint(json.dumps(out), flush=True)\ndist.barrier()\ndist.destroy_process_group()\n")
     processes = []
     for rank in range(world_size):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
@@ -180,3 +182,23 @@ def test_restore_on_another_rank_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
         rngstate.restore(state)
     with pytest.warns(rngstate.RNGStateWarning, match="rank 0 of 2"):
         rngstate.restore(state, strict=False)
+
+
+def torchrun(tmp_path: Path, *args: str) -> list[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(ROOT / "examples" / "distributed_torchrun.py"),
+               "--checkpoint", str(tmp_path / "ckpt"), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RNGSTATE_SEED", None)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Both ranks share one stdout pipe, so lines may interleave: pick the messages out.
+    return sorted(re.findall(r"rank \d: (?:saved at step \d|final weights [0-9a-f]{16})", result.stdout))
+
+
+@pytest.mark.slow
+def test_ddp_example_stopped_and_resumed_under_torchrun(tmp_path: Path) -> None:
+    uninterrupted = torchrun(tmp_path)
+    assert torchrun(tmp_path, "--stop-at", "3") == ["rank 0: saved at step 3", "rank 1: saved at step 3"]
+    assert torchrun(tmp_path, "--resume") == uninterrupted
+    assert len(set(line.split()[-1] for line in uninterrupted)) == 1  # DDP keeps ranks in sync
