@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from rngstate.backends import register_kind, register_stream
+from rngstate.backends.objects import generator_state, set_generator_state
 from rngstate.derive import derive_seed
 from rngstate.determinism import DeterminismReport, deterministic
 from rngstate.diagnostics import (
@@ -26,6 +28,7 @@ from rngstate.diagnostics import (
 )
 from rngstate.distributed import RankInfo, TopologyError, rank_info
 from rngstate.errors import (
+    BackendRegistrationError,
     InvalidSeedError,
     InvalidStateError,
     MissingBackendError,
@@ -42,11 +45,16 @@ from rngstate.storage import load, save
 from rngstate.tracking import track
 
 if TYPE_CHECKING:
+    from rngstate import data as data
     from rngstate import numpy as numpy
+    from rngstate import paddle as paddle
     from rngstate import torch as torch
+    from rngstate.data import ResumableSampler as ResumableSampler
+    from rngstate.data import worker_init_fn as worker_init_fn
 
 __all__ = [
     "AuditReport",
+    "BackendRegistrationError",
     "DeterminismReport",
     "InvalidSeedError",
     "InvalidStateError",
@@ -58,6 +66,7 @@ __all__ = [
     "RNGStateError",
     "RNGStateWarning",
     "ReproducibilityReport",
+    "ResumableSampler",
     "ScopeError",
     "StateFileError",
     "TopologyError",
@@ -68,17 +77,24 @@ __all__ = [
     "derive_seed",
     "deterministic",
     "fingerprint",
+    "generator_state",
     "load",
     "rank_info",
+    "register_kind",
+    "register_stream",
     "restore",
     "rng_scope",
     "save",
     "seed_everything",
+    "set_generator_state",
     "track",
+    "worker_init_fn",
 ]
 
 def __getattr__(name: str) -> Any:
     # Framework helpers load on first use so `import rngstate` imports no framework.
-    if name in ("torch", "numpy"):
+    if name in ("torch", "numpy", "paddle", "data"):
         return importlib.import_module(f"rngstate.{name}")
+    if name in ("ResumableSampler", "worker_init_fn"):  # rngstate.data, loaded on first use
+        return getattr(importlib.import_module("rngstate.data"), name)
     raise AttributeError(f"module 'rngstate' has no attribute {name!r}")

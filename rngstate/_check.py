@@ -7,6 +7,20 @@ from typing import Any
 
 from rngstate.errors import InvalidStateError
 
+_SHOWN = 80  # characters of a bad value quoted in a message
+
+
+def show(value: Any) -> str:
+    """A short repr for error messages: never fails, never huge (an int of 10**5000 digits
+    cannot even be converted to str)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<{'negative ' if value < 0 else ''}integer of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
 
 def mapping(value: Any, where: str, keys: Iterable[str] | None = None) -> dict[str, Any]:
     """Check ``value`` is a dict with str keys (exactly ``keys`` when given)."""
@@ -14,14 +28,14 @@ def mapping(value: Any, where: str, keys: Iterable[str] | None = None) -> dict[s
         raise InvalidStateError(f"{where}: expected a dict, got {type(value).__name__}")
     for key in value:
         if not isinstance(key, str):
-            raise InvalidStateError(f"{where}: keys must be str, got {type(key).__name__} {key!r}")
+            raise InvalidStateError(f"{where}: keys must be str, got {type(key).__name__} {show(key)}")
     if keys is not None:
         expected = set(keys)
         missing, extra = expected - value.keys(), value.keys() - expected
         if missing or extra:
             raise InvalidStateError(
                 f"{where}: expected keys {sorted(expected)}, missing {sorted(missing)}, "
-                f"unexpected {sorted(extra)}"
+                f"unexpected {show(sorted(extra)[:10])}"
             )
     return value
 
@@ -31,7 +45,7 @@ def integer(value: Any, where: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidStateError(f"{where}: expected an integer, got {type(value).__name__}")
     if not low <= value <= high:
-        raise InvalidStateError(f"{where}: {value} is outside [{low}, {high}]")
+        raise InvalidStateError(f"{where}: {show(value)} is outside [{low}, {high}]")
     return value
 
 
@@ -49,8 +63,26 @@ def text(value: Any, where: str, choices: Iterable[str] | None = None) -> str:
     if not isinstance(value, str):
         raise InvalidStateError(f"{where}: expected a str, got {type(value).__name__}")
     if choices is not None and value not in set(choices):
-        raise InvalidStateError(f"{where}: {value!r} is not one of {sorted(choices)}")
+        raise InvalidStateError(f"{where}: {show(value)} is not one of {sorted(choices)}")
     return value
+
+
+def mt19937(words: Any, where: str) -> None:
+    """Refuse the degenerate MT19937 state: the bits a twist reads (the top bit of word 0 and
+    words 1..623) all zero.  No seeding produces it; it draws zeros forever, which makes
+    rejection samplers (NumPy's legacy ``standard_normal``, ``random.normalvariate``) loop
+    forever.  ``words``: 624 ints, or their 2496 little-endian bytes."""
+    if isinstance(words, bytes):
+        degenerate = not words[3] & 0x80 and words.count(0, 4) == len(words) - 4
+    else:  # a tuple, or a NumPy array (whose .any() is much faster than any())
+        rest = words[1:]
+        zero_rest = not (rest.any() if hasattr(rest, "any") else any(rest))
+        degenerate = not int(words[0]) & 0x80000000 and zero_rest
+    if degenerate:
+        raise InvalidStateError(
+            f"{where}: an all-zero mt19937 state is corrupt (no seed produces it; it would draw "
+            "zeros forever and make normal samplers loop endlessly)"
+        )
 
 
 def sequence(value: Any, where: str, length: int | None = None) -> list[Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+from rngstate._check import show
 from rngstate.errors import InvalidSeedError, ScopeError
 
 DERIVATION_VERSION = 1
@@ -32,10 +33,10 @@ def check_seed(seed: object) -> int:
         value = seed.__index__()  # type: ignore[attr-defined]  # accepts int and np.integer
     except (AttributeError, TypeError):
         raise InvalidSeedError(
-            f"seed must be an integer in [0, {MAX_SEED}], got {type(seed).__name__} {seed!r}"
+            f"seed must be an integer in [0, {MAX_SEED}], got {type(seed).__name__} {show(seed)}"
         ) from None
     if not 0 <= value <= MAX_SEED:
-        raise InvalidSeedError(f"seed must be an integer in [0, {MAX_SEED}], got {value}")
+        raise InvalidSeedError(f"seed must be an integer in [0, {MAX_SEED}], got {show(value)}")
     return int(value)
 
 

@@ -30,3 +30,7 @@ class StateFileError(RNGStateError, ValueError):
 class MissingBackendError(RNGStateError):
     """A state holds a stream for a framework that is not installed, or the live program uses
     a generator that the state does not hold."""
+
+
+class BackendRegistrationError(RNGStateError, ValueError):
+    """A stream or generator kind could not be registered (bad name, name taken, wrong type)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,11 @@ import msgpack
 
 from rngstate.errors import StateFileError
 
+try:
+    import fcntl
+except ImportError:  # Windows: concurrent saves to one path are not serialized
+    fcntl = None  # type: ignore[assignment]
+
 MAGIC = b"\x89RNGSTATE\r\n\x1a\n"
 FORMAT_VERSION = 1
 _FIELDS = struct.Struct(">HHQ")
@@ -34,10 +40,13 @@ _CHECKSUM_SIZE = 32
 HEADER_SIZE = len(MAGIC) + _FIELDS.size + _CHECKSUM_SIZE
 _BIGINT_EXT = 1
 _MAX_BIGINT_BYTES = 64
+MAX_INT_BITS = 8 * _MAX_BIGINT_BYTES - 1  # bit_length() of the widest integer a file holds
 _MAX_DEPTH = 64
 _PERSONALIZATION = b"rngstate.file"
 
-# container version -> function upgrading a payload read from that version to the next one
+# container version -> function upgrading a payload read from that version to the next one.
+# Version 1 is the first released container; the state *schema* inside the payload has its own
+# migrations (rngstate.state.SCHEMA_MIGRATIONS).
 MIGRATIONS: dict[int, Callable[[Any], Any]] = {}
 
 
@@ -73,9 +82,9 @@ def _canonical(value: Any, depth: int = 0) -> Any:
     if isinstance(value, int):
         if -(2**63) <= value < 2**64:
             return value
-        size = (value.bit_length() + 8) // 8
-        if size > _MAX_BIGINT_BYTES:
+        if value.bit_length() > MAX_INT_BITS:
             raise StateFileError(f"cannot write an integer of {value.bit_length()} bits")
+        size = (value.bit_length() + 8) // 8
         return msgpack.ExtType(_BIGINT_EXT, value.to_bytes(size, "big", signed=True))
     if isinstance(value, (str, bytes)):
         return value
@@ -113,7 +122,11 @@ def unpack(blob: bytes, check_plain: bool = True) -> Any:
     """
     if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
         start = bytes(blob[:8])
-        hint = " (it looks like a pickle or torch.save file)" if start[:1] in (b"\x80", b"PK") else ""
+        hint = ""
+        if start[:1] == b"\x80" or start[:4] == b"PK\x03\x04":  # pickle protocol 2+, zip
+            hint = " (it looks like a pickle or torch.save file)"
+        elif start.lstrip()[:1] in (b"{", b"["):
+            hint = " (it looks like JSON)"
         raise StateFileError(f"not an rngstate file: bad magic bytes {start!r}{hint}")
     if len(blob) < HEADER_SIZE:
         raise StateFileError(f"truncated rngstate file: {len(blob)} bytes, the header alone is {HEADER_SIZE}")
@@ -124,14 +137,23 @@ def unpack(blob: bytes, check_plain: bool = True) -> Any:
             f"the file uses format version {version}, newer than the version {FORMAT_VERSION} "
             "this rngstate reads; upgrade rngstate (pip install -U rngstate)"
         )
-    if version == 0 or (version not in MIGRATIONS and version != FORMAT_VERSION):
-        raise StateFileError(f"unknown file format version {version}")
+    if version != FORMAT_VERSION and version not in MIGRATIONS:
+        readable = sorted({*MIGRATIONS, FORMAT_VERSION})
+        raise StateFileError(f"unknown file format version {version} (this rngstate reads {readable})")
     with memoryview(blob) as view, view[HEADER_SIZE:] as payload:  # no copy of a 100 MB payload
         data = _parse_payload(blob, fields, flags, length, payload)
     if check_plain:
         _check_plain(data, 0)
     while version < FORMAT_VERSION:
-        data = MIGRATIONS[version](data)
+        migration = MIGRATIONS.get(version)
+        try:
+            if migration is None:
+                raise StateFileError("no migration is registered for it")
+            data = migration(data)
+        except Exception as exc:  # a migration meeting junk must not let KeyError & co. escape
+            raise StateFileError(
+                f"cannot upgrade the file from format version {version} to {version + 1}: {exc}"
+            ) from None
         version += 1
     return data
 
@@ -183,24 +205,62 @@ def temporary_path(path: Path) -> Path:
 
 
 def write_atomic(path: str | os.PathLike[str], *chunks: bytes) -> None:
-    """Write ``chunks`` to ``path`` so that a crash leaves either the old or the new file."""
+    """Write ``chunks`` to ``path`` so that a crash leaves either the old or the new file.
+
+    The temporary file is locked while it is written and renamed, so processes saving to the
+    same path at once (every rank of a job, say) take turns instead of writing into one file.
+    A temporary file left by a killed process is reused, hence cleaned up, by the next save.
+    """
     target = Path(path)
     temporary = temporary_path(target)
+    fd = _open_locked(temporary)
+    replaced = False
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
         os.replace(temporary, target)
+        replaced = True
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        if not replaced:  # still locked by us: nobody else is using this temporary file
+            temporary.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)  # releases the lock
     _fsync_directory(target.parent)
+
+
+def _open_locked(temporary: Path) -> int:
+    """Open ``temporary`` for writing, empty, holding an exclusive lock on it."""
+    while True:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            if fcntl is not None and not _lock(fd, temporary):
+                os.close(fd)  # the save we waited for renamed this file onto its target
+                continue
+            try:
+                os.ftruncate(fd, 0)
+            except BaseException:
+                temporary.unlink(missing_ok=True)  # ours: we hold its lock
+                raise
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _lock(fd: int, temporary: Path) -> bool:
+    """Wait for the lock on ``fd``; False when the file is no longer the one at ``temporary``."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks: write unserialized, as before
+        return True
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(temporary))
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -218,19 +278,33 @@ def _fsync_directory(directory: Path) -> None:
 
 def read(path: str | os.PathLike[str], check_plain: bool = True) -> Any:
     """Read and parse a state file; every problem is a StateFileError."""
+    if isinstance(path, int) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise StateFileError(f"expected a path to a state file, got {type(path).__name__}")
     try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size == 0:
-                blob: bytes | mmap.mmap = b""
-            else:  # map instead of read: no 100 MB copy for large states
-                blob = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (the check below refuses it).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise StateFileError(f"no state file at {os.fspath(path)!r}") from None
     except IsADirectoryError:
         raise StateFileError(f"{os.fspath(path)!r} is a directory, not a state file") from None
     except OSError as exc:
         raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise StateFileError(f"{os.fspath(path)!r} is a directory, not a state file")
+        if not stat.S_ISREG(info.st_mode):
+            raise StateFileError(f"{os.fspath(path)!r} is not a regular file (a pipe or a device?)")
+        if info.st_size == 0:
+            blob: bytes | mmap.mmap = b""
+        else:  # map instead of read: no 100 MB copy for large states
+            blob = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
+    finally:
+        os.close(fd)  # the map holds its own reference to the file
     try:
         return unpack(blob, check_plain)  # type: ignore[arg-type]  # mmap is a bytes-like buffer
     except StateFileError as exc:

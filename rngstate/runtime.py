@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random  # before our fork handler is registered: CPython's reseed must run before ours
 import sys
 import threading
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._candidates = backends.stream_names()
         self._modules_seen = -1  # len(sys.modules) at the last full refresh
+        self._python_at_fork: Any = None  # random.getstate() taken just before os.fork
 
     # -- roots and streams -------------------------------------------------------------------
 
@@ -191,9 +193,13 @@ class Runtime:
             for name, snapshot in frame.saved.items():
                 active[name].set_state(snapshot)
         finally:
-            self.frames.pop()
-            if not self.frames:
-                self.owner = None
+            frames = self.frames
+            if len(frames) > 1:
+                frames.pop()
+            else:  # under the lock: a thread entering between the pop and the reset would
+                with self._lock:  # otherwise lose ownership of the scope it just entered
+                    frames.pop()
+                    self.owner = None
 
     def _enter_substream(self, stream: Stream, frame: Frame) -> None:
         known = self.substreams.get(frame.path)
@@ -222,6 +228,16 @@ class Runtime:
         self.tracked[key] = Tracked(kind, obj)
         return obj
 
+    def adopt(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
+        """Register ``obj`` without seeding it (its library already did, e.g. a Keras
+        SeedGenerator): restore its pending state if there is one.  Needs no root seed."""
+        pending = self.pending_generators.get(key)
+        if pending is not None and pending[0] == kind.kind:
+            kind.set_state(obj, pending[1])
+            del self.pending_generators[key]
+        self.tracked[key] = Tracked(kind, obj)
+        return obj
+
     # -- snapshots ---------------------------------------------------------------------------
 
     def outer_and_substreams(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -236,13 +252,35 @@ class Runtime:
         substreams.setdefault(self.frames[-1].path, {}).update(live)
         return dict(self.frames[0].saved), substreams
 
+    def before_fork(self) -> None:
+        """Remember Python's global ``random`` state: CPython reseeds it in a forked child."""
+        self._python_at_fork = random.getstate() if self.root is not None else None
+
     def reset_after_fork(self) -> None:
-        """In a forked child only the forking thread survives; it now owns any open scopes."""
+        """In a forked child only the forking thread survives.
+
+        Once rngstate manages the streams (a root seed is set), Python's ``random`` continues
+        in the child where the parent was, like NumPy and torch (CPython's own reseed is
+        undone; DataLoader workers and ``worker_init_fn`` still seed each worker).  Scopes the
+        forking thread had open stay open (a DataLoader worker forked inside a scope draws from
+        that substream).  Scopes another thread had open are closed as that thread would have
+        closed them: the substreams keep their advance and the child starts from the outer state.
+        """
         self._lock = threading.Lock()
-        if self.frames:
-            self.owner = threading.get_ident()
+        python_state, self._python_at_fork = self._python_at_fork, None
+        if python_state is not None:
+            random.setstate(python_state)
+        if not self.frames or self.owner == threading.get_ident():
+            return
+        try:
+            while self.frames:
+                self.exit(self.frames[-1])
+        except Exception:  # never fail a fork; the child is left outside every scope
+            logger.warning("rngstate: could not close another thread's scopes after fork", exc_info=True)
+            self.frames.clear()
+            self.owner = None
 
 
 RUNTIME = Runtime()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=RUNTIME.reset_after_fork)
+    os.register_at_fork(before=RUNTIME.before_fork, after_in_child=RUNTIME.reset_after_fork)

@@ -46,6 +46,7 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> 
     True
     """
     seed = check_seed(_seed_from_environment() if seed is None else seed)
+    backends.load_entry_points()  # third-party streams are seeded too (once per process)
     RUNTIME.seed_all(seed)
     importhook.install(backends.watched_frameworks(), RUNTIME.on_framework_import)
     os.environ[SEED_VARIABLE] = str(seed)

@@ -110,7 +110,37 @@ def _plan(decoded: Decoded) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
                 f"generators.{key}: the state holds a {decoded.generators[key][0]} but the live "
                 f"generator is a {tracked.kind.kind}"
             )
+    problems.extend(_device_count_problems(decoded))
     return now, later, problems
+
+
+_CUDA = "torch.cuda"
+
+
+def _device_count_problems(decoded: Decoded) -> list[str]:
+    """CUDA states saved for N devices where torch sees M != N (checked once torch is imported)."""
+    saved = {len(s[_CUDA]) for s in (decoded.streams, *decoded.substreams.values()) if _CUDA in s}
+    if not saved:
+        return []
+    from rngstate.backends.torch import cuda_device_count
+
+    live = cuda_device_count()
+    if live is None or saved == {live}:
+        return []
+    return [
+        f"the state holds CUDA generator states for {' and '.join(map(str, sorted(saved)))} "
+        f"device(s) but this process sees {live}; with strict=False, device i gets the state "
+        "saved for device i and devices without a saved state keep theirs"
+    ]
+
+
+def _map_devices(snapshots: dict[str, Any], strict: bool) -> dict[str, Any]:
+    """With strict=False, CUDA states may go to another device count (the README's mapping)."""
+    if strict or _CUDA not in snapshots:
+        return snapshots
+    from rngstate.backends.torch import DeviceMapped
+
+    return {**snapshots, _CUDA: DeviceMapped(snapshots[_CUDA])}
 
 
 def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
@@ -118,7 +148,8 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
 
     ``strict=True`` raises :class:`~rngstate.MissingBackendError` when the state and the live
     program disagree (a framework missing here, a live stream or tracked generator missing from
-    the state); ``strict=False`` warns and restores the rest.  Streams of frameworks installed but
+    the state, CUDA states for another device count); ``strict=False`` warns and restores the
+    rest (CUDA device ``i`` takes the state saved for device ``i``).  Streams of frameworks installed but
     not imported yet are applied when they are imported; tracked generators not created yet,
     when they are created.
 
@@ -144,6 +175,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     _check_topology(state.metadata, strict)
     _check_devices(state.metadata)
     _check_determinism(state.metadata)
+    now, later = _map_devices(now, strict), _map_devices(later, strict)
     backup = _Backup()
     try:
         RUNTIME.root = decoded.root_seed
@@ -151,7 +183,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
             RUNTIME.active[name].set_state(snapshot)
         RUNTIME.pending_streams = later
         RUNTIME.substreams = {
-            path: {name: snap for name, snap in states.items() if name not in decoded.unknown}
+            path: _map_devices({n: s for n, s in states.items() if n not in decoded.unknown}, strict)
             for path, states in decoded.substreams.items()
         }
         RUNTIME.pending_generators = {}
@@ -185,13 +217,19 @@ def _check_topology(metadata: dict[str, Any], strict: bool) -> None:
     warnings.warn(f"rngstate.restore: {message}", RNGStateWarning, stacklevel=3)
 
 
+def _gpu_models(devices: Any) -> list[str]:
+    """The distinct models in a ``cuda_devices`` list (none for junk from a foreign state)."""
+    return sorted({name for name in devices if isinstance(name, str)}) if isinstance(devices, list) else []
+
+
 def _check_devices(metadata: dict[str, Any]) -> None:
-    saved = metadata.get("cuda_devices")
-    live = _metadata().get("cuda_devices")
+    # Models, not lists: another device count is _device_count_problems' business.
+    saved = _gpu_models(metadata.get("cuda_devices"))
+    live = _gpu_models(_metadata().get("cuda_devices"))
     if saved and live and saved != live:
         warnings.warn(
-            f"rngstate.restore: the state was captured on {saved} and is restored on {live}; "
-            "CUDA random streams reproduce exactly only on the same GPU model",
+            f"rngstate.restore: the state was captured on {', '.join(saved)} and is restored on "
+            f"{', '.join(live)}; CUDA random streams reproduce exactly only on the same GPU model",
             RNGStateWarning,
             stacklevel=3,
         )

@@ -150,7 +150,7 @@ def _read_shard(path: str | os.PathLike[str], entry: Any, index: int) -> bytes:
         digest = _check.blob(entry["digest"], f"shards[{index}].digest", 32)
     except InvalidStateError as exc:
         raise StateFileError(f"{os.fspath(path)}: bad shard index: {exc}") from None
-    if os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
+    if not name or "\0" in name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
         raise StateFileError(f"{os.fspath(path)}: shard name {name!r} must be a plain file name")
     shard = Path(path).with_name(name)
     try:

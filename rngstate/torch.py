@@ -1,4 +1,6 @@
-"""PyTorch helpers: tracked generators (and, later, drop-in data loaders).
+"""PyTorch helpers: tracked generators and a drop-in DataLoader that resumes exactly.
+
+``import rngstate.torch`` does not import torch; ``rngstate.torch.DataLoader`` does, on first use.
 
 >>> import rngstate, rngstate.torch
 >>> _ = rngstate.seed_everything(0)
@@ -7,11 +9,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rngstate import backends
 from rngstate.backends import torch as torch_backend
+from rngstate.data import (
+    DataLoaderError,
+    LoaderSampler,
+    LoaderWorkerInit,
+    ResumingIterator,
+    SeededCollate,
+    SeededDataset,
+    check_batch_size,
+    dataset_length,
+    preserve_streams,
+)
 from rngstate.tracking import tracked_generator
+
+if TYPE_CHECKING:
+    DataLoader: Any
 
 
 def generator(name: str = "generator", *, device: str = "cpu") -> Any:
@@ -25,3 +43,132 @@ def generator(name: str = "generator", *, device: str = "cpu") -> Any:
     """
     kind = backends.kind("torch.Generator")
     return tracked_generator(name, kind, lambda: torch_backend.new_generator(device))
+
+
+_REJECTED = ("sampler", "batch_sampler", "generator")
+
+
+def _build_dataloader() -> type:
+    # torch is imported here, when the user first asks for rngstate.torch.DataLoader.
+    torch_data = importlib.import_module("torch.utils.data")
+
+    class DataLoader(torch_data.DataLoader):  # type: ignore[misc,name-defined]
+        """A ``torch.utils.data.DataLoader`` whose order, per-sample randomness and position
+        come from rngstate, so training resumes bit-for-bit, even mid-epoch.
+
+        * The order of epoch ``e`` derives from (root seed, scope path, ``name``, ``e``).
+        * Before each sample is loaded, Python ``random``, NumPy's global generator and torch's
+          CPU generator (and paddle's, if imported) are seeded from (root seed, loader path,
+          epoch, position in the epoch): results do not depend on ``num_workers``, on which
+          worker loads a sample, on prefetching or on where training resumed.  A ``collate_fn``
+          is seeded per batch the same way.  In the training process the outer generators are
+          put back after each sample, so loading with ``num_workers=0`` does not shift dropout.
+        * Creating an iterator does not touch the training generators (torch draws its workers'
+          base seed from a private generator here).
+        * ``set_epoch(e)``, ``state_dict()`` (plain data) and ``load_state_dict(sd)``: after a
+          load, ``set_epoch`` of the saved epoch (or none) continues mid-epoch.
+
+        Every other keyword goes to ``torch.utils.data.DataLoader``; ``sampler``,
+        ``batch_sampler`` and ``generator`` are not accepted.  Map-style datasets only.
+
+        >>> import rngstate, rngstate.torch, torch
+        >>> _ = rngstate.seed_everything(0)
+        >>> loader = rngstate.torch.DataLoader(torch.arange(10.0), name="train", batch_size=4,
+        ...                                    shuffle=True)
+        >>> loader.set_epoch(0)
+        >>> first = next(iter(loader))
+        >>> checkpoint = {"loader": loader.state_dict(), "rng": rngstate.capture().to_dict()}
+        """
+
+        def __init__(
+            self,
+            dataset: Any,
+            *,
+            name: str = "loader",
+            batch_size: int | None = 1,
+            shuffle: bool = False,
+            num_workers: int = 0,
+            collate_fn: Callable[[list[Any]], Any] | None = None,
+            drop_last: bool = False,
+            worker_init_fn: Callable[[int], Any] | None = None,
+            **kwargs: Any,
+        ) -> None:
+            for key in _REJECTED:
+                if kwargs.get(key) is not None:
+                    raise DataLoaderError(
+                        f"rngstate.torch.DataLoader does not take {key}=: the order and the seeds "
+                        "come from rngstate (name=, shuffle=). To keep your own sampler, use "
+                        "torch.utils.data.DataLoader with rngstate.ResumableSampler and "
+                        "worker_init_fn=rngstate.worker_init_fn"
+                    )
+            if isinstance(dataset, torch_data.IterableDataset):
+                raise DataLoaderError(
+                    "rngstate.torch.DataLoader needs a map-style dataset (__getitem__ and "
+                    "__len__): an IterableDataset has no positions to resume from"
+                )
+            n = dataset_length(dataset)
+            check_batch_size(batch_size)
+            sampler = LoaderSampler(
+                n, name=name, shuffle=bool(shuffle), batch_size=batch_size, drop_last=bool(drop_last)
+            )
+            self._rng_worker_init = LoaderWorkerInit(worker_init_fn, sampler.parts)
+            super().__init__(
+                SeededDataset(dataset, sampler.parts),
+                batch_size=batch_size,
+                sampler=sampler,
+                num_workers=num_workers,
+                collate_fn=SeededCollate(collate_fn, sampler.parts) if collate_fn is not None else None,
+                drop_last=drop_last,
+                worker_init_fn=self._rng_worker_init,
+                # torch draws each iterator's worker base seed from this generator instead of
+                # the global one; rngstate seeds every sample itself, so its value is unused.
+                generator=torch_backend.new_generator("cpu"),
+                **kwargs,
+            )
+
+        def __iter__(self) -> Any:
+            sampler: LoaderSampler = self.sampler
+            token = sampler._begin()
+            assert sampler._root is not None
+            self._rng_worker_init.root = sampler._root
+            self._rng_worker_init.epoch = sampler.epoch
+            with preserve_streams():
+                iterator = super().__iter__()
+            return ResumingIterator(iterator, sampler, token)
+
+        def set_epoch(self, epoch: int, start: int | None = None) -> None:
+            """Make the next iteration run ``epoch`` (from sample ``start``; ``None``: from the
+            beginning, or from the saved position right after ``load_state_dict``)."""
+            self.sampler.set_epoch(epoch, start)
+
+        @property
+        def epoch(self) -> int:
+            """The epoch of the current (or last) iteration."""
+            return int(self.sampler.epoch)
+
+        @property
+        def position(self) -> int:
+            """Samples of the current epoch the training loop has taken."""
+            return int(self.sampler.position)
+
+        def state_dict(self) -> dict[str, Any]:
+            """Epoch and position as plain data, for the checkpoint."""
+            return self.sampler.state_dict()  # type: ignore[no-any-return]
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            """Continue from a :meth:`state_dict`; raises InvalidStateError if it does not fit."""
+            self.sampler.load_state_dict(state)
+
+    DataLoader.__module__ = __name__
+    DataLoader.__qualname__ = "DataLoader"
+    return DataLoader
+
+
+def __getattr__(name: str) -> Any:
+    # The DataLoader subclass needs torch; it is built on first use so that importing this
+    # module never imports torch.
+    if name == "DataLoader":
+        loader_class = _build_dataloader()
+        globals()["DataLoader"] = loader_class
+        return loader_class
+    raise AttributeError(f"module 'rngstate.torch' has no attribute {name!r}")

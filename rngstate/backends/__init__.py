@@ -2,17 +2,29 @@
 
 A backend module is imported only when its framework is already in ``sys.modules`` or when a
 state names one of its streams; importing a backend module never imports its framework.
+
+Other packages add streams and kinds with :func:`register_stream` / :func:`register_kind`, or
+declare them in the entry point group ``rngstate.backends`` (loaded on first need: by
+``seed_everything``, or when a state or ``track`` names something unknown; never at
+``import rngstate``).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import logging
+import re
 import sys
+import warnings
 from functools import cache
 
 from rngstate.backends.base import GeneratorKind, Stream
-from rngstate.errors import MissingBackendError
+from rngstate.errors import BackendRegistrationError, MissingBackendError
+
+logger = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "rngstate.backends"
 
 # stream name -> (framework module, "backend module:class")
 _STREAMS: dict[str, tuple[str, str]] = {
@@ -20,13 +32,27 @@ _STREAMS: dict[str, tuple[str, str]] = {
     "numpy": ("numpy", "rngstate.backends.numpy:NumpyStream"),
     "torch.cpu": ("torch", "rngstate.backends.torch:TorchCPUStream"),
     "torch.cuda": ("torch", "rngstate.backends.torch:TorchCUDAStream"),
+    "paddle.cpu": ("paddle", "rngstate.backends.paddle:PaddleCPUStream"),
+    "paddle.gpu": ("paddle", "rngstate.backends.paddle:PaddleGPUStream"),
+    "tensorflow.ops": ("tensorflow", "rngstate.backends.tensorflow:TFOpSeedStream"),
+    "tensorflow.generator": ("tensorflow", "rngstate.backends.tensorflow:TFGlobalGeneratorStream"),
+    "keras.global": ("keras", "rngstate.backends.keras:KerasGlobalStream"),
 }
 _KINDS: dict[str, tuple[str, str]] = {
     "python.Random": ("random", "rngstate.backends.python:PythonRandomKind"),
     "numpy.Generator": ("numpy", "rngstate.backends.numpy:NumpyGeneratorKind"),
     "numpy.RandomState": ("numpy", "rngstate.backends.numpy:NumpyRandomStateKind"),
     "torch.Generator": ("torch", "rngstate.backends.torch:TorchGeneratorKind"),
+    "tensorflow.Generator": ("tensorflow", "rngstate.backends.tensorflow:TFGeneratorKind"),
+    "keras.SeedGenerator": ("keras", "rngstate.backends.keras:KerasSeedGeneratorKind"),
+    # Last: objects with the __rngstate_get__/__rngstate_set__ protocol (and track(get_state=...)).
+    "object": ("random", "rngstate.backends.objects:ObjectKind"),
 }
+_BUILTIN = frozenset(_STREAMS) | frozenset(_KINDS)
+_REGISTERED: dict[str, Stream | GeneratorKind] = {}  # "stream:<name>" / "kind:<name>" -> object
+_ORDER = list(_STREAMS)  # live: the runtime's candidates see later registrations
+_WATCHED = {framework for framework, _ in _STREAMS.values()} - {"random", "numpy"}  # live too
+_entry_points_loaded = False
 _EXTRAS = {"torch": "torch", "paddle": "paddle", "tensorflow": "tensorflow", "keras": "tensorflow"}
 
 
@@ -39,11 +65,13 @@ def _load(target: str) -> object:
 def stream(name: str) -> Stream:
     """Return the stream called ``name`` (e.g. ``"torch.cpu"``)."""
     if name not in _STREAMS:
+        load_entry_points()
+    if name not in _STREAMS:
         raise MissingBackendError(
             f"no backend provides the stream {name!r}; known streams: {sorted(_STREAMS)}. "
             "Install the package that registers it, or restore with strict=False to skip it"
         )
-    loaded = _load(_STREAMS[name][1])
+    loaded = _REGISTERED.get(f"stream:{name}") or _load(_STREAMS[name][1])
     assert isinstance(loaded, Stream)
     return loaded
 
@@ -52,15 +80,17 @@ def stream(name: str) -> Stream:
 def kind(name: str) -> GeneratorKind:
     """Return the generator kind called ``name`` (e.g. ``"torch.Generator"``)."""
     if name not in _KINDS:
+        load_entry_points()
+    if name not in _KINDS:
         raise MissingBackendError(f"unknown generator kind {name!r}; known kinds: {sorted(_KINDS)}")
-    loaded = _load(_KINDS[name][1])
+    loaded = _REGISTERED.get(f"kind:{name}") or _load(_KINDS[name][1])
     assert isinstance(loaded, GeneratorKind)
     return loaded
 
 
 def stream_names() -> list[str]:
-    """All registered stream names, in seeding order."""
-    return list(_STREAMS)
+    """All registered stream names, in seeding order (a live list: registrations append)."""
+    return _ORDER
 
 
 def framework_of(stream_name: str) -> str:
@@ -69,8 +99,9 @@ def framework_of(stream_name: str) -> str:
 
 
 def watched_frameworks() -> set[str]:
-    """Frameworks whose import should activate streams (everything but the always-on ones)."""
-    return {framework for framework, _ in _STREAMS.values()} - {"random", "numpy"}
+    """Frameworks whose import should activate streams (everything but the always-on ones;
+    a live set: registrations add to it)."""
+    return _WATCHED
 
 
 def is_installed(framework: str) -> bool:
@@ -85,10 +116,160 @@ def extra_for(framework: str) -> str:
 
 def kind_for(obj: object) -> GeneratorKind:
     """Return the kind that handles ``obj``, looking only at frameworks already imported."""
-    for name, (framework, _) in _KINDS.items():
-        if framework in sys.modules and kind(name).matches(obj):
-            return kind(name)
+    for attempt in range(2):
+        if attempt and not load_entry_points():
+            break
+        for name, (framework, _) in _KINDS.items():
+            if framework in sys.modules and kind(name).matches(obj):
+                return kind(name)
     raise MissingBackendError(
         f"rngstate cannot track a {type(obj).__module__}.{type(obj).__qualname__}; "
-        f"supported kinds: {sorted(_KINDS)}"
+        f"supported kinds: {sorted(_KINDS)}; pass get_state= and set_state= to rngstate.track, "
+        "or install the package that registers a kind for it"
     )
+
+
+# -- registration (public) ---------------------------------------------------------------------
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _instance(value: object, base: type, what: str) -> object:
+    if isinstance(value, type) and issubclass(value, base):
+        try:
+            return value()
+        except Exception as exc:
+            raise BackendRegistrationError(f"{what} {value.__qualname__}() failed: {exc}") from exc
+    if isinstance(value, base):
+        return value
+    raise BackendRegistrationError(
+        f"{what} must be a rngstate.backends.{base.__name__} subclass or instance, got {value!r}"
+    )
+
+
+def _check_names(name: object, framework: object, what: str) -> tuple[str, str]:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise BackendRegistrationError(
+            f"{what} name {name!r} must be letters, digits, '_', '.' or '-' (e.g. 'mylib.global')"
+        )
+    if not isinstance(framework, str) or not _MODULE.fullmatch(framework):
+        raise BackendRegistrationError(
+            f"{what} {name!r}: framework {framework!r} must be a top-level module name (e.g. 'mylib')"
+        )
+    return name, framework
+
+
+def register_stream(stream: type[Stream] | Stream) -> Stream:
+    """Add a global generator of another library, seeded by ``seed_everything`` and scopes and
+    included in ``capture()`` once its ``framework`` module is imported.
+
+    ``stream`` is a :class:`Stream` subclass (instantiated without arguments) or an instance
+    with ``name`` and ``framework`` set.  Registering the same class again does nothing.
+
+    >>> import random
+    >>> from rngstate.backends import Stream, kind, register_stream
+    >>> class SharedRandom(Stream):  # a library's module-level random.Random
+    ...     name, framework = "doctest.shared", "random"
+    ...     rng = random.Random()
+    ...     codec = kind("python.Random")  # rngstate's checked plain form of Random states
+    ...     def seed(self, seed): self.rng.seed(seed)
+    ...     def seed_derived(self, material): self.rng.seed(int.from_bytes(material, "big"))
+    ...     def get_state(self): return self.rng.getstate()
+    ...     def set_state(self, snapshot): self.rng.setstate(snapshot)
+    ...     def encode(self, snapshot): return self.codec.encode(snapshot)
+    ...     def decode(self, plain, where): return self.codec.decode(plain, where)
+    >>> register_stream(SharedRandom).name
+    'doctest.shared'
+    """
+    instance = _instance(stream, Stream, "a stream")
+    assert isinstance(instance, Stream)
+    name, framework = _check_names(instance.name, instance.framework, "stream")
+    key = f"stream:{name}"
+    if name in _STREAMS:
+        known = _REGISTERED.get(key)
+        if known is not None and type(known) is type(instance):
+            return known  # type: ignore[return-value]
+        raise BackendRegistrationError(
+            f"the stream name {name!r} is already taken by "
+            f"{'rngstate itself' if name in _BUILTIN else type(known).__qualname__}; pick another name"
+        )
+    _REGISTERED[key] = instance
+    _STREAMS[name] = (framework, f"{type(instance).__module__}:{type(instance).__qualname__}")
+    _ORDER.append(name)
+    if framework not in ("random", "numpy"):
+        _WATCHED.add(framework)
+    from rngstate.runtime import RUNTIME  # not at import: the runtime imports this module
+
+    RUNTIME._modules_seen = -1  # let the next refresh activate it even if no module was imported
+    logger.debug("stream %s registered for %s", name, framework)
+    return instance
+
+
+def register_kind(kind: type[GeneratorKind] | GeneratorKind) -> GeneratorKind:
+    """Add a kind of generator object that ``rngstate.track(obj, name)`` accepts.
+
+    ``kind`` is a :class:`GeneratorKind` subclass (instantiated without arguments) or an
+    instance with ``kind`` and ``framework`` set; its ``matches`` is asked only once
+    ``framework`` is imported.  Registering the same class again does nothing.
+
+    >>> from rngstate.backends import GeneratorKind, register_kind
+    >>> class Counter(GeneratorKind):
+    ...     kind, framework = "doctest.Counter", "random"
+    ...     def matches(self, obj): return False
+    >>> register_kind(Counter).kind
+    'doctest.Counter'
+    """
+    instance = _instance(kind, GeneratorKind, "a generator kind")
+    assert isinstance(instance, GeneratorKind)
+    name, framework = _check_names(instance.kind, instance.framework, "generator kind")
+    key = f"kind:{name}"
+    if name in _KINDS:
+        known = _REGISTERED.get(key)
+        if known is not None and type(known) is type(instance):
+            return known  # type: ignore[return-value]
+        raise BackendRegistrationError(
+            f"the generator kind {name!r} is already taken by "
+            f"{'rngstate itself' if name in _BUILTIN else type(known).__qualname__}; pick another name"
+        )
+    _REGISTERED[key] = instance
+    _KINDS[name] = (framework, f"{type(instance).__module__}:{type(instance).__qualname__}")
+    logger.debug("generator kind %s registered for %s", name, framework)
+    return instance
+
+
+def load_entry_points() -> bool:
+    """Register what installed packages declare in the ``rngstate.backends`` entry point group
+    (once per process).  Returns True when this call registered something.
+
+    An entry point names a Stream or GeneratorKind subclass or instance, or a list of them::
+
+        [project.entry-points."rngstate.backends"]
+        mylib = "mylib.rngstate_plugin:MyLibStream"
+
+    A plugin that fails to load is skipped with a warning; the others still load.
+    """
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return False
+    _entry_points_loaded = True
+    added = False
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry_point.load()
+            items = loaded if isinstance(loaded, (list, tuple)) else [loaded]
+            for item in items:
+                is_stream = isinstance(item, Stream) or (isinstance(item, type) and issubclass(item, Stream))
+                if is_stream:
+                    register_stream(item)
+                else:
+                    register_kind(item)
+                added = True
+        except Exception as exc:  # a broken plugin must not take the others down
+            message = (
+                f"rngstate: skipped the backend plugin {entry_point.name!r} "
+                f"({entry_point.value}): {exc}"
+            )
+            logger.warning(message)
+            warnings.warn(message, stacklevel=2)
+    return added

@@ -11,6 +11,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import logging
+import random
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -42,10 +43,14 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
         on_import = self.on_import
 
         def exec_module(module: ModuleType) -> None:
+            # Importing TensorFlow draws from Python's global `random`; put it back so that
+            # importing a framework after seed_everything() shifts no stream.
+            python_state = random.getstate()
             try:
                 original(module)
             finally:
                 del loader.exec_module  # type: ignore[attr-defined]  # back to the class method
+            random.setstate(python_state)
             on_import(fullname)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]

@@ -138,6 +138,11 @@ def decode_bit_generator_state(plain: Plain, where: str, legacy: bool) -> dict[s
     state.update(
         {key: _decode_field(plain[key], spec, f"{where}.{key}") for key, spec in outer.items()}
     )
+    if name == "MT19937":
+        _check.mt19937(state["state"]["key"], f"{where}.state.key")
+    elif name in ("PCG64", "PCG64DXSM") and not state["state"]["inc"] & 1:
+        # NumPy always makes the increment odd; an even one can pin the LCG to one value.
+        raise InvalidStateError(f"{where}.state.inc: a {name} increment must be odd")
     return state
 
 

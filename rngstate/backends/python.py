@@ -71,6 +71,7 @@ def _decode(plain: Plain, where: str) -> _PyState:
     _check.mapping(plain, where, ("version", "mt", "pos", "has_gauss", "gauss"))
     version = _check.integer(plain["version"], f"{where}.version", 3, 3)
     words = _MT_FORMAT.unpack(_check.blob(plain["mt"], f"{where}.mt", _MT_FORMAT.size))
+    _check.mt19937(words, f"{where}.mt")
     pos = _check.integer(plain["pos"], f"{where}.pos", 0, _WORDS)
     has_gauss = _check.integer(plain["has_gauss"], f"{where}.has_gauss", 0, 1)
     gauss = _DOUBLE.unpack(_check.blob(plain["gauss"], f"{where}.gauss", 8))[0]
@@ -162,6 +163,7 @@ class PythonStream(Stream):
         _check.mapping(plain, where, ("version", "mt", "pos", "has_gauss", "gauss"))
         _check.integer(plain["version"], f"{where}.version", 3, 3)
         words = _check.blob(plain["mt"], f"{where}.mt", _MT_FORMAT.size)
+        _check.mt19937(words, f"{where}.mt")  # little-endian words, as the fast path needs
         pos = _check.integer(plain["pos"], f"{where}.pos", 0, _WORDS)
         has_gauss = _check.integer(plain["has_gauss"], f"{where}.has_gauss", 0, 1)
         gauss = _DOUBLE.unpack(_check.blob(plain["gauss"], f"{where}.gauss", 8))[0]

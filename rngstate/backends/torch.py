@@ -43,8 +43,10 @@ def check_cpu_state(data: bytes, where: str) -> bytes:
         raise InvalidStateError(
             f"{where}: not a valid mt19937 state (left={left}, seeded={seeded}, next={next_index})"
         )
-    if np.frombuffer(data, dtype="<u8", count=_MT_N, offset=_CPU_HEAD.size).max() > 0xFFFFFFFF:
+    words = np.frombuffer(data, dtype="<u8", count=_MT_N, offset=_CPU_HEAD.size)
+    if words.max() > 0xFFFFFFFF:
         raise InvalidStateError(f"{where}: mt19937 words must fit in 32 bits")
+    _check.mt19937(words, where)
     if _NORMAL_VALID.unpack_from(data, _NORMAL_VALID_OFFSET)[0] not in (0, 1):
         raise InvalidStateError(f"{where}: the cached-normal flag must be 0 or 1")
     if data[_FLOAT_VALID_OFFSET] not in (0, 1):
@@ -72,6 +74,21 @@ def _to_tensor(data: bytes) -> Any:
 
 def _seed_from(material: bytes) -> int:
     return int.from_bytes(material[:8], "big") >> 1
+
+
+class DeviceMapped(list[Any]):
+    """CUDA generator states restored with ``strict=False`` where the device count differs.
+
+    The mapping (README, "Capture, restore, files"): live device ``i`` takes the state saved for
+    device ``i``; a live device the state has no entry for keeps its current state; saved states
+    of devices this process does not have are ignored.
+    """
+
+
+def cuda_device_count() -> int | None:
+    """CUDA devices torch sees (counting does not initialize CUDA); None without torch."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.cuda.device_count())
 
 
 class TorchCPUStream(Stream):
@@ -151,13 +168,13 @@ class TorchCUDAStream(Stream):
 
     def set_state(self, snapshot: Any) -> None:
         generators = _torch().cuda.default_generators
-        if len(snapshot) != len(generators):
+        if len(snapshot) != len(generators) and not isinstance(snapshot, DeviceMapped):
             raise MissingBackendError(
                 f"the state holds {len(snapshot)} CUDA device generators but this process sees "
                 f"{len(generators)} devices; restore on the same device count "
-                "(CUDA_VISIBLE_DEVICES) as the run that captured it"
+                "(CUDA_VISIBLE_DEVICES) as the run that captured it, or with strict=False"
             )
-        for generator, state in zip(generators, snapshot, strict=True):
+        for generator, state in zip(generators, snapshot, strict=False):  # DeviceMapped: README
             generator.set_state(state if not isinstance(state, bytes) else _to_tensor(state))
 
     def encode(self, snapshot: Any) -> Plain:

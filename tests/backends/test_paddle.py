@@ -1,0 +1,270 @@
+"""The Paddle backend: exact state round trips, pure-Python validation before Paddle sees a
+state, seeding, scopes, files across processes, the import hook and the unused-layer story.
+
+Paddle is imported in this process; TensorFlow never is (importing TensorFlow before Paddle
+crashes the process in this environment), so TensorFlow checks run in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paddle
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rngstate
+from rngstate import RNGStateWarning, backends
+from rngstate.backends.paddle import MT_WORDS
+from tests.conftest import ROOT, run_python
+
+
+def gpu_available() -> bool:
+    return bool(paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
+
+
+gpu = pytest.mark.gpu
+needs_gpu = pytest.mark.skipif(not gpu_available(), reason="needs Paddle built with CUDA and a GPU")
+CPU = backends.stream("paddle.cpu")
+
+
+def draws() -> list[float]:
+    """Something of everything Paddle draws on CPU from its global generator."""
+    dropped = paddle.nn.functional.dropout(paddle.ones([16]), p=0.5, training=True)
+    return [
+        *paddle.rand([3]).numpy().tolist(),
+        *paddle.randn([3]).numpy().tolist(),
+        *paddle.randint(0, 1000, [3]).numpy().tolist(),
+        *dropped.numpy().tolist(),
+    ]
+
+
+def valid_plain(**changes: Any) -> dict[str, Any]:
+    paddle.seed(11)
+    paddle.rand([5])
+    plain = CPU.encode(CPU.get_state())
+    plain.update(changes)
+    return plain
+
+
+def test_encoding_is_plain_bytes_and_ints() -> None:
+    plain = valid_plain()
+    assert sorted(plain) == ["device", "mt", "offset", "pos", "seed"]
+    assert plain["device"] == -1 and plain["seed"] == 11 and plain["pos"] == 5
+    assert isinstance(plain["mt"], bytes) and len(plain["mt"]) == MT_WORDS * 8
+    assert all(type(plain[key]) is int for key in ("device", "seed", "offset", "pos"))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**63 - 1, 2**63, 2**64 - 1])
+def test_round_trip_is_exact(seed: int) -> None:
+    paddle.seed(seed)  # Paddle reports seeds >= 2**63 unsigned but reads them signed
+    paddle.randn([7])
+    live = CPU.get_state()
+    expected = draws()
+    decoded = CPU.decode(CPU.encode(live), "s")
+    assert decoded.build().__getstate__() == live.__getstate__()
+    CPU.set_state(decoded)
+    assert draws() == expected
+    CPU.set_state(decoded)  # a decoded state can be applied again (Paddle copies it)
+    assert draws() == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    words=st.lists(st.integers(0, 2**64 - 1), min_size=MT_WORDS, max_size=MT_WORDS),
+    pos=st.integers(0, MT_WORDS),
+    seed=st.integers(0, 2**64 - 1),
+    offset=st.integers(0, 2**64 - 1),
+)
+def test_every_accepted_state_is_taken_by_paddle_exactly(
+    words: list[int], pos: int, seed: int, offset: int
+) -> None:
+    # Whatever the validator lets through, Paddle parses back to the same state and draws from.
+    words[1] |= 1  # keep it off the rejected all-zero state
+    plain = {"device": -1, "seed": seed, "offset": offset, "mt": struct.pack("<312Q", *words), "pos": pos}
+    CPU.set_state(CPU.decode(plain, "s"))
+    assert CPU.encode(CPU.get_state()) == plain
+    paddle.rand([400])
+    paddle.randn([3])
+
+
+def zero_state() -> bytes:
+    words = [0] * MT_WORDS
+    words[0] = 2**31 - 1  # only the low bits of word 0, which the twist never reads
+    return struct.pack("<312Q", *words)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"device": 0}, "belongs to device 0"),
+        ({"device": True}, "integer"),
+        ({"seed": -1}, "outside"),
+        ({"seed": 2**64}, "outside"),
+        ({"offset": -4}, "outside"),
+        ({"mt": b"\0" * 100}, "expected 2496 bytes"),
+        ({"mt": "text"}, "expected bytes"),
+        ({"pos": 313}, "outside"),
+        ({"pos": -1}, "outside"),
+        ({"mt": struct.pack("<312Q", *([0] * MT_WORDS))}, "all-zero"),
+        ({"mt": zero_state()}, "all-zero"),  # would make paddle.randn loop forever
+        ({"extra": 1}, "unexpected"),
+    ],
+)
+def test_malformed_states_raise_before_paddle(changes: dict[str, Any], match: str) -> None:
+    with pytest.raises(rngstate.InvalidStateError, match=match):
+        CPU.decode(valid_plain(**changes), "streams.paddle.cpu")
+
+
+def test_missing_field_and_wrong_type() -> None:
+    plain = valid_plain()
+    del plain["offset"]
+    with pytest.raises(rngstate.InvalidStateError, match="missing"):
+        CPU.decode(plain, "s")
+    with pytest.raises(rngstate.InvalidStateError):
+        CPU.decode([1, 2], "s")
+    with pytest.raises(rngstate.InvalidStateError, match=r"\[0\]"):
+        backends.stream("paddle.gpu").decode([valid_plain()], "s")  # device -1 in a GPU slot
+
+
+def test_corrupt_state_in_a_file_never_reaches_paddle(tmp_path: Path) -> None:
+    rngstate.seed_everything(1)
+    data = rngstate.capture().to_dict()
+    data["streams"]["paddle.cpu"]["mt"] = struct.pack("<312Q", *([0] * MT_WORDS))
+    before = draws()
+    rngstate.seed_everything(1)
+    with pytest.raises(rngstate.InvalidStateError, match="all-zero"):
+        rngstate.restore(data)
+    assert draws() == before  # nothing was applied
+
+
+def test_seed_everything_matches_paddle_seed_and_scopes() -> None:
+    rngstate.seed_everything(3)
+    seeded = draws()
+    paddle.seed(3)
+    assert draws() == seeded
+    rngstate.seed_everything(3)
+    with rngstate.rng_scope("encoder"):
+        inner = draws()
+    assert draws() == seeded  # the scope left the outer stream exactly where it was
+    with rngstate.rng_scope("encoder"):
+        continued = draws()
+    with rngstate.rng_scope("decoder"):
+        other = draws()
+    assert len({tuple(seeded), tuple(inner), tuple(continued), tuple(other)}) == 4
+    rngstate.seed_everything(3)
+    paddle.rand([1000])  # unrelated draws outside do not matter
+    with rngstate.rng_scope("encoder"):
+        assert draws() == inner
+
+
+def test_capture_restore_inside_scope_is_exact() -> None:
+    rngstate.seed_everything(9)
+    with rngstate.rng_scope("model"):
+        draws()
+        state = rngstate.capture()
+        rest_inner = draws()
+    rest_outer = draws()
+    rngstate.restore(state)
+    with rngstate.rng_scope("model"):
+        assert draws() == rest_inner
+    assert draws() == rest_outer
+
+
+def test_state_saved_in_one_process_restores_in_another(tmp_path: Path) -> None:
+    path = tmp_path / "rng.state"
+    code = """
+    import json, sys, paddle, rngstate
+    rngstate.seed_everything(21)
+    paddle.rand([10])
+    with rngstate.rng_scope("aug"):
+        paddle.randn([4])
+    rngstate.save(sys.argv[1])
+    with rngstate.rng_scope("aug"):
+        inner = paddle.randn([4]).numpy().tolist()
+    print(json.dumps([paddle.rand([4]).numpy().tolist(), inner]))
+    """
+    outer, inner = json.loads(run_python(code, str(path)).strip().splitlines()[-1])
+    with warnings.catch_warnings():  # other tests may have imported torch here, not there
+        warnings.filterwarnings("ignore", "rngstate.restore: the live stream 'torch", RNGStateWarning)
+        rngstate.restore(rngstate.load(path), strict="torch" not in sys.modules)
+    with rngstate.rng_scope("aug"):
+        assert paddle.randn([4]).numpy().tolist() == inner
+    assert paddle.rand([4]).numpy().tolist() == outer
+
+
+def test_import_hook_seeds_paddle_imported_after_seed_everything() -> None:
+    code = """
+    import json, rngstate
+    rngstate.seed_everything(8)
+    import paddle
+    print(json.dumps(paddle.rand([3]).numpy().tolist()))
+    """
+    after = json.loads(run_python(code).strip().splitlines()[-1])
+    rngstate.seed_everything(8)  # paddle imported first here
+    assert paddle.rand([3]).numpy().tolist() == after
+
+
+def test_resnet_weights_survive_an_unused_layer() -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import paddle_unused_layer as example
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    assert example.shared_weights_equal(scoped=True)
+    assert not example.shared_weights_equal(scoped=False)
+
+
+def test_paddle_example_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "paddle_unused_layer.py")],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    told = "ResNet-18 backbone and head weights of the two models are"
+    assert f"without rng_scope: {told} DIFFERENT" in result.stdout
+    assert f"with rng_scope   : {told} identical" in result.stdout
+
+
+def test_python_random_untouched_by_paddle_stream() -> None:
+    rngstate.seed_everything(2)
+    expected = random.random()
+    rngstate.seed_everything(2)
+    CPU.set_state(CPU.decode(CPU.encode(CPU.get_state()), "s"))
+    assert random.random() == expected
+
+
+@gpu
+@needs_gpu
+def test_gpu_generators_seeded_scoped_and_restored() -> None:
+    stream = backends.stream("paddle.gpu")
+    assert stream.is_active()
+    paddle.set_device("gpu")
+    try:
+        rngstate.seed_everything(5)
+        first = paddle.rand([4]).numpy().tolist()
+        paddle.seed(5)
+        assert paddle.rand([4]).numpy().tolist() == first
+        rngstate.seed_everything(5)
+        with rngstate.rng_scope("gpu"):
+            inner = paddle.randn([4]).numpy().tolist()
+        assert paddle.rand([4]).numpy().tolist() == first
+        state = rngstate.capture()
+        plain = state.to_dict()["streams"]["paddle.gpu"]
+        assert [entry["device"] for entry in plain] == list(range(len(plain)))
+        expected = paddle.rand([4]).numpy().tolist()
+        rngstate.restore(rngstate.RNGState.from_dict(state.to_dict()))
+        assert paddle.rand([4]).numpy().tolist() == expected
+        with rngstate.rng_scope("gpu"):
+            assert paddle.randn([4]).numpy().tolist() != inner  # continues, not restarts
+        assert np.isfinite(paddle.randn([1000]).numpy()).all()
+    finally:
+        paddle.set_device("cpu")
