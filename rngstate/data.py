@@ -36,14 +36,16 @@ import numpy as np
 from rngstate import _check, backends
 from rngstate.backends.base import Stream
 from rngstate.derive import MAX_SEED, check_seed, derive_bytes, split_path
+from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError, NoRootSeedError, RNGStateError
 from rngstate.runtime import RUNTIME
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "rngstate.sampler"
-STATE_VERSION = 1
-_STATE_KEYS = ("format", "version", "path", "n", "shuffle", "epoch", "position", "root_seed")
+STATE_VERSION = 2  # 2 added world_size
+_STATE_KEYS_V1 = ("format", "version", "path", "n", "shuffle", "epoch", "position", "root_seed")
+_STATE_KEYS = (*_STATE_KEYS_V1, "world_size")
 
 # The global generators a sample's loading may draw from, seeded in this order ("numpy" before
 # "python": see _NumpySeeder), followed by streams other libraries registered
@@ -246,7 +248,7 @@ class SampleKey(NamedTuple):
 
     dataset_index: int
     epoch: int
-    position: int  # position in the epoch's order
+    position: int  # position in the epoch's order, padded and before sharding across ranks
     batch_start: int  # position of the first sample of its batch (seeds collate_fn)
     root: int
 
@@ -503,6 +505,12 @@ class ResumableSampler:
     data; after ``load_state_dict(sd)``, ``set_epoch`` of the saved epoch (or no call) resumes at
     the saved position and any other epoch starts at its beginning.
 
+    Under data parallelism it shards like ``DistributedSampler``: ``rank`` and ``world_size``
+    default to :func:`rngstate.rank_info` (the process group, else ``RANK``/``WORLD_SIZE``);
+    every rank draws the same epoch order, pads it by repeating its start to a multiple of
+    ``world_size`` and takes every ``world_size``-th index from its rank.  Positions count this
+    rank's samples.  Pass ``world_size=1`` to give every rank the whole dataset.
+
     The sampler counts what it has *yielded*.  A DataLoader with workers prefetches, so record
     the samples your loop consumed and resume with ``set_epoch(epoch, start=consumed)`` -- or use
     ``rngstate.torch.DataLoader`` / ``rngstate.paddle.DataLoader``, which count consumed
@@ -519,11 +527,22 @@ class ResumableSampler:
     True
     """
 
-    def __init__(self, n: int, *, name: str = "sampler", shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        name: str = "sampler",
+        shuffle: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         self.n = _check_count(n, "ResumableSampler: n")
         if not isinstance(shuffle, bool):
             raise DataLoaderError(f"ResumableSampler: shuffle must be a bool, got {_check.show(shuffle)}")
         self.shuffle = shuffle
+        self.rank, self.world_size = _shard(rank, world_size)
+        # Samples per rank and epoch: the epoch is padded to a multiple of world_size.
+        self.length = -(-self.n // self.world_size)
         self.parts = RUNTIME.current_parts() + split_path(name)
         self.path = "/".join(self.parts)
         self.epoch = 0
@@ -551,13 +570,18 @@ class ResumableSampler:
         cache = self._cache
         if cache is not None and cache[0] == root and cache[1] == epoch:
             return cache[2]
-        if self.shuffle:
-            order = _order(root, self.parts, epoch, self.n)
-        else:
-            order = np.arange(self.n, dtype=np.int64)
-            order.flags.writeable = False
+        order = _order(root, self.parts, epoch, self.n) if self.shuffle else np.arange(self.n, dtype=np.int64)
+        if self.world_size > 1 and self.n:
+            order = order[self.global_positions(np.arange(self.length)) % self.n]
+        order.flags.writeable = False
         self._cache = (root, epoch, order)
         return order
+
+    def global_positions(self, positions: Any) -> Any:
+        """Position in the padded epoch order of this rank's ``positions`` (an int or array):
+        per-sample seeds derive from it, so a sample's randomness does not depend on the
+        world size."""
+        return positions * self.world_size + self.rank
 
     # -- the cursor -------------------------------------------------------------------------
 
@@ -566,7 +590,7 @@ class ResumableSampler:
         return 1
 
     def _finished(self) -> bool:
-        return self.n - self.position < self._min_remaining()
+        return self.length - self.position < self._min_remaining()
 
     def _plan(self) -> tuple[int, int]:
         """(epoch, start) of the next iteration, without committing to it."""
@@ -585,8 +609,10 @@ class ResumableSampler:
             restored = self._restored
             start = self.position if restored is not None and restored[0] == epoch else 0
         start = _check_count(start, "set_epoch: start")
-        if start > self.n:
-            raise DataLoaderError(f"set_epoch: start={start} is past the end of the epoch (n={self.n})")
+        if start > self.length:
+            raise DataLoaderError(
+                f"set_epoch: start={start} is past the end of the epoch ({self.length} samples)"
+            )
         if self._restored is not None and self._restored[0] != epoch:
             self._restored = None  # another epoch: the saved root no longer matters
         self.epoch, self.position, self._pinned = epoch, start, True
@@ -613,14 +639,14 @@ class ResumableSampler:
 
     def __len__(self) -> int:
         _epoch, start = self._plan()
-        return self.n - start
+        return self.length - start
 
     def __iter__(self) -> Iterator[int]:
         token = self._begin()
         return self._yield_indices(token, self.order(self.epoch), self._start)
 
     def _yield_indices(self, token: int, order: np.ndarray, start: int) -> Iterator[int]:
-        for position in range(start, self.n):
+        for position in range(start, self.length):
             if self._iteration != token:  # a newer iteration took over
                 return
             self.position = position + 1
@@ -648,6 +674,7 @@ class ResumableSampler:
             "epoch": self.epoch,
             "position": self.position,
             "root_seed": root,
+            "world_size": self.world_size,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -655,19 +682,23 @@ class ResumableSampler:
         epoch) continues at the saved position.  Raises :class:`~rngstate.InvalidStateError`
         when the state is malformed or belongs to another sampler."""
         where = f"{self.path}.load_state_dict"
-        _check.mapping(state, where, _STATE_KEYS)
-        _check.text(state["format"], f"{where}: format", (STATE_FORMAT,))
-        version = _check.integer(state["version"], f"{where}: version", 1, 2**31)
+        _check.mapping(state, where)
+        version = _check.integer(state.get("version"), f"{where}: version", 1, 2**31)
         if version > STATE_VERSION:
             raise InvalidStateError(
                 f"{where}: the state has version {version}, newer than {STATE_VERSION}; upgrade rngstate"
             )
+        _check.mapping(state, where, _STATE_KEYS_V1 if version == 1 else _STATE_KEYS)
+        _check.text(state["format"], f"{where}: format", (STATE_FORMAT,))
+        world_size = 1 if version == 1 else _check.integer(
+            state["world_size"], f"{where}: world_size", 1, 2**31
+        )
         path = _check.text(state["path"], f"{where}: path")
         n = _check.integer(state["n"], f"{where}: n", 0, 2**63)
         if not isinstance(state["shuffle"], bool):
             raise InvalidStateError(f"{where}: shuffle must be a bool, got {_check.show(state['shuffle'])}")
         epoch = _check.integer(state["epoch"], f"{where}: epoch", 0, 2**63)
-        position = _check.integer(state["position"], f"{where}: position", 0, n)
+        position = _check.integer(state["position"], f"{where}: position", 0, -(-n // world_size))
         root = state["root_seed"]
         if root is not None:
             root = _check.integer(root, f"{where}: root_seed", 0, MAX_SEED)
@@ -680,6 +711,19 @@ class ResumableSampler:
             problems.append(f"it was saved with shuffle={state['shuffle']}, this has shuffle={self.shuffle}")
         if problems:
             raise InvalidStateError(f"{where}: the state does not belong here: " + "; ".join(problems))
+        if world_size != self.world_size:
+            # Positions count one rank's share; another sharding puts other samples there.
+            # (Any rank's state fits every rank: data parallel ranks consume the same number.)
+            # At an epoch boundary nothing is shared out yet, so the state carries over.
+            if position == -(-n // world_size):
+                position = self.length
+            elif position != 0:
+                raise TopologyError(
+                f"{where}: the state was saved with world_size={world_size}, this job has "
+                    f"world_size={self.world_size}; a mid-epoch position cannot move to another "
+                    f"sharding. Resume with the same world size, or start the next epoch: "
+                    f"set_epoch({epoch + 1}) (or pass world_size={world_size} to keep the old sharding)"
+                )
         self.epoch, self.position = epoch, position
         self._restored = (epoch, root)
         self._pinned = False
@@ -687,8 +731,9 @@ class ResumableSampler:
         self._iteration += 1  # iterators started before the load stop counting
 
     def __repr__(self) -> str:
+        shard = f", rank={self.rank}, world_size={self.world_size}" if self.world_size > 1 else ""
         return (
-            f"{type(self).__name__}(n={self.n}, path={self.path!r}, shuffle={self.shuffle}, "
+            f"{type(self).__name__}(n={self.n}, path={self.path!r}, shuffle={self.shuffle}{shard}, "
             f"epoch={self.epoch}, position={self.position})"
         )
 
@@ -698,9 +743,17 @@ class LoaderSampler(ResumableSampler):
     training loop consumed (the loader reports it), not what the workers prefetched."""
 
     def __init__(
-        self, n: int, *, name: str, shuffle: bool, batch_size: int | None, drop_last: bool
+        self,
+        n: int,
+        *,
+        name: str,
+        shuffle: bool,
+        batch_size: int | None,
+        drop_last: bool,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
-        super().__init__(n, name=name, shuffle=shuffle)
+        super().__init__(n, name=name, shuffle=shuffle, rank=rank, world_size=world_size)
         self.batch_size = batch_size
         self.drop_last = drop_last
 
@@ -714,22 +767,26 @@ class LoaderSampler(ResumableSampler):
     def _yield_keys(self, token: int, order: np.ndarray, start: int) -> Iterator[SampleKey]:
         epoch, root, size = self.epoch, self._root, self.batch_size or 1
         assert root is not None
-        for position in range(start, self.n):
+        world, rank = self.world_size, self.rank
+        for position in range(start, self.length):
             if self._iteration != token:
                 return
             batch_start = start + (position - start) // size * size
-            yield SampleKey(int(order[position]), epoch, position, batch_start, root)
+            # Seeds follow positions in the whole (padded) epoch: unique across ranks.
+            yield SampleKey(
+                int(order[position]), epoch, position * world + rank, batch_start * world + rank, root
+            )
 
     def consumed(self, token: int, batches: int = 1) -> None:
         """The training loop took ``batches`` more batches of iteration ``token``."""
         if token == self._iteration:
             size = self.batch_size or 1
-            self.position = min(self.position + batches * size, self.n)
+            self.position = min(self.position + batches * size, self.length)
 
     def exhausted(self, token: int) -> None:
         """Iteration ``token`` ended: its epoch is finished."""
         if token == self._iteration:
-            self.position = self.n
+            self.position = self.length
 
 
 class ResumingIterator:
@@ -759,6 +816,29 @@ class ResumingIterator:
         if name.startswith("__") or name in ("_iterator", "_sampler", "_token"):
             raise AttributeError(name)
         return getattr(self._iterator, name)
+
+
+def _shard(rank: Any, world_size: Any) -> tuple[int, int]:
+    """Validated (rank, world_size); what is not given comes from the job (rank_info)."""
+    if rank is None or world_size is None:
+        info = rank_info()
+        if world_size is None:
+            world_size = info.world_size
+        if rank is None:
+            if world_size == 1:
+                rank = 0
+            elif world_size == info.world_size:
+                rank = info.rank
+            else:
+                raise DataLoaderError(
+                    f"world_size={world_size} differs from the job's ({info.world_size}, from "
+                    f"{info.source}): pass rank= as well"
+                )
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise DataLoaderError(f"world_size must be a positive int, got {_check.show(world_size)}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise DataLoaderError(f"rank must be an int in [0, world_size={world_size}), got {_check.show(rank)}")
+    return rank, world_size
 
 
 def loader_parts(name: str) -> tuple[str, ...]:

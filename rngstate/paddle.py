@@ -101,7 +101,9 @@ def _build_dataloader() -> type:
         NumPy and paddle seeded from (root seed, loader path, epoch, position), whatever the
         worker; creating an iterator does not move NumPy's global generator (Paddle draws its
         workers' base seed from it); ``set_epoch``, ``state_dict`` and ``load_state_dict``
-        resume mid-epoch.  With ``num_workers=0`` batches are loaded in the calling thread.
+        resume mid-epoch; under data parallelism each rank loads its shard (``rank`` and
+        ``world_size`` as for ``rngstate.ResumableSampler``).  With ``num_workers=0`` batches
+        are loaded in the calling thread.
 
         Other keywords go to ``paddle.io.DataLoader``; ``batch_sampler`` and ``feed_list`` are
         not accepted, ``batch_size=None`` neither.
@@ -126,6 +128,8 @@ def _build_dataloader() -> type:
             collate_fn: Callable[[list[Any]], Any] | None = None,
             drop_last: bool = False,
             worker_init_fn: Callable[[int], Any] | None = None,
+            rank: int | None = None,
+            world_size: int | None = None,
             return_list: bool = True,
             **kwargs: Any,
         ) -> None:
@@ -153,6 +157,8 @@ def _build_dataloader() -> type:
                 shuffle=bool(shuffle),
                 batch_size=batch_size,
                 drop_last=bool(drop_last),
+                rank=rank,
+                world_size=world_size,
             )
             self._rng_sampler = sampler
             self._rng_worker_init = LoaderWorkerInit(worker_init_fn, sampler.parts)

@@ -67,6 +67,10 @@ def _build_dataloader() -> type:
           base seed from a private generator here).
         * ``set_epoch(e)``, ``state_dict()`` (plain data) and ``load_state_dict(sd)``: after a
           load, ``set_epoch`` of the saved epoch (or none) continues mid-epoch.
+        * Under data parallelism each rank loads its shard, like ``DistributedSampler``
+          (``rank``/``world_size`` default to the process group or ``RANK``/``WORLD_SIZE``;
+          ``world_size=1`` loads everything on every rank).  A sample's randomness depends on
+          its position in the whole epoch, so it is the same whatever the world size.
 
         Every other keyword goes to ``torch.utils.data.DataLoader``; ``sampler``,
         ``batch_sampler`` and ``generator`` are not accepted.  Map-style datasets only.
@@ -91,6 +95,8 @@ def _build_dataloader() -> type:
             collate_fn: Callable[[list[Any]], Any] | None = None,
             drop_last: bool = False,
             worker_init_fn: Callable[[int], Any] | None = None,
+            rank: int | None = None,
+            world_size: int | None = None,
             **kwargs: Any,
         ) -> None:
             for key in _REJECTED:
@@ -109,7 +115,13 @@ def _build_dataloader() -> type:
             n = dataset_length(dataset)
             check_batch_size(batch_size)
             sampler = LoaderSampler(
-                n, name=name, shuffle=bool(shuffle), batch_size=batch_size, drop_last=bool(drop_last)
+                n,
+                name=name,
+                shuffle=bool(shuffle),
+                batch_size=batch_size,
+                drop_last=bool(drop_last),
+                rank=rank,
+                world_size=world_size,
             )
             self._rng_worker_init = LoaderWorkerInit(worker_init_fn, sampler.parts)
             super().__init__(

@@ -170,8 +170,8 @@ def test_state_dict_resumes_mid_epoch_through_json() -> None:
     seen = [next(iterator) for _ in range(4)]
     state = json.loads(json.dumps(sampler.state_dict()))
     assert state == {
-        "format": "rngstate.sampler", "version": 1, "path": "train", "n": 10, "shuffle": True,
-        "epoch": 2, "position": 4, "root_seed": 3,
+        "format": "rngstate.sampler", "version": 2, "path": "train", "n": 10, "shuffle": True,
+        "epoch": 2, "position": 4, "root_seed": 3, "world_size": 1,
     }
     resumed = rngstate.ResumableSampler(10, name="train")
     resumed.load_state_dict(state)
@@ -210,7 +210,8 @@ def test_finished_saved_epoch_moves_on() -> None:
         ({"position": 11}, "outside"),
         ({"epoch": -1}, "outside"),
         ({"epoch": "2"}, "expected an integer"),
-        ({"version": 2}, "newer"),
+        ({"version": 3}, "newer"),
+        ({"world_size": 0}, "outside"),
         ({"format": "torch"}, "is not one of"),
         ({"root_seed": 2**40}, "outside"),
         ({"extra": 1}, "unexpected"),
@@ -240,6 +241,92 @@ def test_resuming_mid_epoch_under_another_root_seed_raises() -> None:
         iter(resumed)
     resumed.set_epoch(1)  # another epoch: fine
     assert len(list(resumed)) == 10
+
+
+# -- sharding across ranks ------------------------------------------------------------------
+
+
+def test_sampler_shards_like_distributed_sampler() -> None:
+    rngstate.seed_everything(3)
+    whole = rngstate.ResumableSampler(10, name="train").order(1).tolist()
+    padded = whole + whole[:2]  # 10 samples over 3 ranks: 4 each, the start repeated
+    shards = []
+    for rank in range(3):
+        sampler = rngstate.ResumableSampler(10, name="train", rank=rank, world_size=3)
+        sampler.set_epoch(1)
+        shards.append(list(sampler))
+        assert shards[-1] == padded[rank::3] and len(sampler.order(1)) == sampler.length == 4
+    assert sorted(i for shard in shards for i in shard) == sorted(padded)
+    # More ranks than samples still gives every rank the same number of samples.
+    tiny = [list(rngstate.ResumableSampler(2, rank=r, world_size=5)) for r in range(5)]
+    assert [len(shard) for shard in tiny] == [1] * 5 and {i for shard in tiny for i in shard} == {0, 1}
+    assert list(rngstate.ResumableSampler(0, rank=1, world_size=2)) == []
+
+
+def test_loader_sample_randomness_follows_the_position_in_the_whole_epoch() -> None:
+    rngstate.seed_everything(4)
+    whole, _ = run_loader(make_loader(0, batch_size=1, world_size=1), range(2))
+    for rank in range(2):
+        rngstate.seed_everything(4)
+        shard, _ = run_loader(make_loader(0, batch_size=1, rank=rank, world_size=2), range(2))
+        # Rank r loads positions r, r+2, ... of each epoch (20 samples: no padding), with the
+        # very draws a single process makes there: the world size changes nothing but who loads.
+        expected = whole[rank:20:2] + whole[20 + rank::2]
+        assert same(shard, expected)
+
+
+def test_sharded_loader_resumes_mid_epoch_from_any_ranks_state() -> None:
+    rngstate.seed_everything(6)
+    full, _ = run_loader(make_loader(0, rank=1, world_size=2), range(2))
+    rngstate.seed_everything(6)
+    _, state = run_loader(make_loader(0, rank=0, world_size=2), range(2), stop=2)
+    assert state is not None and state["world_size"] == 2 and state["position"] == 6
+    # Rank 0 saved the checkpoint; data parallel ranks took as many batches, so rank 1 uses it.
+    loader = make_loader(2, rank=1, world_size=2)
+    loader.load_state_dict(state)
+    rest, _ = run_loader(loader, range(state["epoch"], 2))
+    assert same(full[2:], rest)
+    with pytest.raises(rngstate.TopologyError, match="world_size=2, this job has world_size=3"):
+        make_loader(0, rank=1, world_size=3).load_state_dict(state)
+    with pytest.raises(rngstate.TopologyError, match="set_epoch"):
+        make_loader(0, world_size=1).load_state_dict(state)
+    # At an epoch boundary the world size may change: a finished epoch moves on to the next.
+    sampler = rngstate.ResumableSampler(20, name="train", rank=0, world_size=2)
+    list(sampler)
+    finished = sampler.state_dict()
+    for world in (1, 3):
+        resumed = rngstate.ResumableSampler(20, name="train", rank=0, world_size=world)
+        resumed.load_state_dict(finished)
+        assert list(resumed) == resumed.order(1).tolist()
+    fresh = rngstate.ResumableSampler(20, name="train", rank=0, world_size=2).state_dict()
+    resumed = rngstate.ResumableSampler(20, name="train", rank=2, world_size=3)
+    resumed.load_state_dict(fresh)
+    assert list(resumed) == resumed.order(0).tolist()
+
+
+def test_version_1_sampler_state_still_loads() -> None:
+    rngstate.seed_everything(3)
+    sampler = rngstate.ResumableSampler(10, name="train")
+    state = {**sampler.state_dict(), "version": 1, "position": 4}
+    del state["world_size"]
+    sampler.load_state_dict(state)
+    assert sampler.position == 4 and len(sampler) == 6
+    with pytest.raises(rngstate.InvalidStateError, match="missing \\['world_size'\\]"):
+        sampler.load_state_dict({**state, "version": 2})
+
+
+def test_rank_and_world_size_come_from_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    rngstate.seed_everything(0)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    loader = make_loader(0)
+    assert (loader.sampler.rank, loader.sampler.world_size, len(loader)) == (1, 2, 4)
+    assert make_loader(0, world_size=1).sampler.rank == 0  # everything on every rank
+    with pytest.raises(DataLoaderError, match="pass rank="):
+        rngstate.ResumableSampler(5, world_size=3)
+    for rank, world in [(2, 2), (-1, 2), (0, 0), (True, 2), (0, 1.0)]:
+        with pytest.raises(DataLoaderError, match="rank must be|world_size must be"):
+            rngstate.ResumableSampler(5, rank=rank, world_size=world)
 
 
 def test_state_dict_survives_torch_save_weights_only() -> None:

@@ -100,7 +100,8 @@ def test_collective_save_kill_and_restore(tmp_path: Path, mode: str) -> None:
     assert [r["after"] for r in resumed] == [r["after"] for r in uninterrupted]
     assert uninterrupted[0]["after"] != uninterrupted[1]["after"]
     files = sorted(os.listdir(tmp_path))
-    expected = ["rng.state"] + ([f"rng.state.rank{r:05d}-of-00002" for r in range(2)] if mode == "sharded" else [])
+    shards = [f"rng.state.rank{r:05d}-of-00002" for r in range(2)]
+    expected = ["rng.state"] + (shards if mode == "sharded" else [])
     assert files == expected
     state = rngstate.load(path, rank=1)
     assert state.metadata["rank"] == 1 and state.metadata["world_size"] == 2
@@ -193,12 +194,23 @@ def torchrun(tmp_path: Path, *args: str) -> list[str]:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     # Both ranks share one stdout pipe, so lines may interleave: pick the messages out.
-    return sorted(re.findall(r"rank \d: (?:saved at step \d|final weights [0-9a-f]{16})", result.stdout))
+    return sorted(re.findall(r"rank \d: (?:saved after step \d+|final weights [0-9a-f]{16}|samples [0-9,]+)",
+                             result.stdout))
 
 
 @pytest.mark.slow
-def test_ddp_example_stopped_and_resumed_under_torchrun(tmp_path: Path) -> None:
-    uninterrupted = torchrun(tmp_path)
-    assert torchrun(tmp_path, "--stop-at", "3") == ["rank 0: saved at step 3", "rank 1: saved at step 3"]
-    assert torchrun(tmp_path, "--resume") == uninterrupted
+def test_ddp_loader_stopped_mid_epoch_and_resumed_under_torchrun(tmp_path: Path) -> None:
+    lines = torchrun(tmp_path)
+    uninterrupted = [line for line in lines if "final weights" in line]
+    samples = [[int(i) for i in line.split()[-1].split(",")] for line in lines if "samples" in line]
+    # Each epoch (20 samples per rank) the two ranks load disjoint halves of the 40 samples.
+    for epoch in range(2):
+        shards = [set(seen[epoch * 20:(epoch + 1) * 20]) for seen in samples]
+        assert shards[0].isdisjoint(shards[1]) and shards[0] | shards[1] == set(range(40))
+    assert samples[0][:20] != samples[0][20:]  # the order changes with the epoch
+    # Step 7 is the third of the five batches of epoch 1: stopped mid-epoch, workers running.
+    saved = torchrun(tmp_path, "--stop-at", "7")
+    assert saved == ["rank 0: saved after step 7", "rank 1: saved after step 7"]
+    resumed = [line for line in torchrun(tmp_path, "--resume", "--workers", "0") if "final weights" in line]
+    assert resumed == uninterrupted
     assert len(set(line.split()[-1] for line in uninterrupted)) == 1  # DDP keeps ranks in sync

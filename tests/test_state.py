@@ -54,11 +54,14 @@ def test_metadata_ignored_by_equality() -> None:
 
 def test_immutable() -> None:
     state = rich_state()
+    streams = state.streams
+    # paddle joins the active streams when an earlier test imported it, so compare with before
+    assert {"numpy", "python", "torch.cpu"} <= set(streams)
     with pytest.raises(AttributeError):
         state.root_seed = 3  # type: ignore[misc]
     data = state.to_dict()
     data["streams"].clear()
-    assert state.streams == ("numpy", "python", "torch.cpu")
+    assert state.streams == streams
     with pytest.raises(TypeError):
         RNGState()
 
