@@ -818,6 +818,92 @@ class ResumingIterator:
         return getattr(self._iterator, name)
 
 
+class ResumableLoader:
+    """What ``rngstate.torch.DataLoader`` and ``rngstate.paddle.DataLoader`` add to their
+    framework's DataLoader: the sampler, the wrapped dataset and collate_fn, epoch, position and
+    state.  Mixed in before the framework class."""
+
+    _rng_sampler: LoaderSampler
+    _rng_worker_init: LoaderWorkerInit
+
+    def _rng_setup(
+        self,
+        dataset: Any,
+        *,
+        name: str,
+        shuffle: bool,
+        batch_size: int | None,
+        drop_last: bool,
+        rank: int | None,
+        world_size: int | None,
+        collate_fn: Callable[[list[Any]], Any] | None,
+        worker_init_fn: Callable[[int], Any] | None,
+    ) -> tuple[SeededDataset, SeededCollate | None]:
+        """Build the sampler and worker init; return the dataset and collate_fn to hand on."""
+        check_batch_size(batch_size)
+        sampler = LoaderSampler(
+            dataset_length(dataset),
+            name=name,
+            shuffle=bool(shuffle),
+            batch_size=batch_size,
+            drop_last=bool(drop_last),
+            rank=rank,
+            world_size=world_size,
+        )
+        self._rng_sampler = sampler
+        self._rng_worker_init = LoaderWorkerInit(worker_init_fn, sampler.parts)
+        collate = SeededCollate(collate_fn, sampler.parts) if collate_fn is not None else None
+        return SeededDataset(dataset, sampler.parts), collate
+
+    def _rng_begin(self) -> int:
+        """Start an iteration: returns the token its ResumingIterator reports with."""
+        sampler = self._rng_sampler
+        token = sampler._begin()
+        assert sampler._root is not None
+        self._rng_worker_init.root = sampler._root
+        self._rng_worker_init.epoch = sampler.epoch
+        return token
+
+    def set_epoch(self, epoch: int, start: int | None = None) -> None:
+        """Make the next iteration run ``epoch`` (from sample ``start``; ``None``: from the
+        beginning, or from the saved position right after ``load_state_dict``)."""
+        self._rng_sampler.set_epoch(epoch, start)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the current (or last) iteration."""
+        return self._rng_sampler.epoch
+
+    @property
+    def position(self) -> int:
+        """Samples of the current epoch (this rank's share) the training loop has taken."""
+        return self._rng_sampler.position
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch and position as plain data, for the checkpoint."""
+        return self._rng_sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`; raises InvalidStateError if it does not fit."""
+        self._rng_sampler.load_state_dict(state)
+
+
+def lazy_loader(module_globals: dict[str, Any], build: Callable[[], type]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds ``DataLoader`` on first use, so that importing the
+    facade never imports its framework."""
+
+    def module_getattr(name: str) -> Any:
+        if name == "DataLoader":
+            loader_class = build()
+            loader_class.__module__ = module_globals["__name__"]
+            loader_class.__qualname__ = "DataLoader"
+            module_globals["DataLoader"] = loader_class
+            return loader_class
+        raise AttributeError(f"module {module_globals['__name__']!r} has no attribute {name!r}")
+
+    return module_getattr
+
+
 def _shard(rank: Any, world_size: Any) -> tuple[int, int]:
     """Validated (rank, world_size); what is not given comes from the job (rank_info)."""
     if rank is None or world_size is None:

@@ -12,17 +12,16 @@ never matters.  Nothing here imports a framework.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
-import importlib.util
+import importlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
+
+from rngstate.backends import importhook
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +282,6 @@ class _Controller:
         self.warn_only = False
         self.saved: dict[str, str] = {}
         self.lock = threading.RLock()
-        self.watcher: _ImportWatcher | None = None
 
 
 _CONTROLLER = _Controller()
@@ -423,45 +421,12 @@ def _on_import(framework: str) -> None:
     _log(report)
 
 
-class _ImportWatcher(importlib.abc.MetaPathFinder):
-    """Runs ``_on_import`` once a watched framework has finished importing.
-
-    It may be stacked with rngstate's seeding hook (both wrap the same loader's ``exec_module``),
-    so it never deletes the wrapper it installs: the seeding hook removes whichever wrapper is
-    outermost, and a leftover one on a used loader is harmless.
-    """
-
-    def __init__(self, frameworks: Sequence[str]) -> None:
-        self.frameworks = set(frameworks)
-        self._busy = threading.local()
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.frameworks or getattr(self._busy, "name", None) == fullname:
-            return None
-        self._busy.name = fullname  # let the other finders answer for this name
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            self._busy.name = None
-        loader = spec.loader if spec is not None else None
-        if spec is None or loader is None or not hasattr(loader, "exec_module"):
-            return None
-        original = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            original(module)
-            try:
-                _on_import(fullname)
-            except Exception:  # never break the user's import over a switch
-                logger.warning("rngstate: could not switch %s to deterministic", fullname, exc_info=True)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign]
-        return spec
+def _on_import_logged(framework: str) -> None:
+    try:
+        _on_import(framework)
+    except Exception:  # never break the user's import over a switch
+        logger.warning("rngstate: could not switch %s to deterministic", framework, exc_info=True)
 
 
 def _install_watcher() -> None:
-    if _CONTROLLER.watcher is None:
-        _CONTROLLER.watcher = _ImportWatcher(FRAMEWORKS)
-        sys.meta_path.insert(0, _CONTROLLER.watcher)
+    importhook.install(FRAMEWORKS, _on_import_logged)

@@ -13,17 +13,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from rngstate.data import (
-    DataLoaderError,
-    LoaderSampler,
-    LoaderWorkerInit,
-    ResumingIterator,
-    SeededCollate,
-    SeededDataset,
-    check_batch_size,
-    dataset_length,
-    preserve_streams,
-)
+from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
 
 if TYPE_CHECKING:
     DataLoader: Any
@@ -92,7 +82,7 @@ def _build_dataloader() -> type:
     modules = _PaddleModules()
     io = modules.io
 
-    class DataLoader(io.DataLoader):  # type: ignore[misc,name-defined]
+    class DataLoader(ResumableLoader, io.DataLoader):  # type: ignore[misc,name-defined]
         """A ``paddle.io.DataLoader`` whose order, per-sample randomness and position come from
         rngstate, so training resumes bit-for-bit, even mid-epoch.
 
@@ -145,29 +135,28 @@ def _build_dataloader() -> type:
                     "rngstate.paddle.DataLoader needs a batch_size (Paddle loads batch_size=None "
                     "without a sampler, so there are no positions to resume from)"
                 )
-            check_batch_size(batch_size)
             if isinstance(dataset, io.IterableDataset):
                 raise DataLoaderError(
                     "rngstate.paddle.DataLoader needs a map-style dataset (__getitem__ and "
                     "__len__): an IterableDataset has no positions to resume from"
                 )
-            sampler = LoaderSampler(
-                dataset_length(dataset),
+            seeded, collate = self._rng_setup(
+                dataset,
                 name=name,
-                shuffle=bool(shuffle),
+                shuffle=shuffle,
                 batch_size=batch_size,
-                drop_last=bool(drop_last),
+                drop_last=drop_last,
                 rank=rank,
                 world_size=world_size,
+                collate_fn=collate_fn,
+                worker_init_fn=worker_init_fn,
             )
-            self._rng_sampler = sampler
-            self._rng_worker_init = LoaderWorkerInit(worker_init_fn, sampler.parts)
             super().__init__(
-                SeededDataset(dataset, sampler.parts),
+                seeded,
                 batch_sampler=io.BatchSampler(
-                    sampler=sampler, batch_size=batch_size, drop_last=bool(drop_last)
+                    sampler=self._rng_sampler, batch_size=batch_size, drop_last=bool(drop_last)
                 ),
-                collate_fn=SeededCollate(collate_fn, sampler.parts) if collate_fn is not None else None,
+                collate_fn=collate,
                 num_workers=num_workers,
                 worker_init_fn=self._rng_worker_init,
                 return_list=True,
@@ -177,55 +166,19 @@ def _build_dataloader() -> type:
             self.drop_last = bool(drop_last)
 
         def __iter__(self) -> Any:
-            sampler = self._rng_sampler
-            token = sampler._begin()
-            assert sampler._root is not None
-            self._rng_worker_init.root = sampler._root
-            self._rng_worker_init.epoch = sampler.epoch
+            token = self._rng_begin()
             if self.num_workers == 0:
                 iterator: Any = _SameThreadBatches(self, modules)
             else:
                 # Paddle draws the workers' base seed from NumPy's global generator.
                 with preserve_streams():
                     iterator = super().__iter__()
-            return ResumingIterator(iterator, sampler, token)
+            return ResumingIterator(iterator, self._rng_sampler, token)
 
         def __call__(self) -> Any:
             return self.__iter__()
 
-        def set_epoch(self, epoch: int, start: int | None = None) -> None:
-            """Make the next iteration run ``epoch`` (from sample ``start``; ``None``: from the
-            beginning, or from the saved position right after ``load_state_dict``)."""
-            self._rng_sampler.set_epoch(epoch, start)
-
-        @property
-        def epoch(self) -> int:
-            """The epoch of the current (or last) iteration."""
-            return self._rng_sampler.epoch
-
-        @property
-        def position(self) -> int:
-            """Samples of the current epoch the training loop has taken."""
-            return self._rng_sampler.position
-
-        def state_dict(self) -> dict[str, Any]:
-            """Epoch and position as plain data, for the checkpoint."""
-            return self._rng_sampler.state_dict()
-
-        def load_state_dict(self, state: dict[str, Any]) -> None:
-            """Continue from a :meth:`state_dict`; raises InvalidStateError if it does not fit."""
-            self._rng_sampler.load_state_dict(state)
-
-    DataLoader.__module__ = __name__
-    DataLoader.__qualname__ = "DataLoader"
     return DataLoader
 
 
-def __getattr__(name: str) -> Any:
-    # The DataLoader subclass needs paddle; it is built on first use so that importing this
-    # module never imports paddle.
-    if name == "DataLoader":
-        loader_class = _build_dataloader()
-        globals()["DataLoader"] = loader_class
-        return loader_class
-    raise AttributeError(f"module 'rngstate.paddle' has no attribute {name!r}")
+__getattr__ = lazy_loader(globals(), _build_dataloader)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rngstate import __version__, backends, determinism
 from rngstate.backends import importhook
+from rngstate.backends.base import DeviceMapped
 from rngstate.derive import DERIVATION_VERSION
 from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, ScopeError
@@ -114,33 +115,37 @@ def _plan(decoded: Decoded) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     return now, later, problems
 
 
-_CUDA = "torch.cuda"
+def _per_device(names: set[str]) -> dict[str, int]:
+    """Live device counts of the per-device streams among ``names`` (frameworks imported)."""
+    counts = {}
+    for name in sorted(names):
+        count = backends.stream(name).device_count()
+        if count is not None:
+            counts[name] = count
+    return counts
 
 
 def _device_count_problems(decoded: Decoded) -> list[str]:
-    """CUDA states saved for N devices where torch sees M != N (checked once torch is imported)."""
-    saved = {len(s[_CUDA]) for s in (decoded.streams, *decoded.substreams.values()) if _CUDA in s}
-    if not saved:
-        return []
-    from rngstate.backends.torch import cuda_device_count
+    """Per-device states (CUDA, Paddle GPU) saved for N devices where M != N are visible."""
+    states = (decoded.streams, *decoded.substreams.values())
+    named = set().union(*states) - decoded.unknown
+    problems = []
+    for name, live in _per_device(named).items():
+        saved = {len(s[name]) for s in states if name in s}
+        if saved and saved != {live}:
+            problems.append(
+                f"the state holds {name} generator states for {' and '.join(map(str, sorted(saved)))} "
+                f"device(s) but this process sees {live}; with strict=False, device i gets the "
+                "state saved for device i and devices without a saved state keep theirs"
+            )
+    return problems
 
-    live = cuda_device_count()
-    if live is None or saved == {live}:
-        return []
-    return [
-        f"the state holds CUDA generator states for {' and '.join(map(str, sorted(saved)))} "
-        f"device(s) but this process sees {live}; with strict=False, device i gets the state "
-        "saved for device i and devices without a saved state keep theirs"
-    ]
 
-
-def _map_devices(snapshots: dict[str, Any], strict: bool) -> dict[str, Any]:
-    """With strict=False, CUDA states may go to another device count (the README's mapping)."""
-    if strict or _CUDA not in snapshots:
-        return snapshots
-    from rngstate.backends.torch import DeviceMapped
-
-    return {**snapshots, _CUDA: DeviceMapped(snapshots[_CUDA])}
+def _map_devices(snapshots: dict[str, Any], per_device: set[str]) -> dict[str, Any]:
+    """With strict=False, per-device states may go to another device count (the README's
+    mapping); ``per_device`` names the streams that hold one state per device."""
+    mapped = {name: DeviceMapped(snapshots[name]) for name in per_device if name in snapshots}
+    return {**snapshots, **mapped} if mapped else snapshots
 
 
 def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
@@ -175,7 +180,9 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     _check_topology(state.metadata, strict)
     _check_devices(state.metadata)
     _check_determinism(state.metadata)
-    now, later = _map_devices(now, strict), _map_devices(later, strict)
+    named = set(decoded.streams).union(*decoded.substreams.values()) - decoded.unknown
+    per_device = set() if strict else set(_per_device(named))
+    now, later = _map_devices(now, per_device), _map_devices(later, per_device)
     backup = _Backup()
     try:
         RUNTIME.root = decoded.root_seed
@@ -183,7 +190,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
             RUNTIME.active[name].set_state(snapshot)
         RUNTIME.pending_streams = later
         RUNTIME.substreams = {
-            path: _map_devices({n: s for n, s in states.items() if n not in decoded.unknown}, strict)
+            path: _map_devices({n: s for n, s in states.items() if n not in decoded.unknown}, per_device)
             for path, states in decoded.substreams.items()
         }
         RUNTIME.pending_generators = {}
@@ -222,17 +229,23 @@ def _gpu_models(devices: Any) -> list[str]:
     return sorted({name for name in devices if isinstance(name, str)}) if isinstance(devices, list) else []
 
 
+_DEVICE_NAMES = {"cuda_devices": "CUDA", "paddle_gpu_devices": "Paddle GPU"}  # metadata keys
+
+
 def _check_devices(metadata: dict[str, Any]) -> None:
     # Models, not lists: another device count is _device_count_problems' business.
-    saved = _gpu_models(metadata.get("cuda_devices"))
-    live = _gpu_models(_metadata().get("cuda_devices"))
-    if saved and live and saved != live:
-        warnings.warn(
-            f"rngstate.restore: the state was captured on {', '.join(saved)} and is restored on "
-            f"{', '.join(live)}; CUDA random streams reproduce exactly only on the same GPU model",
-            RNGStateWarning,
-            stacklevel=3,
-        )
+    live_metadata = _metadata()
+    for key, what in _DEVICE_NAMES.items():
+        saved = _gpu_models(metadata.get(key))
+        live = _gpu_models(live_metadata.get(key))
+        if saved and live and saved != live:
+            warnings.warn(
+                f"rngstate.restore: the state was captured on {', '.join(saved)} and is restored "
+                f"on {', '.join(live)}; {what} random streams reproduce exactly only on the same "
+                "GPU model",
+                RNGStateWarning,
+                stacklevel=3,
+            )
 
 
 def _check_determinism(metadata: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """``RNGState``: an immutable snapshot of every generator, as plain data.
 
-The plain form (``to_dict``) holds only str, int, bytes, list and dict, so it fits in JSON-like
-checkpoints, ``torch.save`` with ``torch.load(weights_only=True)``, ``paddle.save`` and the
-msgpack state file.  Its layout::
+The plain form (``to_dict``) holds only str, int, bytes, list and dict, so it fits in
+``torch.save`` checkpoints read with ``torch.load(weights_only=True)`` and in the msgpack state
+file.  (``paddle.save`` refuses ``bytes`` anywhere in an object: with Paddle, keep the state in an
+``rngstate.save`` side file.)  Its layout::
 
     {"schema": 1, "derivation": 1, "root_seed": 42,          # root_seed absent if never set
      "streams":    {"numpy": {...}, "torch.cpu": b"...", ...},   # outside every scope

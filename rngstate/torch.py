@@ -15,17 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rngstate import backends
 from rngstate.backends import torch as torch_backend
-from rngstate.data import (
-    DataLoaderError,
-    LoaderSampler,
-    LoaderWorkerInit,
-    ResumingIterator,
-    SeededCollate,
-    SeededDataset,
-    check_batch_size,
-    dataset_length,
-    preserve_streams,
-)
+from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
 from rngstate.tracking import tracked_generator
 
 if TYPE_CHECKING:
@@ -52,7 +42,7 @@ def _build_dataloader() -> type:
     # torch is imported here, when the user first asks for rngstate.torch.DataLoader.
     torch_data = importlib.import_module("torch.utils.data")
 
-    class DataLoader(torch_data.DataLoader):  # type: ignore[misc,name-defined]
+    class DataLoader(ResumableLoader, torch_data.DataLoader):  # type: ignore[misc,name-defined]
         """A ``torch.utils.data.DataLoader`` whose order, per-sample randomness and position
         come from rngstate, so training resumes bit-for-bit, even mid-epoch.
 
@@ -112,24 +102,23 @@ def _build_dataloader() -> type:
                     "rngstate.torch.DataLoader needs a map-style dataset (__getitem__ and "
                     "__len__): an IterableDataset has no positions to resume from"
                 )
-            n = dataset_length(dataset)
-            check_batch_size(batch_size)
-            sampler = LoaderSampler(
-                n,
+            seeded, collate = self._rng_setup(
+                dataset,
                 name=name,
-                shuffle=bool(shuffle),
+                shuffle=shuffle,
                 batch_size=batch_size,
-                drop_last=bool(drop_last),
+                drop_last=drop_last,
                 rank=rank,
                 world_size=world_size,
+                collate_fn=collate_fn,
+                worker_init_fn=worker_init_fn,
             )
-            self._rng_worker_init = LoaderWorkerInit(worker_init_fn, sampler.parts)
             super().__init__(
-                SeededDataset(dataset, sampler.parts),
+                seeded,
                 batch_size=batch_size,
-                sampler=sampler,
+                sampler=self._rng_sampler,
                 num_workers=num_workers,
-                collate_fn=SeededCollate(collate_fn, sampler.parts) if collate_fn is not None else None,
+                collate_fn=collate,
                 drop_last=drop_last,
                 worker_init_fn=self._rng_worker_init,
                 # torch draws each iterator's worker base seed from this generator instead of
@@ -139,48 +128,12 @@ def _build_dataloader() -> type:
             )
 
         def __iter__(self) -> Any:
-            sampler: LoaderSampler = self.sampler
-            token = sampler._begin()
-            assert sampler._root is not None
-            self._rng_worker_init.root = sampler._root
-            self._rng_worker_init.epoch = sampler.epoch
+            token = self._rng_begin()
             with preserve_streams():
                 iterator = super().__iter__()
-            return ResumingIterator(iterator, sampler, token)
+            return ResumingIterator(iterator, self._rng_sampler, token)
 
-        def set_epoch(self, epoch: int, start: int | None = None) -> None:
-            """Make the next iteration run ``epoch`` (from sample ``start``; ``None``: from the
-            beginning, or from the saved position right after ``load_state_dict``)."""
-            self.sampler.set_epoch(epoch, start)
-
-        @property
-        def epoch(self) -> int:
-            """The epoch of the current (or last) iteration."""
-            return int(self.sampler.epoch)
-
-        @property
-        def position(self) -> int:
-            """Samples of the current epoch the training loop has taken."""
-            return int(self.sampler.position)
-
-        def state_dict(self) -> dict[str, Any]:
-            """Epoch and position as plain data, for the checkpoint."""
-            return self.sampler.state_dict()  # type: ignore[no-any-return]
-
-        def load_state_dict(self, state: dict[str, Any]) -> None:
-            """Continue from a :meth:`state_dict`; raises InvalidStateError if it does not fit."""
-            self.sampler.load_state_dict(state)
-
-    DataLoader.__module__ = __name__
-    DataLoader.__qualname__ = "DataLoader"
     return DataLoader
 
 
-def __getattr__(name: str) -> Any:
-    # The DataLoader subclass needs torch; it is built on first use so that importing this
-    # module never imports torch.
-    if name == "DataLoader":
-        loader_class = _build_dataloader()
-        globals()["DataLoader"] = loader_class
-        return loader_class
-    raise AttributeError(f"module 'rngstate.torch' has no attribute {name!r}")
+__getattr__ = lazy_loader(globals(), _build_dataloader)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -54,3 +55,49 @@ def gpu_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+class ResumeExample:
+    """One of ``examples/resume_*.py``: each run in its own process, read by its weights hash.
+
+    ``workers=None`` leaves ``--workers`` out (examples without a DataLoader); uninterrupted
+    runs are cached per argument list.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.path = ROOT / "examples" / name
+        self._uninterrupted: dict[tuple[str, ...], str] = {}
+
+    def run(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, str(self.path), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    @staticmethod
+    def final_hash(output: str) -> str:
+        match = re.search(r"final weights ([0-9a-f]{16})", output)
+        assert match, output
+        return match.group(1)
+
+    @staticmethod
+    def options(workers: int | None, plain: bool) -> list[str]:
+        workers_option = ["--workers", str(workers)] if workers is not None else []
+        return [*workers_option, *(["--plain"] if plain else [])]
+
+    def uninterrupted(self, workers: int | None = None, plain: bool = False) -> str:
+        args = tuple(self.options(workers, plain))
+        if args not in self._uninterrupted:
+            self._uninterrupted[args] = self.final_hash(self.run(*args))
+        return self._uninterrupted[args]
+
+    def resumed(
+        self, tmp_path: Path, stop_at: int, before: int | None = None, after: int | None = None,
+        plain: bool = False,
+    ) -> str:
+        """Stop after ``stop_at`` steps with ``before`` workers, resume with ``after``."""
+        checkpoint = str(tmp_path / f"run{stop_at}.ckpt")
+        saved = self.run("--stop-at", str(stop_at), "--checkpoint", checkpoint, *self.options(before, plain))
+        assert f"checkpoint saved at step {stop_at} " in saved
+        return self.final_hash(self.run("--resume", "--checkpoint", checkpoint, *self.options(after, plain)))

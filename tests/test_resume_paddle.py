@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import subprocess
-import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +16,12 @@ import numpy as np
 import pytest
 
 import rngstate
-from tests.conftest import ROOT
+from tests.conftest import ResumeExample
 
 paddle = pytest.importorskip("paddle")
 import rngstate.paddle  # noqa: E402  (after the skip: it needs paddle)
 
-EXAMPLE = ROOT / "examples" / "resume_paddle.py"
+EXAMPLE = ResumeExample("resume_paddle.py")
 
 
 class Noisy(paddle.io.Dataset):  # type: ignore[misc]
@@ -127,43 +123,16 @@ def test_paddle_loader_rejects_what_cannot_resume() -> None:
 # -- end to end ---------------------------------------------------------------------------
 
 
-def run(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
-
-def final_hash(output: str) -> str:
-    match = re.search(r"final weights ([0-9a-f]{16})", output)
-    assert match, output
-    return match.group(1)
-
-
-@cache
-def uninterrupted(workers: int, plain: bool = False) -> str:
-    return final_hash(run("--workers", str(workers), *(["--plain"] if plain else [])))
-
-
-def resumed(tmp_path: Path, stop_at: int, before: int, after: int, plain: bool = False) -> str:
-    checkpoint = str(tmp_path / "run.ckpt")
-    extra = ["--plain"] if plain else []
-    saved = run("--stop-at", str(stop_at), "--workers", str(before), "--checkpoint", checkpoint, *extra)
-    assert f"checkpoint saved at step {stop_at} " in saved
-    return final_hash(run("--resume", "--workers", str(after), "--checkpoint", checkpoint, *extra))
-
-
 @pytest.mark.slow
 def test_paddle_zero_and_two_workers_train_identically() -> None:
-    assert uninterrupted(0) == uninterrupted(2)
+    assert EXAMPLE.uninterrupted(0) == EXAMPLE.uninterrupted(2)
 
 
 @pytest.mark.slow
 def test_paddle_resume_mid_epoch_with_other_workers(tmp_path: Path) -> None:
-    assert resumed(tmp_path, 8, before=2, after=0) == uninterrupted(2)
+    assert EXAMPLE.resumed(tmp_path, 8, before=2, after=0) == EXAMPLE.uninterrupted(2)
 
 
 @pytest.mark.slow
 def test_paddle_usual_recipe_does_not_resume_exactly(tmp_path: Path) -> None:
-    assert resumed(tmp_path, 8, before=2, after=2, plain=True) != uninterrupted(2, plain=True)
+    assert EXAMPLE.resumed(tmp_path, 8, before=2, after=2, plain=True) != EXAMPLE.uninterrupted(2, plain=True)

@@ -160,6 +160,25 @@ def _check_names(name: object, framework: object, what: str) -> tuple[str, str]:
     return name, framework
 
 
+def _claim(
+    table: dict[str, tuple[str, str]], what: str, name: str, framework: str, instance: Stream | GeneratorKind
+) -> Stream | GeneratorKind:
+    """Enter ``instance`` under ``name`` in ``table``; returns it, or the instance of the same
+    class registered before.  A name taken by anything else is refused."""
+    key = f"{'stream' if what == 'stream' else 'kind'}:{name}"  # the keys stream() and kind() read
+    if name in table:
+        known = _REGISTERED.get(key)
+        if known is not None and type(known) is type(instance):
+            return known
+        raise BackendRegistrationError(
+            f"the {what} name {name!r} is already taken by "
+            f"{'rngstate itself' if name in _BUILTIN else type(known).__qualname__}; pick another name"
+        )
+    _REGISTERED[key] = instance
+    table[name] = (framework, f"{type(instance).__module__}:{type(instance).__qualname__}")
+    return instance
+
+
 def register_stream(stream: type[Stream] | Stream) -> Stream:
     """Add a global generator of another library, seeded by ``seed_everything`` and scopes and
     included in ``capture()`` once its ``framework`` module is imported.
@@ -185,17 +204,9 @@ def register_stream(stream: type[Stream] | Stream) -> Stream:
     instance = _instance(stream, Stream, "a stream")
     assert isinstance(instance, Stream)
     name, framework = _check_names(instance.name, instance.framework, "stream")
-    key = f"stream:{name}"
-    if name in _STREAMS:
-        known = _REGISTERED.get(key)
-        if known is not None and type(known) is type(instance):
-            return known  # type: ignore[return-value]
-        raise BackendRegistrationError(
-            f"the stream name {name!r} is already taken by "
-            f"{'rngstate itself' if name in _BUILTIN else type(known).__qualname__}; pick another name"
-        )
-    _REGISTERED[key] = instance
-    _STREAMS[name] = (framework, f"{type(instance).__module__}:{type(instance).__qualname__}")
+    known = _claim(_STREAMS, "stream", name, framework, instance)
+    if known is not instance:
+        return known  # type: ignore[return-value]
     _ORDER.append(name)
     if framework not in ("random", "numpy"):
         _WATCHED.add(framework)
@@ -223,17 +234,9 @@ def register_kind(kind: type[GeneratorKind] | GeneratorKind) -> GeneratorKind:
     instance = _instance(kind, GeneratorKind, "a generator kind")
     assert isinstance(instance, GeneratorKind)
     name, framework = _check_names(instance.kind, instance.framework, "generator kind")
-    key = f"kind:{name}"
-    if name in _KINDS:
-        known = _REGISTERED.get(key)
-        if known is not None and type(known) is type(instance):
-            return known  # type: ignore[return-value]
-        raise BackendRegistrationError(
-            f"the generator kind {name!r} is already taken by "
-            f"{'rngstate itself' if name in _BUILTIN else type(known).__qualname__}; pick another name"
-        )
-    _REGISTERED[key] = instance
-    _KINDS[name] = (framework, f"{type(instance).__module__}:{type(instance).__qualname__}")
+    known = _claim(_KINDS, "generator kind", name, framework, instance)
+    if known is not instance:
+        return known  # type: ignore[return-value]
     logger.debug("generator kind %s registered for %s", name, framework)
     return instance
 

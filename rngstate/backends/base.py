@@ -64,6 +64,20 @@ class Stream:
         """Versions and devices worth recording next to the state (plain data)."""
         return {}
 
+    def device_count(self) -> int | None:
+        """For streams holding one state per device (a list): the devices this process sees,
+        without initializing anything; None for every other stream."""
+        return None
+
+
+class DeviceMapped(list[Any]):
+    """Per-device states restored with ``strict=False`` where the device count differs.
+
+    The mapping (README, "Capture, restore, files"): live device ``i`` takes the state saved for
+    device ``i``; a live device the state has no entry for keeps its current state; saved states
+    of devices this process does not have are ignored.
+    """
+
 
 class GeneratorKind:
     """User-owned generator objects of one type, tracked under a scope path."""

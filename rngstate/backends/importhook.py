@@ -1,8 +1,9 @@
-"""Seed a framework at the moment it is imported, so import order never matters.
+"""Act on a framework at the moment it is imported, so import order never matters.
 
-A meta-path finder sees the import of a watched top-level package (``torch``), lets the normal
+One meta-path finder sees the import of a watched top-level package (``torch``), lets the normal
 finders locate it, and wraps that one loader's ``exec_module`` so that, once the package has
-finished executing, the runtime activates (seeds or restores) its streams.
+finished executing, each subscriber watching it is called: the runtime activates (seeds or
+restores) its streams, ``rngstate.deterministic`` sets its switches.
 """
 
 from __future__ import annotations
@@ -14,22 +15,27 @@ import logging
 import random
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
+Subscriber = tuple[Collection[str], Callable[[str], None]]
+
 
 class _ImportWatcher(importlib.abc.MetaPathFinder):
-    def __init__(self, frameworks: set[str], on_import: Callable[[str], None]) -> None:
-        self.frameworks = frameworks
-        self.on_import = on_import
+    def __init__(self) -> None:
+        # (frameworks, callback); a framework collection may grow (registered streams).
+        self.subscribers: list[Subscriber] = []
         self._busy = threading.local()
+
+    def watches(self, name: str) -> bool:
+        return any(name in frameworks for frameworks, _ in self.subscribers)
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.frameworks or getattr(self._busy, "name", None) == fullname:
+        if "." in fullname or getattr(self._busy, "name", None) == fullname or not self.watches(fullname):
             return None
         self._busy.name = fullname  # let the other finders answer for this name
         try:
@@ -40,7 +46,7 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
         if loader is None or not hasattr(loader, "exec_module"):
             return None
         original = loader.exec_module
-        on_import = self.on_import
+        subscribers = self.subscribers
 
         def exec_module(module: ModuleType) -> None:
             # Importing TensorFlow draws from Python's global `random`; put it back so that
@@ -51,19 +57,25 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
             finally:
                 del loader.exec_module  # type: ignore[attr-defined]  # back to the class method
             random.setstate(python_state)
-            on_import(fullname)
+            for frameworks, callback in list(subscribers):
+                if fullname in frameworks:
+                    callback(fullname)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
-_watcher: _ImportWatcher | None = None
+_watcher = _ImportWatcher()
+_lock = threading.Lock()
 
 
-def install(frameworks: set[str], on_import: Callable[[str], None]) -> None:
-    """Install the watcher once (idempotent)."""
-    global _watcher
-    if _watcher is None:
-        _watcher = _ImportWatcher(frameworks, on_import)
-        sys.meta_path.insert(0, _watcher)
-        logger.debug("import hook installed for %s", sorted(frameworks))
+def install(frameworks: Collection[str], on_import: Callable[[str], None]) -> None:
+    """Call ``on_import(name)`` after each later import of a framework in ``frameworks``
+    (idempotent for the same callback; the collection is read at each import)."""
+    with _lock:
+        if any(callback == on_import for _, callback in _watcher.subscribers):
+            return
+        _watcher.subscribers.append((frameworks, on_import))
+        if _watcher not in sys.meta_path:
+            sys.meta_path.insert(0, _watcher)
+        logger.debug("import hook watches %s", sorted(frameworks))

@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from rngstate import _check
-from rngstate.backends.base import Plain, Stream
+from rngstate.backends.base import DeviceMapped, Plain, Stream
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError
 
 logger = logging.getLogger(__name__)
@@ -220,15 +220,18 @@ class PaddleGPUStream(Stream):
     def get_state(self) -> Any:
         return [generator.get_state() for generator in self._generators()]
 
+    def device_count(self) -> int | None:
+        return self._devices() if "paddle" in sys.modules else None
+
     def set_state(self, snapshot: Any) -> None:
         generators = self._generators()
-        if len(snapshot) != len(generators):
+        if len(snapshot) != len(generators) and not isinstance(snapshot, DeviceMapped):
             raise MissingBackendError(
                 f"the state holds {len(snapshot)} Paddle GPU generators but this process sees "
                 f"{len(generators)} GPUs; restore with the same visible devices "
-                "(CUDA_VISIBLE_DEVICES) as the run that captured it"
+                "(CUDA_VISIBLE_DEVICES) as the run that captured it, or with strict=False"
             )
-        for generator, state in zip(generators, snapshot, strict=True):
+        for generator, state in zip(generators, snapshot, strict=False):  # DeviceMapped: README
             generator.set_state(_as_state(state))
 
     def exchange(self, snapshot: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check
-from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.backends.base import DeviceMapped, GeneratorKind, Plain, Stream
 from rngstate.errors import InvalidStateError, MissingBackendError
 
 # CPUGeneratorImplState: legacy pod {i64 initial_seed, i32 left, i32 seeded, u64 next,
@@ -74,15 +74,6 @@ def _to_tensor(data: bytes) -> Any:
 
 def _seed_from(material: bytes) -> int:
     return int.from_bytes(material[:8], "big") >> 1
-
-
-class DeviceMapped(list[Any]):
-    """CUDA generator states restored with ``strict=False`` where the device count differs.
-
-    The mapping (README, "Capture, restore, files"): live device ``i`` takes the state saved for
-    device ``i``; a live device the state has no entry for keeps its current state; saved states
-    of devices this process does not have are ignored.
-    """
 
 
 def cuda_device_count() -> int | None:
@@ -155,6 +146,9 @@ class TorchCUDAStream(Stream):
     def is_active(self) -> bool:
         torch = sys.modules.get("torch")
         return torch is not None and torch.cuda.is_initialized()
+
+    def device_count(self) -> int | None:
+        return cuda_device_count()
 
     def seed(self, seed: int) -> None:
         _torch().cuda.manual_seed_all(seed)

@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 import rngstate
 from rngstate import RNGStateWarning, backends
-from rngstate.backends.paddle import MT_WORDS
+from rngstate.backends import paddle as paddle_backend
+from rngstate.backends.paddle import MT_WORDS, PaddleState
+from rngstate.runtime import RUNTIME
 from tests.conftest import ROOT, run_python
 
 
@@ -268,3 +270,89 @@ def test_gpu_generators_seeded_scoped_and_restored() -> None:
         assert np.isfinite(paddle.randn([1000]).numpy()).all()
     finally:
         paddle.set_device("cpu")
+
+
+class FakeGPUGenerator:
+    """Stands in for ``core.default_cuda_generator(i)`` on a CPU build: real ``GeneratorState``
+    objects with device ``i``; a draw moves the Philox offset, as a GPU kernel does."""
+
+    def __init__(self, device: int, seed: int) -> None:
+        self.device = device
+        self.manual_seed(seed)
+
+    def manual_seed(self, seed: int) -> None:
+        words = struct.pack(f"<{MT_WORDS}Q", *range(seed + 1, seed + 1 + MT_WORDS))
+        self.state = PaddleState(self.device, seed, 0, words, MT_WORDS).build()
+
+    def get_state(self) -> Any:
+        return self.state
+
+    def set_state(self, state: Any) -> None:
+        self.state = state
+
+    def draw(self) -> tuple[int, int]:
+        device, seed, offset, engine = self.state.__getstate__()
+        self.state = paddle.base.core.GeneratorState.__new__(paddle.base.core.GeneratorState)
+        self.state.__setstate__((device, seed, offset + 4, engine))
+        return seed & (2**64 - 1), offset
+
+
+def fake_gpus(monkeypatch: pytest.MonkeyPatch, count: int) -> list[FakeGPUGenerator]:
+    generators = [FakeGPUGenerator(i, 100 + i) for i in range(count)]
+    real_core = paddle.base.core
+
+    class Core:
+        GeneratorState = real_core.GeneratorState
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_core, name)
+
+        def default_cuda_generator(self, i: int) -> FakeGPUGenerator:
+            return generators[i]
+
+    stream = backends.stream("paddle.gpu")
+    monkeypatch.setattr(stream, "_count", count)
+    monkeypatch.setattr(paddle_backend, "_core", Core)
+    monkeypatch.setattr(paddle.device.cuda, "get_device_name", lambda i=None: "Fake GPU")
+    RUNTIME.activate("paddle.gpu")
+    return generators
+
+
+def offsets(generators: list[FakeGPUGenerator]) -> list[tuple[int, int]]:
+    return [generator.draw() for generator in generators]
+
+
+@pytest.mark.parametrize(("saved", "live"), [(2, 1), (1, 3)])
+def test_gpu_device_count_differs(monkeypatch: pytest.MonkeyPatch, saved: int, live: int) -> None:
+    old = fake_gpus(monkeypatch, saved)
+    rngstate.seed_everything(3)
+    with rngstate.rng_scope("gpu"):
+        offsets(old)
+    offsets(old)
+    state = rngstate.capture()
+    assert state.metadata["paddle_gpu_devices"] == ["Fake GPU"] * saved
+    saved_plain = state.to_dict()["streams"]["paddle.gpu"]
+
+    gpus = fake_gpus(monkeypatch, live)
+    offsets(gpus)
+    before = [paddle_backend.encode_state(g.state) for g in gpus]
+    problem = f"paddle.gpu generator states for {saved} device.* sees {live}"
+    with pytest.raises(rngstate.MissingBackendError, match=problem):
+        rngstate.restore(state)
+    assert [paddle_backend.encode_state(g.state) for g in gpus] == before  # untouched
+    with pytest.warns(RNGStateWarning, match="device i gets the state saved for device i"):
+        rngstate.restore(state, strict=False)
+    shared = min(saved, live)
+    after = [paddle_backend.encode_state(g.state) for g in gpus]
+    assert after == saved_plain[:shared] + before[shared:]
+    with rngstate.rng_scope("gpu"):  # substreams follow the same mapping
+        offsets(gpus)
+
+
+def test_gpu_model_change_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_gpus(monkeypatch, 1)
+    rngstate.seed_everything(3)
+    state = rngstate.capture()
+    monkeypatch.setattr(paddle.device.cuda, "get_device_name", lambda i=None: "Other GPU")
+    with pytest.warns(RNGStateWarning, match="Fake GPU.*Other GPU.*Paddle GPU random streams"):
+        rngstate.restore(state)
