@@ -862,6 +862,7 @@ class ResumableLoader:
         assert sampler._root is not None
         self._rng_worker_init.root = sampler._root
         self._rng_worker_init.epoch = sampler.epoch
+        _SEEDER.streams()  # resolved here once, so forked workers inherit it instead of each redoing it
         return token
 
     def set_epoch(self, epoch: int, start: int | None = None) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from rngstate import _gc
 from rngstate.errors import StateFileError
 
 try:
@@ -97,10 +98,14 @@ def _ext_hook(code: int, data: bytes) -> int:
     return int.from_bytes(data, "big", signed=True)
 
 
-def pack_parts(data: Any) -> tuple[bytes, bytes]:
+def pack_parts(data: Any) -> tuple[bytes, memoryview]:
     """Serialize plain ``data`` into (header, payload): writing them one after the other saves
-    copying a payload that may be 100 MB."""
-    payload: bytes = msgpack.packb(_canonical(data), use_bin_type=True)
+    copying a payload that may be 100 MB.  The payload is a view of the packer's own buffer
+    (``packb`` would copy it into a new bytes object, another 100 MB to allocate and touch)."""
+    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+    with _gc.paused():
+        packer.pack(_canonical(data))
+    payload = packer.getbuffer()
     fields = _FIELDS.pack(FORMAT_VERSION, 0, len(payload))
     return MAGIC + fields + _checksum(fields, payload), payload
 
@@ -169,14 +174,15 @@ def _parse_payload(blob: bytes, fields: bytes, flags: int, length: int, payload:
     if flags != 0:
         raise StateFileError(f"unsupported flags {flags:#06x} in the file header")
     try:
-        data = msgpack.unpackb(
-            payload,
-            raw=False,
-            strict_map_key=True,
-            ext_hook=_ext_hook,
-            object_hook=None,
-            use_list=True,
-        )
+        with _gc.paused():
+            data = msgpack.unpackb(
+                payload,
+                raw=False,
+                strict_map_key=True,
+                ext_hook=_ext_hook,
+                object_hook=None,
+                use_list=True,
+            )
     except StateFileError:
         raise
     except Exception as exc:  # msgpack raises many types for bad payloads
@@ -204,7 +210,7 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.rngstate-tmp")
 
 
-def write_atomic(path: str | os.PathLike[str], *chunks: bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], *chunks: bytes | memoryview) -> None:
     """Write ``chunks`` to ``path`` so that a crash leaves either the old or the new file.
 
     The temporary file is locked while it is written and renamed, so processes saving to the

@@ -6,7 +6,7 @@ import logging
 import warnings
 from typing import Any
 
-from rngstate import __version__, backends, determinism
+from rngstate import __version__, _gc, backends, determinism
 from rngstate.backends import importhook
 from rngstate.backends.base import DeviceMapped
 from rngstate.derive import DERIVATION_VERSION
@@ -40,6 +40,11 @@ def capture() -> RNGState:
     >>> random.random() == first
     True
     """
+    with _gc.paused():
+        return _capture()
+
+
+def _capture() -> RNGState:
     outer, substreams = RUNTIME.outer_and_substreams()
     streams = _encode_streams({**RUNTIME.pending_streams, **outer})
     generators = {

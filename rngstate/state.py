@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rngstate import _check, backends
+from rngstate import _check, _gc, backends
 from rngstate.derive import DERIVATION_VERSION, MAX_SEED, split_path
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, StateFileError
 from rngstate.fileformat import MAX_INT_BITS
@@ -222,8 +222,9 @@ class RNGState:
     @classmethod
     def _from_owned(cls, data: dict[str, Any]) -> RNGState:
         """Like from_dict for data nobody else holds (just read from a file): no copy."""
-        data = upgrade(data)
-        return cls._trusted(data, decode(data))
+        with _gc.paused():
+            data = upgrade(data)
+            return cls._trusted(data, decode(data))
 
     def _snapshots(self) -> Decoded:
         if self._decoded is None:
@@ -237,8 +238,9 @@ class RNGState:
 
         Raises :class:`~rngstate.InvalidStateError` naming the first problem found.
         """
-        copied = upgrade(_plain(data, "state"))
-        return cls._trusted(copied, decode(copied))
+        with _gc.paused():
+            copied = upgrade(_plain(data, "state"))
+            return cls._trusted(copied, decode(copied))
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the state as plain data (str, int, bytes, list, dict)."""

@@ -12,7 +12,6 @@ declare them in the entry point group ``rngstate.backends`` (loaded on first nee
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import re
@@ -257,6 +256,8 @@ def load_entry_points() -> bool:
         return False
     _entry_points_loaded = True
     added = False
+    import importlib.metadata  # 20-30 ms: only when a plugin may be needed, not at import
+
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry_point.load()

@@ -8,8 +8,6 @@ restores) its streams, ``rngstate.deterministic`` sets its switches.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import logging
 import random
@@ -17,13 +15,19 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import importlib.machinery
 
 logger = logging.getLogger(__name__)
 
 Subscriber = tuple[Collection[str], Callable[[str], None]]
 
 
-class _ImportWatcher(importlib.abc.MetaPathFinder):
+class _ImportWatcher:
+    """A meta-path finder (duck-typed: importing importlib.abc costs several ms at import)."""
+
     def __init__(self) -> None:
         # (frameworks, callback); a framework collection may grow (registered streams).
         self.subscribers: list[Subscriber] = []
