@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check
+from rngstate.backends import lazy
 from rngstate.backends.base import GeneratorKind, Plain, Stream
 from rngstate.errors import InvalidStateError
 
@@ -263,26 +264,13 @@ class KerasGlobalStream(Stream):
         self._set_pending(snapshot[1] if snapshot[0] == "pending" else ("state", snapshot[1]))
 
     def encode(self, snapshot: Any) -> Plain:
-        if snapshot[0] == "live":
-            return {"mode": "state", "state": _ints(snapshot[1])}
-        pending = snapshot[1]
-        if pending is None:
-            return {"mode": "unseeded"}
-        if pending[0] == "seed":
-            return {"mode": "seed", "seed": pending[1]}
-        return {"mode": "state", "state": _ints(pending[1])}
+        return lazy.encode(snapshot, lambda state: {"state": _ints(state[0])})
 
     def decode(self, plain: Plain, where: str) -> Any:
-        _check.mapping(plain, where)
-        mode = _check.text(plain.get("mode"), f"{where}.mode", ("unseeded", "seed", "state"))
-        if mode == "unseeded":
-            _check.mapping(plain, where, ("mode",))
-            return ("pending", None)
-        if mode == "seed":
-            _check.mapping(plain, where, ("mode", "seed"))
-            return ("pending", ("seed", _check.integer(plain["seed"], f"{where}.seed", *_VALUE_RANGE)))
-        _check.mapping(plain, where, ("mode", "state"))
-        return ("pending", ("state", check_values(plain["state"], f"{where}.state")))
+        return lazy.decode(
+            plain, where, _VALUE_RANGE, ("state",),
+            lambda plain: (check_values(plain["state"], f"{where}.state"),),
+        )
 
     def metadata(self) -> dict[str, Plain]:
         keras = _module("keras")

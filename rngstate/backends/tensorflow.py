@@ -37,6 +37,7 @@ import warnings
 from typing import Any
 
 from rngstate import _check
+from rngstate.backends import lazy
 from rngstate.backends import python as python_backend
 from rngstate.backends.base import GeneratorKind, Plain, Stream
 from rngstate.errors import InvalidStateError, RNGStateError
@@ -409,27 +410,17 @@ class TFGlobalGeneratorStream(Stream):
             self._set_pending(("state", snapshot[1], snapshot[2]))
 
     def encode(self, snapshot: Any) -> Plain:
-        if snapshot[0] == "live":
-            return {"mode": "state", "alg": snapshot[1], "state": _ints(snapshot[2])}
-        pending = snapshot[1]
-        if pending is None:
-            return {"mode": "unseeded"}
-        if pending[0] == "seed":
-            return {"mode": "seed", "seed": pending[1]}
-        return {"mode": "state", "alg": pending[1], "state": _ints(pending[2])}
+        return lazy.encode(snapshot, lambda state: {"alg": state[0], "state": _ints(state[1])})
 
     def decode(self, plain: Plain, where: str) -> Any:
-        _check.mapping(plain, where)
-        mode = _check.text(plain.get("mode"), f"{where}.mode", ("unseeded", "seed", "state"))
-        if mode == "unseeded":
-            _check.mapping(plain, where, ("mode",))
-            return ("pending", None)
-        if mode == "seed":
-            _check.mapping(plain, where, ("mode", "seed"))
-            return ("pending", ("seed", _check.integer(plain["seed"], f"{where}.seed", 0, 2**128 - 1)))
-        _check.mapping(plain, where, ("mode", "alg", "state"))
+        return lazy.decode(
+            plain, where, (0, 2**128 - 1), ("alg", "state"), lambda plain: self._state(plain, where)
+        )
+
+    @staticmethod
+    def _state(plain: Plain, where: str) -> tuple[int, tuple[int, ...]]:
         alg, state = check_generator_state({"alg": plain["alg"], "state": plain["state"]}, where)
-        return ("pending", ("state", alg, tuple(state)))
+        return alg, tuple(state)
 
 
 class TFGeneratorKind(GeneratorKind):
