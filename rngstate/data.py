@@ -541,8 +541,7 @@ class ResumableSampler:
             raise DataLoaderError(f"ResumableSampler: shuffle must be a bool, got {_check.show(shuffle)}")
         self.shuffle = shuffle
         self.rank, self.world_size = _shard(rank, world_size)
-        # Samples per rank and epoch: the epoch is padded to a multiple of world_size.
-        self.length = -(-self.n // self.world_size)
+        self.length = _share(self.n, self.world_size)
         self.parts = RUNTIME.current_parts() + split_path(name)
         self.path = "/".join(self.parts)
         self.epoch = 0
@@ -698,7 +697,7 @@ class ResumableSampler:
         if not isinstance(state["shuffle"], bool):
             raise InvalidStateError(f"{where}: shuffle must be a bool, got {_check.show(state['shuffle'])}")
         epoch = _check.integer(state["epoch"], f"{where}: epoch", 0, 2**63)
-        position = _check.integer(state["position"], f"{where}: position", 0, -(-n // world_size))
+        position = _check.integer(state["position"], f"{where}: position", 0, _share(n, world_size))
         root = state["root_seed"]
         if root is not None:
             root = _check.integer(root, f"{where}: root_seed", 0, MAX_SEED)
@@ -715,11 +714,11 @@ class ResumableSampler:
             # Positions count one rank's share; another sharding puts other samples there.
             # (Any rank's state fits every rank: data parallel ranks consume the same number.)
             # At an epoch boundary nothing is shared out yet, so the state carries over.
-            if position == -(-n // world_size):
+            if position == _share(n, world_size):
                 position = self.length
             elif position != 0:
                 raise TopologyError(
-                f"{where}: the state was saved with world_size={world_size}, this job has "
+                    f"{where}: the state was saved with world_size={world_size}, this job has "
                     f"world_size={self.world_size}; a mid-epoch position cannot move to another "
                     f"sharding. Resume with the same world size, or start the next epoch: "
                     f"set_epoch({epoch + 1}) (or pass world_size={world_size} to keep the old sharding)"
@@ -767,15 +766,13 @@ class LoaderSampler(ResumableSampler):
     def _yield_keys(self, token: int, order: np.ndarray, start: int) -> Iterator[SampleKey]:
         epoch, root, size = self.epoch, self._root, self.batch_size or 1
         assert root is not None
-        world, rank = self.world_size, self.rank
+        whole_epoch = self.global_positions  # seeds follow positions in the whole padded epoch
         for position in range(start, self.length):
             if self._iteration != token:
                 return
             batch_start = start + (position - start) // size * size
-            # Seeds follow positions in the whole (padded) epoch: unique across ranks.
-            yield SampleKey(
-                int(order[position]), epoch, position * world + rank, batch_start * world + rank, root
-            )
+            index = int(order[position])
+            yield SampleKey(index, epoch, whole_epoch(position), whole_epoch(batch_start), root)
 
     def consumed(self, token: int, batches: int = 1) -> None:
         """The training loop took ``batches`` more batches of iteration ``token``."""
@@ -903,6 +900,11 @@ def lazy_loader(module_globals: dict[str, Any], build: Callable[[], type]) -> Ca
         raise AttributeError(f"module {module_globals['__name__']!r} has no attribute {name!r}")
 
     return module_getattr
+
+
+def _share(n: int, world_size: int) -> int:
+    """Samples per rank and epoch: the epoch is padded to a multiple of ``world_size``."""
+    return -(-n // world_size)
 
 
 def _shard(rank: Any, world_size: Any) -> tuple[int, int]:

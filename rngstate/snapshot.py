@@ -80,7 +80,9 @@ def _metadata() -> dict[str, Any]:
     return metadata
 
 
-def _plan(decoded: Decoded) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _plan(
+    decoded: Decoded, device_counts: dict[str, int]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Split decoded streams into (apply now, apply at import) and list what cannot be honoured."""
     now: dict[str, Any] = {}
     later: dict[str, Any] = {}
@@ -116,26 +118,26 @@ def _plan(decoded: Decoded) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
                 f"generators.{key}: the state holds a {decoded.generators[key][0]} but the live "
                 f"generator is a {tracked.kind.kind}"
             )
-    problems.extend(_device_count_problems(decoded))
+    problems.extend(_device_count_problems(decoded, device_counts))
     return now, later, problems
 
 
-def _per_device(names: set[str]) -> dict[str, int]:
-    """Live device counts of the per-device streams among ``names`` (frameworks imported)."""
+def _device_counts(decoded: Decoded) -> dict[str, int]:
+    """Live device counts of the per-device streams the state holds (frameworks imported)."""
+    named = set(decoded.streams).union(*decoded.substreams.values()) - decoded.unknown
     counts = {}
-    for name in sorted(names):
+    for name in sorted(named):
         count = backends.stream(name).device_count()
         if count is not None:
             counts[name] = count
     return counts
 
 
-def _device_count_problems(decoded: Decoded) -> list[str]:
+def _device_count_problems(decoded: Decoded, device_counts: dict[str, int]) -> list[str]:
     """Per-device states (CUDA, Paddle GPU) saved for N devices where M != N are visible."""
     states = (decoded.streams, *decoded.substreams.values())
-    named = set().union(*states) - decoded.unknown
     problems = []
-    for name, live in _per_device(named).items():
+    for name, live in device_counts.items():
         saved = {len(s[name]) for s in states if name in s}
         if saved and saved != {live}:
             problems.append(
@@ -177,7 +179,8 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
         raise ScopeError("restore() cannot be called inside an rng_scope; restore before entering scopes")
     RUNTIME.refresh()
     decoded = state._snapshots()
-    now, later, problems = _plan(decoded)
+    device_counts = _device_counts(decoded)
+    now, later, problems = _plan(decoded, device_counts)
     if problems and strict:
         raise MissingBackendError("cannot restore exactly: " + "; ".join(problems))
     for problem in problems:
@@ -185,8 +188,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     _check_topology(state.metadata, strict)
     _check_devices(state.metadata)
     _check_determinism(state.metadata)
-    named = set(decoded.streams).union(*decoded.substreams.values()) - decoded.unknown
-    per_device = set() if strict else set(_per_device(named))
+    per_device = set() if strict else set(device_counts)
     now, later = _map_devices(now, per_device), _map_devices(later, per_device)
     backup = _Backup()
     try:

@@ -160,11 +160,13 @@ def _check_names(name: object, framework: object, what: str) -> tuple[str, str]:
 
 
 def _claim(
-    table: dict[str, tuple[str, str]], what: str, name: str, framework: str, instance: Stream | GeneratorKind
+    table: dict[str, tuple[str, str]], prefix: str, what: str, name: str, framework: str,
+    instance: Stream | GeneratorKind,
 ) -> Stream | GeneratorKind:
-    """Enter ``instance`` under ``name`` in ``table``; returns it, or the instance of the same
-    class registered before.  A name taken by anything else is refused."""
-    key = f"{'stream' if what == 'stream' else 'kind'}:{name}"  # the keys stream() and kind() read
+    """Enter ``instance`` under ``name`` in ``table`` (and as ``prefix:name`` in _REGISTERED,
+    where stream() and kind() look); returns it, or the instance of the same class registered
+    before.  A name taken by anything else is refused."""
+    key = f"{prefix}:{name}"
     if name in table:
         known = _REGISTERED.get(key)
         if known is not None and type(known) is type(instance):
@@ -203,7 +205,7 @@ def register_stream(stream: type[Stream] | Stream) -> Stream:
     instance = _instance(stream, Stream, "a stream")
     assert isinstance(instance, Stream)
     name, framework = _check_names(instance.name, instance.framework, "stream")
-    known = _claim(_STREAMS, "stream", name, framework, instance)
+    known = _claim(_STREAMS, "stream", "stream", name, framework, instance)
     if known is not instance:
         return known  # type: ignore[return-value]
     _ORDER.append(name)
@@ -233,7 +235,7 @@ def register_kind(kind: type[GeneratorKind] | GeneratorKind) -> GeneratorKind:
     instance = _instance(kind, GeneratorKind, "a generator kind")
     assert isinstance(instance, GeneratorKind)
     name, framework = _check_names(instance.kind, instance.framework, "generator kind")
-    known = _claim(_KINDS, "generator kind", name, framework, instance)
+    known = _claim(_KINDS, "kind", "generator kind", name, framework, instance)
     if known is not instance:
         return known  # type: ignore[return-value]
     logger.debug("generator kind %s registered for %s", name, framework)
