@@ -17,6 +17,7 @@ import albumentations as albu
 import numpy as np
 
 import rngstate
+from rngstate.backends.objects import generator_state, set_generator_state
 
 
 def nodes(compose: Any) -> Iterator[Any]:
@@ -28,7 +29,7 @@ def nodes(compose: Any) -> Iterator[Any]:
 
 def compose_state(compose: Any) -> list[Any]:
     return [
-        [rngstate.generator_state(node.py_random), rngstate.generator_state(node.random_generator)]
+        [generator_state(node.py_random), generator_state(node.random_generator)]
         for node in nodes(compose)
     ]
 
@@ -37,8 +38,8 @@ def set_compose_state(compose: Any, state: list[Any]) -> None:
     if len(state) != len(list(nodes(compose))):
         raise ValueError("the state was captured from a Compose with other transforms")
     for node, (python_state, numpy_state) in zip(nodes(compose), state, strict=True):
-        rngstate.set_generator_state(node.py_random, python_state)
-        rngstate.set_generator_state(node.random_generator, numpy_state)
+        set_generator_state(node.py_random, python_state)
+        set_generator_state(node.random_generator, numpy_state)
 
 
 def seed_compose(compose: Any, seed: int) -> None:

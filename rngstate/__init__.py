@@ -1,5 +1,12 @@
 """rngstate: named random substreams, full RNG snapshots and exact resume for deep learning.
 
+The top level holds the everyday verbs and types; everything else lives in its module:
+``rngstate.errors`` (every exception and ``RNGStateWarning``), ``rngstate.diagnostics``
+(``check_reproducible``, ``AuditReport``, ``untracked_generators``), ``rngstate.distributed``
+(``rank_info``), ``rngstate.backends`` (``register_stream``, ``register_kind``, ``generator_state``),
+``rngstate.determinism`` (``DeterminismReport``), and the framework helpers ``rngstate.torch``,
+``rngstate.paddle``, ``rngstate.numpy``, ``rngstate.data``, loaded on first use.
+
 >>> import rngstate
 >>> rngstate.seed_everything(42)
 42
@@ -7,44 +14,23 @@
 ...     pass
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 __version__ = "0.1.0"
 
-from rngstate.backends import register_kind, register_stream
-from rngstate.backends.objects import generator_state, set_generator_state
 from rngstate.derive import derive_seed
-from rngstate.determinism import DeterminismReport, deterministic
-from rngstate.diagnostics import (
-    AuditReport,
-    NotReproducibleError,
-    ReproducibilityReport,
-    audit,
-    check_reproducible,
-    fingerprint,
-)
-from rngstate.distributed import RankInfo, TopologyError, rank_info
-from rngstate.errors import (
-    BackendRegistrationError,
-    InvalidSeedError,
-    InvalidStateError,
-    MissingBackendError,
-    NoRootSeedError,
-    RNGStateError,
-    ScopeError,
-    StateFileError,
-)
+from rngstate.determinism import deterministic
+from rngstate.diagnostics import audit, fingerprint
+from rngstate.errors import RNGStateError, StateFileError
 from rngstate.scope import rng_scope
 from rngstate.seeding import seed_everything
-from rngstate.snapshot import RNGStateWarning, capture, restore
+from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save
 from rngstate.tracking import track
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from rngstate import data as data
     from rngstate import numpy as numpy
     from rngstate import paddle as paddle
@@ -53,48 +39,63 @@ if TYPE_CHECKING:
     from rngstate.data import worker_init_fn as worker_init_fn
 
 __all__ = [
-    "AuditReport",
-    "BackendRegistrationError",
-    "DeterminismReport",
-    "InvalidSeedError",
-    "InvalidStateError",
-    "MissingBackendError",
-    "NoRootSeedError",
-    "NotReproducibleError",
-    "RankInfo",
     "RNGState",
     "RNGStateError",
-    "RNGStateWarning",
-    "ReproducibilityReport",
     "ResumableSampler",
-    "ScopeError",
     "StateFileError",
-    "TopologyError",
     "__version__",
     "audit",
     "capture",
-    "check_reproducible",
     "derive_seed",
     "deterministic",
     "fingerprint",
-    "generator_state",
     "load",
-    "rank_info",
-    "register_kind",
-    "register_stream",
     "restore",
     "rng_scope",
     "save",
     "seed_everything",
-    "set_generator_state",
     "track",
     "worker_init_fn",
 ]
 
-def __getattr__(name: str) -> Any:
-    # Framework helpers load on first use so `import rngstate` imports no framework.
-    if name in ("torch", "numpy", "paddle", "data"):
-        return importlib.import_module(f"rngstate.{name}")
-    if name in ("ResumableSampler", "worker_init_fn"):  # rngstate.data, loaded on first use
-        return getattr(importlib.import_module("rngstate.data"), name)
+# Loaded on first use, so `import rngstate` imports no framework.
+_SUBMODULES = frozenset({"data", "keras", "lightning", "numpy", "paddle", "torch", "transformers"})
+_LAZY = {"ResumableSampler": "rngstate.data", "worker_init_fn": "rngstate.data"}
+# Names the top level had in 0.1.0, and where they live now.
+_MOVED = {
+    "AuditReport": "rngstate.diagnostics",
+    "BackendRegistrationError": "rngstate.errors",
+    "DeterminismReport": "rngstate.determinism",
+    "InvalidSeedError": "rngstate.errors",
+    "InvalidStateError": "rngstate.errors",
+    "MissingBackendError": "rngstate.errors",
+    "NoRootSeedError": "rngstate.errors",
+    "NotReproducibleError": "rngstate.diagnostics",
+    "RNGStateWarning": "rngstate.errors",
+    "RankInfo": "rngstate.distributed",
+    "ReproducibilityReport": "rngstate.diagnostics",
+    "ScopeError": "rngstate.errors",
+    "TopologyError": "rngstate.errors",
+    "check_reproducible": "rngstate.diagnostics",
+    "generator_state": "rngstate.backends.objects",
+    "rank_info": "rngstate.distributed",
+    "register_kind": "rngstate.backends",
+    "register_stream": "rngstate.backends",
+    "set_generator_state": "rngstate.backends.objects",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _SUBMODULES:
+        try:
+            return _importlib.import_module(f"rngstate.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"rngstate.{name}":
+                raise  # the framework itself is missing: say so
+            raise AttributeError(f"module 'rngstate' has no attribute {name!r}") from None
+    if name in _LAZY:
+        return getattr(_importlib.import_module(_LAZY[name]), name)
+    if name in _MOVED:
+        where = _MOVED[name]
+        raise AttributeError(f"rngstate.{name} moved to {where}: use `from {where} import {name}`")
     raise AttributeError(f"module 'rngstate' has no attribute {name!r}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from rngstate import backends
 from rngstate.derive import check_seed, derive_bytes
-from rngstate.errors import RNGStateError, ScopeError
+from rngstate.errors import RNGStateError, RNGStateWarning, ScopeError
 from rngstate.runtime import RUNTIME
 from rngstate.state import RNGState
 
@@ -378,18 +378,19 @@ def check_reproducible(fn: Callable[[], Any], *, seed: int = 0, runs: int = 2) -
     Every run must also leave the random streams in the same state.  The caller's random state
     is put back afterwards.  The report names the first output that differed.
 
-    >>> import random, rngstate
-    >>> rngstate.check_reproducible(lambda: [random.random() for _ in range(3)]).reproducible
+    >>> import random
+    >>> from rngstate.diagnostics import check_reproducible
+    >>> check_reproducible(lambda: [random.random() for _ in range(3)]).reproducible
     True
     >>> calls = []
     >>> def flaky():
     ...     calls.append(1)
     ...     return [random.random(), len(calls)]
-    >>> print(rngstate.check_reproducible(flaky).difference)
+    >>> print(check_reproducible(flaky).difference)
     output[1] differs between run 1 and run 2: 1 != 2
     """
     from rngstate.seeding import SEED_VARIABLE, seed_everything
-    from rngstate.snapshot import RNGStateWarning, capture, restore
+    from rngstate.snapshot import capture, restore
 
     if not callable(fn):
         raise DiagnosticsError(f"check_reproducible() takes a callable, got {type(fn).__name__}")

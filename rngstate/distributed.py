@@ -13,14 +13,10 @@ import os
 import sys
 from dataclasses import dataclass
 
-from rngstate.errors import RNGStateError
+from rngstate.errors import TopologyError as TopologyError  # re-exported: it lived here before
 
 logger = logging.getLogger(__name__)
 RANK_PREFIX = "#rank"  # path component of per-rank substreams; user names cannot start with "#"
-
-
-class TopologyError(RNGStateError):
-    """The state was saved with another world size or rank than the live job has."""
 
 
 @dataclass(frozen=True)

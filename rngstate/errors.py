@@ -34,3 +34,12 @@ class MissingBackendError(RNGStateError):
 
 class BackendRegistrationError(RNGStateError, ValueError):
     """A stream or generator kind could not be registered (bad name, name taken, wrong type)."""
+
+
+class TopologyError(RNGStateError):
+    """The state was saved with another world size or rank than the live job has."""
+
+
+class RNGStateWarning(UserWarning):
+    """Something was skipped or differs while restoring with ``strict=False``, or a generator
+    rngstate cannot capture was used."""

@@ -11,15 +11,17 @@ from rngstate.backends import importhook
 from rngstate.backends.base import DeviceMapped
 from rngstate.derive import DERIVATION_VERSION
 from rngstate.distributed import TopologyError, rank_info
-from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, ScopeError
+from rngstate.errors import (
+    InvalidStateError,
+    MissingBackendError,
+    RNGStateError,
+    RNGStateWarning,
+    ScopeError,
+)
 from rngstate.runtime import RUNTIME
 from rngstate.state import SCHEMA_VERSION, Decoded, RNGState
 
 logger = logging.getLogger(__name__)
-
-
-class RNGStateWarning(UserWarning):
-    """Something was skipped or differs while restoring with ``strict=False``."""
 
 
 def _encode_streams(snapshots: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +160,7 @@ def _map_devices(snapshots: dict[str, Any], per_device: set[str]) -> dict[str, A
 def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     """Make every generator exactly as captured in ``state``; all or nothing.
 
-    ``strict=True`` raises :class:`~rngstate.MissingBackendError` when the state and the live
+    ``strict=True`` raises :class:`~rngstate.errors.MissingBackendError` when the state and the live
     program disagree (a framework missing here, a live stream or tracked generator missing from
     the state, CUDA states for another device count); ``strict=False`` warns and restores the
     rest (CUDA device ``i`` takes the state saved for device ``i``).  Streams of frameworks installed but

@@ -236,7 +236,7 @@ class RNGState:
     def from_dict(cls, data: dict[str, Any]) -> RNGState:
         """Validate a dict made by :meth:`to_dict` (or read from a file) and wrap it.
 
-        Raises :class:`~rngstate.InvalidStateError` naming the first problem found.
+        Raises :class:`~rngstate.errors.InvalidStateError` naming the first problem found.
         """
         with _gc.paused():
             copied = upgrade(_plain(data, "state"))

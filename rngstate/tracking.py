@@ -37,12 +37,13 @@ def track(
     own seed and is only captured and restored).  Returns ``obj``.
 
     >>> import random, rngstate
+    >>> from rngstate.backends.objects import generator_state, set_generator_state
     >>> _ = rngstate.seed_everything(0)
     >>> rng = rngstate.track(random.Random(), "augment")
     >>> box = {"rng": random.Random()}
     >>> _ = rngstate.track(box, "box", seed=lambda b, s: b["rng"].seed(s),
-    ...     get_state=lambda b: rngstate.generator_state(b["rng"]),
-    ...     set_state=lambda b, state: rngstate.set_generator_state(b["rng"], state))
+    ...     get_state=lambda b: generator_state(b["rng"]),
+    ...     set_state=lambda b, state: set_generator_state(b["rng"], state))
     """
     RUNTIME.require_root()
     key = _key(name)

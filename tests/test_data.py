@@ -17,6 +17,7 @@ import torch
 import rngstate
 import rngstate.torch
 from rngstate.data import DataLoaderError, SampleKey, SeededDataset, sample_seed
+from rngstate.errors import InvalidStateError, NoRootSeedError, TopologyError
 from tests.conftest import run_python
 
 
@@ -129,7 +130,7 @@ def test_order_follows_the_live_root_seed() -> None:
 
 
 def test_unshuffled_order_and_no_root_seed() -> None:
-    with pytest.raises(rngstate.NoRootSeedError, match="seed_everything"):
+    with pytest.raises(NoRootSeedError, match="seed_everything"):
         rngstate.ResumableSampler(3).order(0)
     rngstate.seed_everything(0)
     assert list(rngstate.ResumableSampler(5, shuffle=False)) == [0, 1, 2, 3, 4]
@@ -221,10 +222,10 @@ def test_load_state_dict_rejects_what_does_not_fit(change: dict[str, Any], messa
     rngstate.seed_everything(0)
     sampler = rngstate.ResumableSampler(10, name="train")
     state = {**sampler.state_dict(), **change}
-    with pytest.raises(rngstate.InvalidStateError, match=message) as caught:
+    with pytest.raises(InvalidStateError, match=message) as caught:
         sampler.load_state_dict(state)
     assert isinstance(caught.value, rngstate.RNGStateError)
-    with pytest.raises(rngstate.InvalidStateError, match="expected a dict"):
+    with pytest.raises(InvalidStateError, match="expected a dict"):
         sampler.load_state_dict([1, 2])  # type: ignore[arg-type]
 
 
@@ -237,7 +238,7 @@ def test_resuming_mid_epoch_under_another_root_seed_raises() -> None:
     rngstate.seed_everything(4)  # forgot rngstate.restore(...)
     resumed = rngstate.ResumableSampler(10, name="train")
     resumed.load_state_dict(state)
-    with pytest.raises(rngstate.InvalidStateError, match="root seed 3, but the root seed is now 4"):
+    with pytest.raises(InvalidStateError, match="root seed 3, but the root seed is now 4"):
         iter(resumed)
     resumed.set_epoch(1)  # another epoch: fine
     assert len(list(resumed)) == 10
@@ -286,9 +287,9 @@ def test_sharded_loader_resumes_mid_epoch_from_any_ranks_state() -> None:
     loader.load_state_dict(state)
     rest, _ = run_loader(loader, range(state["epoch"], 2))
     assert same(full[2:], rest)
-    with pytest.raises(rngstate.TopologyError, match="world_size=2, this job has world_size=3"):
+    with pytest.raises(TopologyError, match="world_size=2, this job has world_size=3"):
         make_loader(0, rank=1, world_size=3).load_state_dict(state)
-    with pytest.raises(rngstate.TopologyError, match="set_epoch"):
+    with pytest.raises(TopologyError, match="set_epoch"):
         make_loader(0, world_size=1).load_state_dict(state)
     # At an epoch boundary the world size may change: a finished epoch moves on to the next.
     sampler = rngstate.ResumableSampler(20, name="train", rank=0, world_size=2)
@@ -311,7 +312,7 @@ def test_version_1_sampler_state_still_loads() -> None:
     del state["world_size"]
     sampler.load_state_dict(state)
     assert sampler.position == 4 and len(sampler) == 6
-    with pytest.raises(rngstate.InvalidStateError, match="missing \\['world_size'\\]"):
+    with pytest.raises(InvalidStateError, match="missing \\['world_size'\\]"):
         sampler.load_state_dict({**state, "version": 2})
 
 
@@ -451,7 +452,7 @@ def test_loader_rejects_what_cannot_resume() -> None:
     with pytest.raises(DataLoaderError, match="batch_size"):
         rngstate.torch.DataLoader(Noisy(), batch_size=0)
     loader = make_loader(0)
-    with pytest.raises(rngstate.InvalidStateError, match="covers 20 samples, this dataset has 5"):
+    with pytest.raises(InvalidStateError, match="covers 20 samples, this dataset has 5"):
         rngstate.torch.DataLoader(Noisy(5), name="train", shuffle=True).load_state_dict(loader.state_dict())
 
 
@@ -592,7 +593,7 @@ def test_registered_streams_are_seeded_per_sample_too() -> None:
     # In a fresh process: a registered stream stays registered for the rest of the process.
     code = """
     import random, torch, rngstate, rngstate.torch
-    from rngstate.backends import Stream, kind
+    from rngstate.backends import Stream, kind, register_stream
 
     SHARED = random.Random()  # an augmentation library's module-level generator
 
@@ -606,7 +607,7 @@ def test_registered_streams_are_seeded_per_sample_too() -> None:
         def encode(self, snapshot): return self.codec.encode(snapshot)
         def decode(self, plain, where): return self.codec.decode(plain, where)
 
-    rngstate.register_stream(SharedRandom)
+    register_stream(SharedRandom)
 
     class Draws(torch.utils.data.Dataset):
         def __len__(self): return 12

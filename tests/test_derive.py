@@ -6,6 +6,7 @@ import pytest
 
 import rngstate
 from rngstate.derive import derive_bytes, derive_seed, split_path
+from rngstate.errors import InvalidSeedError, NoRootSeedError, ScopeError
 from tests.conftest import run_python
 
 GOLDEN = [
@@ -57,17 +58,17 @@ def test_uses_root_seed_by_default() -> None:
 
 
 def test_no_root_seed_names_seed_everything() -> None:
-    with pytest.raises(rngstate.NoRootSeedError, match="seed_everything"):
+    with pytest.raises(NoRootSeedError, match="seed_everything"):
         rngstate.derive_seed("a")
 
 
 @pytest.mark.parametrize("bad", ["", "a//b", "/a", "a/", "tab\there", "x" * 300, 5, None])
 def test_bad_paths(bad: object) -> None:
-    with pytest.raises(rngstate.ScopeError):
+    with pytest.raises(ScopeError):
         split_path(bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("bad", [-1, 2**32, 1.5, "3", True])
 def test_bad_roots(bad: object) -> None:
-    with pytest.raises(rngstate.InvalidSeedError, match=r"\[0, 4294967295\]"):
+    with pytest.raises(InvalidSeedError, match=r"\[0, 4294967295\]"):
         derive_seed("a", root=bad)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import torch
 
 import rngstate
 from rngstate import determinism
+from rngstate.errors import RNGStateWarning
 from tests.conftest import run_python
 
 CUBLAS = "CUBLAS_WORKSPACE_CONFIG"
@@ -144,7 +145,7 @@ def test_capture_records_settings_and_restore_warns_when_they_differ() -> None:
         rngstate.restore(state)  # same settings: silent
     rngstate.deterministic(False)
     with pytest.warns(
-        rngstate.RNGStateWarning, match="torch.use_deterministic_algorithms was on at capture, is off now"
+        RNGStateWarning, match="torch.use_deterministic_algorithms was on at capture, is off now"
     ) as caught:
         rngstate.restore(state)
     assert caught[0].filename == __file__  # points at the caller of restore

@@ -13,7 +13,13 @@ import pytest
 import torch
 
 import rngstate
-from rngstate.diagnostics import DiagnosticsError, UncomparableOutputError
+from rngstate.diagnostics import (
+    DiagnosticsError,
+    NotReproducibleError,
+    UncomparableOutputError,
+    check_reproducible,
+)
+from rngstate.errors import InvalidSeedError, ScopeError
 from tests.conftest import run_python
 
 # -- fingerprint ---------------------------------------------------------------------------------
@@ -138,7 +144,7 @@ def training_run() -> dict[str, object]:
 
 
 def test_reproducible_function() -> None:
-    report = rngstate.check_reproducible(training_run, seed=11)
+    report = check_reproducible(training_run, seed=11)
     assert report and report.reproducible and report.difference is None
     # the keys, weights, noise, the losses' length, 3 losses, steps and the final rng state
     assert report.compared == 9
@@ -157,7 +163,7 @@ def flaky_after(step: int) -> object:
 
 
 def test_first_difference_is_named() -> None:
-    report = rngstate.check_reproducible(flaky_after(2), runs=3)  # type: ignore[arg-type]
+    report = check_reproducible(flaky_after(2), runs=3)  # type: ignore[arg-type]
     assert not report
     assert report.difference is not None
     assert report.difference.path == "output['loss'][2]" and report.difference.run == 2
@@ -165,7 +171,7 @@ def test_first_difference_is_named() -> None:
         "NOT reproducible: seed 0, 3 runs, 8 outputs compared; first difference: "
         "output['loss'][2] differs between run 1 and run 2: "
     )
-    with pytest.raises(rngstate.NotReproducibleError, match=r"output\['loss'\]\[2\]") as caught:
+    with pytest.raises(NotReproducibleError, match=r"output\['loss'\]\[2\]") as caught:
         report.raise_if_different()
     assert isinstance(caught.value, AssertionError) and isinstance(caught.value, rngstate.RNGStateError)
 
@@ -178,7 +184,7 @@ def test_arrays_report_the_first_differing_element() -> None:
         array[1, 0] = next(calls)
         return torch.ones(2), array
 
-    difference = rngstate.check_reproducible(run).difference
+    difference = check_reproducible(run).difference
     assert difference is not None and difference.path == "output[1]"
     assert "1 of 6 elements differ; first at index (1, 0): " in difference.detail
     assert "max |difference| 1" in difference.detail
@@ -186,9 +192,9 @@ def test_arrays_report_the_first_differing_element() -> None:
 
 def test_bit_for_bit_float_rules() -> None:
     signs = itertools.cycle([0.0, -0.0])
-    assert not rngstate.check_reproducible(lambda: next(signs))
-    assert not rngstate.check_reproducible(lambda: np.array([next(signs)]))
-    assert rngstate.check_reproducible(lambda: [float("nan"), np.array([np.nan, 1.0])])
+    assert not check_reproducible(lambda: next(signs))
+    assert not check_reproducible(lambda: np.array([next(signs)]))
+    assert check_reproducible(lambda: [float("nan"), np.array([np.nan, 1.0])])
 
 
 def test_same_outputs_but_different_random_consumption() -> None:
@@ -199,14 +205,14 @@ def test_same_outputs_but_different_random_consumption() -> None:
             random.random()  # the second run draws once more and throws the number away
         return 1
 
-    difference = rngstate.check_reproducible(run).difference
+    difference = check_reproducible(run).difference
     assert difference is not None and difference.path == "<rng state after the run>"
     assert "consumed different random numbers" in difference.detail
 
 
 def test_structure_and_generators() -> None:
     lengths = itertools.count(2)
-    difference = rngstate.check_reproducible(lambda: list(range(next(lengths)))).difference
+    difference = check_reproducible(lambda: list(range(next(lengths)))).difference
     assert difference is not None
     assert (difference.path, difference.first, difference.second) == ("output", "length 2", "length 3")
 
@@ -214,7 +220,7 @@ def test_structure_and_generators() -> None:
         for _ in range(3):
             yield random.random()
 
-    assert rngstate.check_reproducible(steps).compared == 5
+    assert check_reproducible(steps).compared == 5
 
 
 def test_callers_state_and_environment_are_put_back() -> None:
@@ -223,18 +229,18 @@ def test_callers_state_and_environment_are_put_back() -> None:
     state = rngstate.capture()
     expected = (random.random(), float(torch.rand(1)))
     rngstate.restore(state)
-    rngstate.check_reproducible(training_run, seed=99)
+    check_reproducible(training_run, seed=99)
     assert (random.random(), float(torch.rand(1))) == expected
     assert os.environ["RNGSTATE_SEED"] == "5"
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(UncomparableOutputError, match=r"output\[0\]: cannot compare a builtins.object"):
-        rngstate.check_reproducible(lambda: [object()])
+        check_reproducible(lambda: [object()])
     with pytest.raises(DiagnosticsError, match="runs must be an integer >= 2"):
-        rngstate.check_reproducible(lambda: 1, runs=1)
-    with pytest.raises(rngstate.InvalidSeedError):
-        rngstate.check_reproducible(lambda: 1, seed=-1)
+        check_reproducible(lambda: 1, runs=1)
+    with pytest.raises(InvalidSeedError):
+        check_reproducible(lambda: 1, seed=-1)
     rngstate.seed_everything(1)
-    with rngstate.rng_scope("x"), pytest.raises(rngstate.ScopeError, match="outside every rng_scope"):
-        rngstate.check_reproducible(lambda: 1)
+    with rngstate.rng_scope("x"), pytest.raises(ScopeError, match="outside every rng_scope"):
+        check_reproducible(lambda: 1)

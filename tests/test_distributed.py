@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 import rngstate
-from rngstate.distributed import rank_info
+from rngstate.distributed import RankInfo, rank_info
+from rngstate.errors import RNGStateWarning, ScopeError, TopologyError
 from tests.conftest import ROOT
 
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
+from rngstate.distributed import rank_info
+from rngstate.errors import TopologyError
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
 path = sys.argv[1]
@@ -65,7 +68,8 @@ rngstate.seed_everything(7)
 net = model()
 out["init"] = net.weight.flatten().tolist()
 out["steps"] = [step(net) for _ in range(3)]
-out["info"] = [rngstate.rank_info().rank, rngstate.rank_info().world_size, rngstate.rank_info().source]
+info = rank_info()
+out["info"] = [info.rank, info.world_size, info.source]
 """
 
 
@@ -114,7 +118,7 @@ if mode == "strict":
     try:
         rngstate.restore(rngstate.load(path))
         out["error"] = None
-    except rngstate.TopologyError as exc:
+    except TopologyError as exc:
         out["error"] = str(exc)
 else:
     rngstate.restore(rngstate.load(path, reshard=True))
@@ -146,12 +150,12 @@ with rngstate.rng_scope("dropout", per_rank=True):
 def test_rank_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "2")
-    assert rank_info() == rngstate.RankInfo(2, 4, 0, "environment")
+    assert rank_info() == RankInfo(2, 4, 0, "environment")
     monkeypatch.setenv("RANK", "9")
-    with pytest.raises(rngstate.TopologyError, match="outside"):
+    with pytest.raises(TopologyError, match="outside"):
         rank_info()
     monkeypatch.setenv("RANK", "x")
-    with pytest.raises(rngstate.TopologyError, match="not an integer"):
+    with pytest.raises(TopologyError, match="not an integer"):
         rank_info()
 
 
@@ -169,7 +173,7 @@ def test_per_rank_scope_uses_environment_rank(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_reserved_names() -> None:
-    with pytest.raises(rngstate.ScopeError, match="reserved"):
+    with pytest.raises(ScopeError, match="reserved"):
         rngstate.rng_scope("#private")
 
 
@@ -179,9 +183,9 @@ def test_restore_on_another_rank_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     rngstate.seed_everything(1)
     state = rngstate.capture()
     monkeypatch.setenv("RANK", "1")
-    with pytest.raises(rngstate.TopologyError, match="rank 0 of 2"):
+    with pytest.raises(TopologyError, match="rank 0 of 2"):
         rngstate.restore(state)
-    with pytest.warns(rngstate.RNGStateWarning, match="rank 0 of 2"):
+    with pytest.warns(RNGStateWarning, match="rank 0 of 2"):
         rngstate.restore(state, strict=False)
 
 

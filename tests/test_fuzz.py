@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 import rngstate
 from rngstate import backends, fileformat
-from rngstate.distributed import TopologyError
+from rngstate.errors import InvalidStateError, TopologyError
 from rngstate.runtime import RUNTIME
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -330,7 +330,7 @@ def check_state(state: rngstate.RNGState, strict: bool) -> str:
 def check_dict(data: Any, strict: bool = True) -> str:
     try:
         state = rngstate.RNGState.from_dict(data)
-    except rngstate.InvalidStateError as exc:
+    except InvalidStateError as exc:
         if not str(exc):
             raise FuzzError("an error without a message") from None
         return "refused"

@@ -32,8 +32,8 @@ import rngstate.numpy
 import rngstate.torch
 from rngstate import backends, fileformat
 from rngstate import state as state_module
+from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
 from rngstate.runtime import RUNTIME
-from rngstate.snapshot import RNGStateWarning
 from tests.conftest import ROOT, gpu_available
 from tests.test_state import rich_state
 
@@ -233,7 +233,7 @@ BAD_SCHEMA_0 = {
 @pytest.mark.parametrize("case", sorted(BAD_SCHEMA_0))
 def test_bad_schema_0_states_are_refused(case: str, tmp_path: Path) -> None:
     data = schema0_with(BAD_SCHEMA_0[case])
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         rngstate.RNGState.from_dict(data)
     (tmp_path / "s").write_bytes(fileformat.pack(data))
     with pytest.raises(rngstate.StateFileError):
@@ -243,7 +243,7 @@ def test_bad_schema_0_states_are_refused(case: str, tmp_path: Path) -> None:
 def test_schema_older_than_any_migration() -> None:
     data = rich_state().to_dict()
     data["schema"] = -1
-    with pytest.raises(rngstate.InvalidStateError, match="older than any schema"):
+    with pytest.raises(InvalidStateError, match="older than any schema"):
         rngstate.RNGState.from_dict(data)
 
 
@@ -294,7 +294,7 @@ def test_huge_integers_are_refused_with_a_readable_message(path: tuple[str, ...]
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = -HUGE if path[-1] == "pos" else HUGE
-    with pytest.raises(rngstate.InvalidStateError) as info:
+    with pytest.raises(InvalidStateError) as info:
         rngstate.RNGState.from_dict(data)
     assert len(str(info.value)) < 400
     with pytest.raises(rngstate.RNGStateError):
@@ -304,7 +304,7 @@ def test_huge_integers_are_refused_with_a_readable_message(path: tuple[str, ...]
 def test_huge_integer_as_a_key() -> None:
     data = rich_state().to_dict()
     data["substreams"][HUGE] = {}  # type: ignore[index]
-    with pytest.raises(rngstate.InvalidStateError, match="integer of 16610 bits"):
+    with pytest.raises(InvalidStateError, match="integer of 16610 bits"):
         rngstate.RNGState.from_dict(data)
 
 
@@ -316,7 +316,7 @@ def test_accepted_states_can_always_be_saved(tmp_path: Path) -> None:
     rngstate.save(tmp_path / "s", state)
     assert rngstate.load(tmp_path / "s").metadata["widest"] == data["metadata"]["widest"]
     data["metadata"]["widest"] = 2**fileformat.MAX_INT_BITS  # one bit too wide for any file
-    with pytest.raises(rngstate.InvalidStateError, match="at most 511"):
+    with pytest.raises(InvalidStateError, match="at most 511"):
         rngstate.RNGState.from_dict(data)
 
 
@@ -324,9 +324,9 @@ def test_accepted_states_can_always_be_saved(tmp_path: Path) -> None:
 def test_metadata_must_be_a_dict(metadata: Any) -> None:
     data = rich_state().to_dict()
     data["metadata"] = metadata
-    with pytest.raises(rngstate.InvalidStateError, match="state.metadata"):
+    with pytest.raises(InvalidStateError, match="state.metadata"):
         rngstate.RNGState.from_dict(data)
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         rngstate.restore(data, strict=False)
 
 
@@ -339,7 +339,7 @@ class Hostile:
 def test_non_plain_junk_anywhere(junk: Any) -> None:
     data = rich_state().to_dict()
     data["streams"]["numpy"]["state"]["key"] = junk
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         rngstate.RNGState.from_dict(data)
 
 
@@ -376,7 +376,7 @@ def test_degenerate_mt19937_states_are_refused(where: str, mt: bytes) -> None:
     rngstate.torch.generator("tg")
     data = rngstate.capture().to_dict()
     DEGENERATE[where](data, mt)
-    with pytest.raises(rngstate.InvalidStateError, match="all-zero mt19937"):
+    with pytest.raises(InvalidStateError, match="all-zero mt19937"):
         rngstate.RNGState.from_dict(data)
     good = bytearray(mt)
     good[3] |= 0x80  # the top bit of word 0 alone makes it a valid, if odd, state
@@ -396,7 +396,7 @@ def test_tensorflow_seed_without_its_op_seed_generator_is_refused() -> None:
     assert ops.decode({"seed": [7], "rng": [rng]}, "s")[0] == 7
     assert ops.decode({"seed": [], "rng": []}, "s") == (None, None)  # never seeded: fine
     for bad in ({"seed": [7], "rng": []}, {"seed": [], "rng": [rng]}):
-        with pytest.raises(rngstate.InvalidStateError, match="both empty or both set"):
+        with pytest.raises(InvalidStateError, match="both empty or both set"):
             ops.decode(bad, "s")
 
 
@@ -405,7 +405,7 @@ def test_even_pcg_increment_is_refused() -> None:
     rngstate.numpy.generator("pcg")
     data = rngstate.capture().to_dict()
     data["generators"]["pcg"]["state"]["state"]["inc"] &= ~1
-    with pytest.raises(rngstate.InvalidStateError, match="increment must be odd"):
+    with pytest.raises(InvalidStateError, match="increment must be odd"):
         rngstate.RNGState.from_dict(data)
 
 
@@ -490,7 +490,7 @@ def test_restore_failing_at_any_point_changes_nothing(monkeypatch: pytest.Monkey
         with monkeypatch.context() as patch:
             calls = count_set_state_calls(patch, point, failure)
             with pytest.raises(type(failure) if isinstance(failure, KeyboardInterrupt)
-                               else rngstate.InvalidStateError) as info:
+                               else InvalidStateError) as info:
                 rngstate.restore(target)
         assert calls[point + 1:], "the rollback must have run"
         if not isinstance(failure, KeyboardInterrupt):
@@ -512,7 +512,7 @@ def test_failed_validation_changes_nothing() -> None:
     before = rngstate.capture()
     expected = live_draws(generators)
     rngstate.restore(before)
-    with pytest.raises(rngstate.InvalidStateError, match="live generator is a torch.Generator"):
+    with pytest.raises(InvalidStateError, match="live generator is a torch.Generator"):
         rngstate.restore(data)
     assert live_draws(generators) == expected
 
@@ -535,18 +535,19 @@ WITHOUT_TORCH = """
 import importlib.util, json, random, sys, warnings
 import numpy as np
 import rngstate
+from rngstate.errors import MissingBackendError, RNGStateWarning
 
 assert importlib.util.find_spec("torch") is None, "torch must be missing here"
 state = rngstate.load(sys.argv[1])   # torch states are validated without torch
 out = {"streams": list(state.streams)}
 try:
     rngstate.restore(state)
-except rngstate.MissingBackendError as exc:
+except MissingBackendError as exc:
     out["strict"] = str(exc)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     rngstate.restore(state, strict=False)
-out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, rngstate.RNGStateWarning)]
+out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, RNGStateWarning)]
 out["draws"] = [random.random(), np.random.rand()]
 with rngstate.rng_scope("model"):
     out["scoped"] = [random.random(), np.random.rand()]
@@ -597,7 +598,7 @@ def test_framework_missing_with_monkeypatch_leaves_the_rest(monkeypatch: pytest.
     data["streams"]["torch.cuda"] = [struct.pack("<Qq", 9, 0)]  # ...but with a CUDA state
     monkeypatch.setattr(backends, "is_installed", lambda framework: framework != "torch")
     torch_before = torch.get_rng_state()
-    with pytest.raises(rngstate.MissingBackendError, match=r"torch.cuda.*rngstate\[torch\]"):
+    with pytest.raises(MissingBackendError, match=r"torch.cuda.*rngstate\[torch\]"):
         rngstate.restore(data)
     with pytest.warns(RNGStateWarning, match="torch is not installed"):
         rngstate.restore(data, strict=False)
@@ -689,7 +690,7 @@ def test_cuda_device_count_differs(fake_cuda: Callable[..., tuple[FakeCudaGenera
         gpu.draw()
     random.random()
     before, live_states = rngstate.capture(), [g.state for g in gpus]
-    with pytest.raises(rngstate.MissingBackendError, match=f"states for {saved} device.* sees {live}"):
+    with pytest.raises(MissingBackendError, match=f"states for {saved} device.* sees {live}"):
         rngstate.restore(state)
     assert rngstate.capture() == before and [g.state for g in gpus] == live_states  # untouched
 
@@ -711,7 +712,7 @@ def test_cuda_state_on_a_machine_without_cuda() -> None:
     data = rngstate.capture().to_dict()
     data["streams"]["torch.cuda"] = [struct.pack("<Qq", 5, 8)]  # saved on a 1-GPU machine
     expected = [random.random(), torch.rand(2).tolist()]
-    with pytest.raises(rngstate.MissingBackendError, match="states for 1 device.* sees 0"):
+    with pytest.raises(MissingBackendError, match="states for 1 device.* sees 0"):
         rngstate.restore(data)
     with pytest.warns(RNGStateWarning, match="sees 0"):
         rngstate.restore(data, strict=False)
@@ -744,7 +745,7 @@ def test_real_cuda_device_count_mapping() -> None:
     expected = torch.rand(3, device="cuda")
     data["streams"]["torch.cuda"].append(data["streams"]["torch.cuda"][0])  # one device too many
     torch.rand(7, device="cuda")
-    with pytest.raises(rngstate.MissingBackendError, match=f"states for {count + 1} device"):
+    with pytest.raises(MissingBackendError, match=f"states for {count + 1} device"):
         rngstate.restore(data)
     with pytest.warns(RNGStateWarning, match="device i gets the state saved for device i"):
         rngstate.restore(data, strict=False)
@@ -964,7 +965,7 @@ def test_owner_keeps_its_scope_when_another_thread_races_in() -> None:
             outer = rngstate.rng_scope(name)
             try:
                 outer.__enter__()
-            except rngstate.ScopeError:
+            except ScopeError:
                 time.sleep(0.0005)  # the other thread is inside: documented, try again
                 continue
             entered += 1
@@ -972,7 +973,7 @@ def test_owner_keeps_its_scope_when_another_thread_races_in() -> None:
             try:
                 with rngstate.rng_scope("inner"):
                     random.random()
-            except rngstate.ScopeError as exc:
+            except ScopeError as exc:
                 problems.append(str(exc))
             finally:
                 outer.__exit__(None, None, None)
@@ -998,7 +999,7 @@ def test_refused_thread_does_not_disturb_the_owner() -> None:
             try:
                 with rngstate.rng_scope("intruder"):
                     random.random()
-            except rngstate.ScopeError as exc:
+            except ScopeError as exc:
                 errors.append(exc)
 
     with rngstate.rng_scope("main"):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import rngstate
+from rngstate.errors import NoRootSeedError, ScopeError
 
 
 def draws() -> tuple[object, ...]:
@@ -115,13 +116,13 @@ def test_exception_restores_outer_state() -> None:
 
 
 def test_no_root_seed() -> None:
-    with pytest.raises(rngstate.NoRootSeedError, match="seed_everything"), rngstate.rng_scope("a"):
+    with pytest.raises(NoRootSeedError, match="seed_everything"), rngstate.rng_scope("a"):
         pass
 
 
 @pytest.mark.parametrize("name", ["", "a//b", "/a", "new\nline", 3, None])
 def test_invalid_names(name: object) -> None:
-    with pytest.raises(rngstate.ScopeError):
+    with pytest.raises(ScopeError):
         rngstate.rng_scope(name)  # type: ignore[arg-type]
 
 
@@ -140,7 +141,7 @@ def test_second_thread_refused_while_first_inside() -> None:
         thread = threading.Thread(target=enter)
         thread.start()
         thread.join()
-    assert len(errors) == 1 and isinstance(errors[0], rngstate.ScopeError)
+    assert len(errors) == 1 and isinstance(errors[0], ScopeError)
     assert "another thread" in str(errors[0])
     thread = threading.Thread(target=enter)  # after the main thread left, another may enter
     thread.start()
@@ -153,7 +154,7 @@ def test_out_of_order_exit_refused() -> None:
     a, b = rngstate.rng_scope("a"), rngstate.rng_scope("b")
     a.__enter__()
     b.__enter__()
-    with pytest.raises(rngstate.ScopeError, match="out of order"):
+    with pytest.raises(ScopeError, match="out of order"):
         a.__exit__(None, None, None)
     b.__exit__(None, None, None)
     a.__exit__(None, None, None)

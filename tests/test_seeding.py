@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import rngstate
+from rngstate.errors import InvalidSeedError, NoRootSeedError, ScopeError
 from tests.conftest import run_python
 
 
@@ -33,19 +34,19 @@ def test_exports_and_reads_environment() -> None:
 
 def test_missing_seed_and_variable() -> None:
     os.environ.pop("RNGSTATE_SEED", None)
-    with pytest.raises(rngstate.NoRootSeedError, match="RNGSTATE_SEED"):
+    with pytest.raises(NoRootSeedError, match="RNGSTATE_SEED"):
         rngstate.seed_everything()
 
 
 def test_bad_environment_value() -> None:
     os.environ["RNGSTATE_SEED"] = "banana"
-    with pytest.raises(rngstate.InvalidSeedError, match="RNGSTATE_SEED"):
+    with pytest.raises(InvalidSeedError, match="RNGSTATE_SEED"):
         rngstate.seed_everything()
 
 
 @pytest.mark.parametrize("bad", [-1, 2**32, 2**64, 1.0, "7", True, [1], None.__class__])
 def test_bad_seeds(bad: object) -> None:
-    with pytest.raises(rngstate.InvalidSeedError, match=r"\[0, 4294967295\]"):
+    with pytest.raises(InvalidSeedError, match=r"\[0, 4294967295\]"):
         rngstate.seed_everything(bad)  # type: ignore[arg-type]
 
 
@@ -61,7 +62,7 @@ def test_logs_seed(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_inside_scope_refused() -> None:
     rngstate.seed_everything(1)
-    with rngstate.rng_scope("a"), pytest.raises(rngstate.ScopeError, match="inside an rng_scope"):
+    with rngstate.rng_scope("a"), pytest.raises(ScopeError, match="inside an rng_scope"):
         rngstate.seed_everything(2)
 
 

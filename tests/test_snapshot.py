@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import rngstate
+from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
 from rngstate.runtime import RUNTIME
 from tests.conftest import run_python
 from tests.test_scope import draws
@@ -59,7 +60,7 @@ def test_capture_inside_scope_is_as_if_scopes_exited() -> None:
 def test_restore_inside_scope_refused() -> None:
     rngstate.seed_everything(3)
     state = rngstate.capture()
-    with rngstate.rng_scope("a"), pytest.raises(rngstate.ScopeError):
+    with rngstate.rng_scope("a"), pytest.raises(ScopeError):
         rngstate.restore(state)
 
 
@@ -108,7 +109,7 @@ def test_failed_restore_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None
         type(stream).set_state(stream, snapshot)  # the rollback's call goes through
 
     monkeypatch.setattr(stream, "set_state", fails_once)
-    with pytest.raises(rngstate.InvalidStateError, match="rolled back"):
+    with pytest.raises(InvalidStateError, match="rolled back"):
         rngstate.restore(other)
     monkeypatch.undo()
     assert rngstate.capture() == before
@@ -119,13 +120,13 @@ def test_strict_missing_live_stream_and_non_strict_warning() -> None:
     rngstate.seed_everything(1)
     data = rngstate.capture().to_dict()
     del data["streams"]["torch.cpu"]
-    with pytest.raises(rngstate.MissingBackendError, match="torch.cpu"):
+    with pytest.raises(MissingBackendError, match="torch.cpu"):
         rngstate.restore(data)
     expected_python = random.random()
     rngstate.seed_everything(1)
     torch_before = torch.get_rng_state()
     random.random()
-    with pytest.warns(rngstate.RNGStateWarning, match="torch.cpu"):
+    with pytest.warns(RNGStateWarning, match="torch.cpu"):
         rngstate.restore(data, strict=False)
     assert random.random() == expected_python
     assert torch.equal(torch.get_rng_state(), torch_before)
@@ -135,9 +136,9 @@ def test_unknown_stream_strictness() -> None:
     rngstate.seed_everything(1)
     data = rngstate.capture().to_dict()
     data["streams"]["jax.cpu"] = {"key": b"1234"}
-    with pytest.raises(rngstate.MissingBackendError, match="jax.cpu"):
+    with pytest.raises(MissingBackendError, match="jax.cpu"):
         rngstate.restore(data)
-    with pytest.warns(rngstate.RNGStateWarning, match="jax.cpu"):
+    with pytest.warns(RNGStateWarning, match="jax.cpu"):
         rngstate.restore(data, strict=False)
 
 
@@ -145,7 +146,7 @@ def test_uninstalled_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     rngstate.seed_everything(1)
     data = rngstate.capture().to_dict()
     monkeypatch.setattr("rngstate.backends.is_installed", lambda framework: framework != "torch")
-    with pytest.raises(rngstate.MissingBackendError, match=r"rngstate\[torch\]"):
+    with pytest.raises(MissingBackendError, match=r"rngstate\[torch\]"):
         rngstate.restore(data)
 
 
@@ -227,7 +228,7 @@ def test_tracked_generator_missing_from_state() -> None:
     rngstate.seed_everything(3)
     state = rngstate.capture()
     rngstate.torch.generator("late")
-    with pytest.raises(rngstate.MissingBackendError, match="late"):
+    with pytest.raises(MissingBackendError, match="late"):
         rngstate.restore(state)
 
 

@@ -11,6 +11,7 @@ import torch
 
 import rngstate
 from rngstate import RNGState
+from rngstate.errors import InvalidStateError
 
 
 def plain_types(value: Any) -> set[type]:
@@ -124,14 +125,14 @@ BAD = {
 def test_from_dict_rejects(case: str) -> None:
     path, value = BAD[case]
     data = corrupt(path, value)
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         RNGState.from_dict(data)
     with pytest.raises(rngstate.RNGStateError):
         rngstate.restore(data)
 
 
 def test_from_dict_rejects_non_dict() -> None:
-    with pytest.raises(rngstate.InvalidStateError, match="expected a dict"):
+    with pytest.raises(InvalidStateError, match="expected a dict"):
         RNGState.from_dict([1, 2])  # type: ignore[arg-type]
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         rngstate.restore("state.bin")  # type: ignore[arg-type]

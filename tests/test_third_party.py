@@ -17,6 +17,8 @@ import pytest
 
 import rngstate
 from rngstate.backends import GeneratorKind, Stream, register_kind, register_stream
+from rngstate.backends.objects import generator_state, set_generator_state
+from rngstate.errors import BackendRegistrationError, InvalidStateError, MissingBackendError
 from rngstate.runtime import RUNTIME
 from tests.conftest import ROOT, run_python
 
@@ -80,31 +82,31 @@ def test_compose_state_validated_and_restore_rolled_back() -> None:
     state = rngstate.capture()
     data = state.to_dict()
     data["generators"]["aug"]["state"][0][1]["state"]["state"] = 2**129  # not a PCG64 state
-    with pytest.raises(rngstate.InvalidStateError, match="outside"):
+    with pytest.raises(InvalidStateError, match="outside"):
         rngstate.restore(data)
     RUNTIME.tracked.clear()
     other = tracked_compose("aug", transforms=2)  # another configuration under the same name
     augment(other, IMAGES[:1])
     random.random()
-    snapshot = (random.getstate(), rngstate.generator_state(other.py_random))
-    with pytest.raises(rngstate.InvalidStateError, match="rejected its state"):
+    snapshot = (random.getstate(), generator_state(other.py_random))
+    with pytest.raises(InvalidStateError, match="rejected its state"):
         rngstate.restore(state)  # captured with 3 transforms: the callable refuses it
-    assert (random.getstate(), rngstate.generator_state(other.py_random)) == snapshot  # rolled back
+    assert (random.getstate(), generator_state(other.py_random)) == snapshot  # rolled back
 
 
 def test_tracked_state_must_be_plain_data() -> None:
     rngstate.seed_everything(1)
     box = {"value": 0.5}
     rngstate.track(box, "box", get_state=lambda b: b["value"], set_state=lambda b, s: None)
-    with pytest.raises(rngstate.InvalidStateError, match="float is not plain data"):
+    with pytest.raises(InvalidStateError, match="float is not plain data"):
         rngstate.capture()
     RUNTIME.tracked.clear()
     with pytest.raises(rngstate.RNGStateError, match="needs both callables"):
         rngstate.track(box, "box", get_state=lambda b: 1)
-    with pytest.raises(rngstate.MissingBackendError, match="get_state= and set_state="):
+    with pytest.raises(MissingBackendError, match="get_state= and set_state="):
         rngstate.track(box, "box")
-    with pytest.raises(rngstate.InvalidStateError):
-        rngstate.set_generator_state(random.Random(), {"version": 3})
+    with pytest.raises(InvalidStateError):
+        set_generator_state(random.Random(), {"version": 3})
 
 
 class Shuffler:
@@ -114,10 +116,10 @@ class Shuffler:
         self.rng = random.Random()
 
     def __rngstate_get__(self) -> Any:
-        return rngstate.generator_state(self.rng)
+        return generator_state(self.rng)
 
     def __rngstate_set__(self, state: Any) -> None:
-        rngstate.set_generator_state(self.rng, state)
+        set_generator_state(self.rng, state)
 
     def __rngstate_seed__(self, seed: int) -> None:
         self.rng.seed(seed)
@@ -147,9 +149,9 @@ def test_registration_is_checked() -> None:
         kind, framework = "mylib.Thing", "my.lib"
 
     for bad, match in [(NoName, "name ''"), (Taken, "already taken by rngstate"), (object(), "subclass")]:
-        with pytest.raises(rngstate.BackendRegistrationError, match=match):
+        with pytest.raises(BackendRegistrationError, match=match):
             register_stream(bad)  # type: ignore[arg-type]
-    with pytest.raises(rngstate.BackendRegistrationError, match="top-level module"):
+    with pytest.raises(BackendRegistrationError, match="top-level module"):
         register_kind(BadFramework)
 
 
@@ -175,7 +177,7 @@ def jitter():
 PLUGIN = '''
 """rngstate plugin for thirdlib and albumentations; imports neither at import time."""
 import sys
-from rngstate import generator_state, set_generator_state
+from rngstate.backends.objects import generator_state, set_generator_state
 from rngstate.backends import GeneratorKind, Stream, kind
 
 
@@ -234,7 +236,7 @@ class ComposeKind(GeneratorKind):
 
     def decode(self, plain, where):
         if not isinstance(plain, list) or not all(isinstance(n, list) and len(n) == 2 for n in plain):
-            from rngstate import InvalidStateError
+            from rngstate.errors import InvalidStateError
             raise InvalidStateError(f"{where}: expected [[python state, numpy state], ...]")
         return plain
 '''

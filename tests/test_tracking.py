@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rngstate
+from rngstate.errors import MissingBackendError, NoRootSeedError, ScopeError
 
 
 def test_torch_generator_derived_from_path() -> None:
@@ -61,13 +62,13 @@ def test_track_user_objects() -> None:
 
 
 def test_track_errors() -> None:
-    with pytest.raises(rngstate.NoRootSeedError):
+    with pytest.raises(NoRootSeedError):
         rngstate.torch.generator("x")
     rngstate.seed_everything(1)
     rngstate.track(random.Random(), "taken")
-    with pytest.raises(rngstate.ScopeError, match="already tracks"):
+    with pytest.raises(ScopeError, match="already tracks"):
         rngstate.track(random.Random(), "taken")
-    with pytest.raises(rngstate.MissingBackendError, match="cannot track"):
+    with pytest.raises(MissingBackendError, match="cannot track"):
         rngstate.track(object(), "nope")
-    with pytest.raises(rngstate.ScopeError, match="already tracks a"):
+    with pytest.raises(ScopeError, match="already tracks a"):
         rngstate.numpy.generator("taken")

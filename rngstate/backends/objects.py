@@ -124,11 +124,12 @@ class ObjectKind(GeneratorKind):
 def generator_state(generator: object) -> Plain:
     """The state of a generator rngstate knows, as checked plain data.
 
-    >>> import random, rngstate
+    >>> import random
+    >>> from rngstate.backends.objects import generator_state, set_generator_state
     >>> rng = random.Random(1)
-    >>> state = rngstate.generator_state(rng)
+    >>> state = generator_state(rng)
     >>> first = rng.random()
-    >>> rngstate.set_generator_state(rng, state)
+    >>> set_generator_state(rng, state)
     >>> rng.random() == first
     True
     """
@@ -140,7 +141,7 @@ def generator_state(generator: object) -> Plain:
 
 def set_generator_state(generator: object, state: Plain) -> None:
     """Validate ``state`` (from :func:`generator_state`) and apply it to ``generator``;
-    raises :class:`~rngstate.InvalidStateError` naming what is wrong."""
+    raises :class:`~rngstate.errors.InvalidStateError` naming what is wrong."""
     from rngstate import backends
 
     kind = backends.kind_for(generator)

@@ -40,7 +40,7 @@ from rngstate import _check
 from rngstate.backends import lazy
 from rngstate.backends import python as python_backend
 from rngstate.backends.base import GeneratorKind, Plain, Stream
-from rngstate.errors import InvalidStateError, RNGStateError
+from rngstate.errors import InvalidStateError, RNGStateError, RNGStateWarning
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,6 @@ def warn_once(key: str, message: str) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    from rngstate.snapshot import RNGStateWarning  # not at import: snapshot imports backends
-
     logger.warning(message)
     warnings.warn(message, RNGStateWarning, stacklevel=4)
 

@@ -17,6 +17,7 @@ import pytest
 
 import rngstate
 from rngstate import backends
+from rngstate.errors import InvalidStateError
 from tests.conftest import ROOT, run_python
 
 GLOBAL = backends.stream("keras.global")
@@ -35,7 +36,7 @@ def test_validation_without_keras() -> None:
         (KIND, {"state": [1, 2], "extra": 0}, "unexpected"),
     ]
     for backend, plain, match in bad:
-        with pytest.raises(rngstate.InvalidStateError, match=match):
+        with pytest.raises(InvalidStateError, match=match):
             backend.decode(plain, "where")
 
 
@@ -43,7 +44,7 @@ MODEL = """
 import json, sys, warnings
 import numpy as np
 import rngstate
-from rngstate.snapshot import RNGStateWarning
+from rngstate.errors import RNGStateWarning
 
 def build():
     import keras

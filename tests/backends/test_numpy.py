@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import rngstate
 from rngstate import backends
 from rngstate.backends.numpy import decode_bit_generator_state, encode_bit_generator_state
+from rngstate.errors import InvalidStateError
 
 BIT_GENERATORS = ["MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"]
 
@@ -51,12 +51,12 @@ def test_out_of_range_fields_rejected(name: str, field: tuple[str, ...], value: 
     for key in field[:-1]:
         target = target[key]
     target[field[-1]] = value
-    with pytest.raises(rngstate.InvalidStateError, match=field[-1]):
+    with pytest.raises(InvalidStateError, match=field[-1]):
         decode_bit_generator_state(plain, "s", legacy=False)
 
 
 def test_bit_generator_mismatch_is_an_error() -> None:
     kind = backends.kind("numpy.Generator")
     plain = encode_bit_generator_state(np.random.PCG64(1).state, legacy=False)
-    with pytest.raises(rngstate.InvalidStateError, match="same bit generator"):
+    with pytest.raises(InvalidStateError, match="same bit generator"):
         kind.set_state(np.random.Generator(np.random.SFC64()), kind.decode(plain, "s"))

@@ -23,9 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rngstate
-from rngstate import RNGStateWarning, backends
+from rngstate import backends
 from rngstate.backends import paddle as paddle_backend
 from rngstate.backends.paddle import MT_WORDS, PaddleState
+from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning
 from rngstate.runtime import RUNTIME
 from tests.conftest import ROOT, run_python
 
@@ -123,18 +124,18 @@ def zero_state() -> bytes:
     ],
 )
 def test_malformed_states_raise_before_paddle(changes: dict[str, Any], match: str) -> None:
-    with pytest.raises(rngstate.InvalidStateError, match=match):
+    with pytest.raises(InvalidStateError, match=match):
         CPU.decode(valid_plain(**changes), "streams.paddle.cpu")
 
 
 def test_missing_field_and_wrong_type() -> None:
     plain = valid_plain()
     del plain["offset"]
-    with pytest.raises(rngstate.InvalidStateError, match="missing"):
+    with pytest.raises(InvalidStateError, match="missing"):
         CPU.decode(plain, "s")
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         CPU.decode([1, 2], "s")
-    with pytest.raises(rngstate.InvalidStateError, match=r"\[0\]"):
+    with pytest.raises(InvalidStateError, match=r"\[0\]"):
         backends.stream("paddle.gpu").decode([valid_plain()], "s")  # device -1 in a GPU slot
 
 
@@ -144,7 +145,7 @@ def test_corrupt_state_in_a_file_never_reaches_paddle(tmp_path: Path) -> None:
     data["streams"]["paddle.cpu"]["mt"] = struct.pack("<312Q", *([0] * MT_WORDS))
     before = draws()
     rngstate.seed_everything(1)
-    with pytest.raises(rngstate.InvalidStateError, match="all-zero"):
+    with pytest.raises(InvalidStateError, match="all-zero"):
         rngstate.restore(data)
     assert draws() == before  # nothing was applied
 
@@ -337,7 +338,7 @@ def test_gpu_device_count_differs(monkeypatch: pytest.MonkeyPatch, saved: int, l
     offsets(gpus)
     before = [paddle_backend.encode_state(g.state) for g in gpus]
     problem = f"paddle.gpu generator states for {saved} device.* sees {live}"
-    with pytest.raises(rngstate.MissingBackendError, match=problem):
+    with pytest.raises(MissingBackendError, match=problem):
         rngstate.restore(state)
     assert [paddle_backend.encode_state(g.state) for g in gpus] == before  # untouched
     with pytest.warns(RNGStateWarning, match="device i gets the state saved for device i"):

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-import rngstate
 from rngstate import backends
+from rngstate.errors import InvalidStateError
 
 
 def test_round_trip_with_and_without_gauss() -> None:
@@ -27,5 +27,5 @@ def test_bad_fields() -> None:
     plain = stream.encode(stream.get_state())
     for key, value in (("pos", 625), ("version", 2), ("mt", b"1"), ("has_gauss", 3), ("gauss", 1.0)):
         broken = {**plain, key: value}
-        with pytest.raises(rngstate.InvalidStateError, match=key):
+        with pytest.raises(InvalidStateError, match=key):
             stream.decode(broken, "s")

@@ -17,6 +17,7 @@ import pytest
 
 import rngstate
 from rngstate import backends
+from rngstate.errors import InvalidStateError
 from tests.conftest import run_python
 
 OPS = backends.stream("tensorflow.ops")
@@ -43,7 +44,7 @@ def test_op_seed_state_validation() -> None:
         ({"seed": []}, "missing"),
     ]
     for plain, match in bad:
-        with pytest.raises(rngstate.InvalidStateError, match=match):
+        with pytest.raises(InvalidStateError, match=match):
             OPS.decode(plain, "streams.tensorflow.ops")
 
 
@@ -60,14 +61,14 @@ def test_generator_state_validation() -> None:
         ({"mode": "unseeded", "seed": 1}, "unexpected"),
     ]
     for plain, match in bad:
-        with pytest.raises(rngstate.InvalidStateError, match=match):
+        with pytest.raises(InvalidStateError, match=match):
             GLOBAL.decode(plain, "streams.tensorflow.generator")
 
 
 EAGER = """
 import json, sys, warnings
 import rngstate
-from rngstate.snapshot import RNGStateWarning
+from rngstate.errors import RNGStateWarning
 rngstate.seed_everything(4)
 import tensorflow as tf
 from tensorflow.python.eager import context

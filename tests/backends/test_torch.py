@@ -10,6 +10,7 @@ import torch
 import rngstate
 from rngstate import backends
 from rngstate.backends.torch import CPU_STATE_SIZE, check_cpu_state, check_cuda_state
+from rngstate.errors import InvalidStateError
 from tests.conftest import gpu_available, run_python
 
 gpu = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA device")
@@ -32,14 +33,14 @@ def test_layout_matches_torch() -> None:
 def test_invalid_fields_rejected_before_torch(offset: int, value: int, fmt: str) -> None:
     data = bytearray(live_state())
     struct.pack_into(fmt, data, offset, value)
-    with pytest.raises(rngstate.InvalidStateError):
+    with pytest.raises(InvalidStateError):
         check_cpu_state(bytes(data), "s")
 
 
 def test_bad_float_flag_rejected() -> None:
     data = bytearray(live_state())
     data[5052] = 7  # a C++ bool holding 7 is undefined behaviour
-    with pytest.raises(rngstate.InvalidStateError, match="float-normal"):
+    with pytest.raises(InvalidStateError, match="float-normal"):
         check_cpu_state(bytes(data), "s")
 
 
@@ -55,7 +56,7 @@ def test_accepted_states_are_accepted_by_torch() -> None:
 def test_cuda_state_validation() -> None:
     assert check_cuda_state(struct.pack("<Qq", 5, 8), "c")
     for bad in (struct.pack("<Qq", 5, 6), struct.pack("<Qq", 5, -4), b"\0" * 15):
-        with pytest.raises(rngstate.InvalidStateError):
+        with pytest.raises(InvalidStateError):
             check_cuda_state(bad, "c")
 
 
@@ -63,7 +64,7 @@ def test_generator_device_mismatch() -> None:
     rngstate.seed_everything(1)
     kind = backends.kind("torch.Generator")
     snapshot = kind.decode({"device": "cuda:0", "state": struct.pack("<Qq", 1, 0)}, "g")
-    with pytest.raises(rngstate.InvalidStateError, match="same kind of device"):
+    with pytest.raises(InvalidStateError, match="same kind of device"):
         kind.set_state(torch.Generator(), snapshot)
 
 
