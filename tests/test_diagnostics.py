@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,13 +14,16 @@ import pytest
 import torch
 
 import rngstate
+from rngstate.backends.objects import generator_state, set_generator_state
 from rngstate.diagnostics import (
     DiagnosticsError,
     NotReproducibleError,
     UncomparableOutputError,
     check_reproducible,
+    untracked_generators,
+    warn_untracked_generators,
 )
-from rngstate.errors import InvalidSeedError, ScopeError
+from rngstate.errors import InvalidSeedError, RNGStateWarning, ScopeError
 from tests.conftest import run_python
 
 # -- fingerprint ---------------------------------------------------------------------------------
@@ -132,6 +136,83 @@ def test_audit_reports_a_framework_imported_inside_the_block() -> None:
     print(report.started, report.advanced)
     """
     assert run_python(code).strip() == "('torch.cpu',) ()"
+
+
+# -- generators rngstate does not track ----------------------------------------------------------
+
+
+class OwnsGenerators(torch.utils.data.Dataset[float]):
+    """The trap: a dataset that creates its own generators in __init__."""
+
+    def __init__(self) -> None:
+        self.noise = np.random.default_rng(7)
+        self.legacy = np.random.RandomState(7)
+        self.flip = random.Random(7)
+        self.crop = torch.Generator().manual_seed(7)
+        self.pipeline = {"jitter": [np.random.default_rng(8)]}
+        self.samples = list(range(5000))  # a long list is searched only so far
+        self.samples[-1] = random.Random(9)  # type: ignore[call-overload]
+        self.global_ones = [random._inst, np.random.mtrand._rand, torch.default_generator]  # type: ignore[attr-defined]
+        self.me = self  # cycles end
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> float:
+        return float(self.noise.normal())
+
+
+class Slotted:
+    __slots__ = ("rng", "unset")
+
+    def __init__(self) -> None:
+        self.rng = random.Random(1)
+
+
+class Hostile:
+    def __getattribute__(self, name: str) -> object:
+        raise RuntimeError("no attribute access here")
+
+
+def test_untracked_generators_finds_every_kind_nested() -> None:
+    found = untracked_generators(OwnsGenerators())
+    assert found == ["noise", "legacy", "flip", "crop", "pipeline['jitter'][0]"]
+    assert untracked_generators(Slotted()) == ["rng"]
+    assert untracked_generators({"a": {"b": {"c": {"d": random.Random()}}}}) == ["['a']['b']['c']['d']"]
+    assert untracked_generators({"a": {"b": {"c": {"d": {"e": random.Random()}}}}}) == []  # too deep
+    assert untracked_generators(Hostile()) == []
+    assert untracked_generators([1, "x", None, np.zeros(3), torch.zeros(2)]) == []
+
+
+def test_tracked_generators_do_not_count() -> None:
+    rngstate.seed_everything(0)
+    dataset = OwnsGenerators()
+    dataset.noise = rngstate.track(np.random.default_rng(), "noise")
+    dataset.crop = rngstate.torch.generator("crop")
+    box = rngstate.track(
+        {"rng": random.Random()}, "box",
+        get_state=lambda b: generator_state(b["rng"]),
+        set_state=lambda b, state: set_generator_state(b["rng"], state),
+    )
+    dataset.pipeline = {"box": box}  # a tracked object covers the generators inside it
+    assert untracked_generators(dataset) == ["legacy", "flip"]
+
+
+def test_audit_warns_about_a_dataset_that_owns_its_generator() -> None:
+    rngstate.seed_everything(0)
+    dataset = OwnsGenerators()
+    expected = r"OwnsGenerators\) holds random generators .*: noise, legacy"
+    with pytest.warns(RNGStateWarning, match=expected), rngstate.audit(dataset) as report:
+        dataset[0]
+    assert report.untracked[:2] == ("OwnsGenerators.noise", "OwnsGenerators.legacy")
+    assert "untracked generators (break exact resume): OwnsGenerators.noise" in str(report)
+    assert report.advanced == ()  # the dataset's own draws are invisible to the streams
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with rngstate.audit([1, 2]) as clean:
+            pass
+        assert warn_untracked_generators(Slotted.__new__(Slotted)) == []
+    assert clean.untracked == () and "untracked" not in str(clean)
 
 
 # -- check_reproducible --------------------------------------------------------------------------
