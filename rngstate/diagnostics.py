@@ -172,9 +172,10 @@ def untracked_generators(obj: object) -> list[str]:
     return found
 
 
-def warn_untracked_generators(obj: object, what: str = "the dataset") -> list[str]:
-    """Warn (``RNGStateWarning``, once per call) when ``obj`` holds generators rngstate does not
-    track; returns their paths (see :func:`untracked_generators`).
+def warn_untracked_generators(obj: object, what: str = "the dataset", *, stacklevel: int = 2) -> list[str]:
+    """Warn (one ``RNGStateWarning``) when ``obj`` holds generators rngstate does not track;
+    returns their paths (see :func:`untracked_generators`).  For loaders and trainers to call on
+    the dataset they are given; ``stacklevel`` as for ``warnings.warn``, counted from the caller.
 
     >>> warn_untracked_generators(object())
     []
@@ -189,7 +190,7 @@ def warn_untracked_generators(obj: object, what: str = "the dataset") -> list[st
             "or wrap them in rngstate.track(generator, name)"
         )
         logger.warning(message)
-        warnings.warn(message, RNGStateWarning, stacklevel=2)
+        warnings.warn(message, RNGStateWarning, stacklevel=stacklevel + 1)
     return paths
 
 
@@ -301,7 +302,7 @@ class audit:  # noqa: N801 - used like a function: `with rngstate.audit() as rep
         untracked: list[str] = []
         for obj in self._objects:
             name = type(obj).__qualname__
-            paths = warn_untracked_generators(obj, "an audited object")
+            paths = warn_untracked_generators(obj, "the object passed to audit()")
             untracked += [name + (path if path.startswith("[") else f".{path}") for path in paths]
         self.report.untracked = tuple(untracked)
         self._before = _observe()

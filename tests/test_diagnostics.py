@@ -202,9 +202,10 @@ def test_audit_warns_about_a_dataset_that_owns_its_generator() -> None:
     rngstate.seed_everything(0)
     dataset = OwnsGenerators()
     expected = r"OwnsGenerators\) holds random generators .*: noise, legacy"
-    with pytest.warns(RNGStateWarning, match=expected), rngstate.audit(dataset) as report:
+    with pytest.warns(RNGStateWarning, match=expected) as caught, rngstate.audit(dataset) as report:
         dataset[0]
     assert report.untracked[:2] == ("OwnsGenerators.noise", "OwnsGenerators.legacy")
+    assert caught[0].filename == __file__  # the warning points at the `with` line
     assert "untracked generators (break exact resume): OwnsGenerators.noise" in str(report)
     assert report.advanced == ()  # the dataset's own draws are invisible to the streams
     with warnings.catch_warnings():
@@ -212,6 +213,9 @@ def test_audit_warns_about_a_dataset_that_owns_its_generator() -> None:
         with rngstate.audit([1, 2]) as clean:
             pass
         assert warn_untracked_generators(Slotted.__new__(Slotted)) == []
+    with pytest.warns(RNGStateWarning, match=r"the dataset \(Slotted\) holds .*: rng\.") as caught:
+        assert warn_untracked_generators(Slotted(), stacklevel=1) == ["rng"]
+    assert caught[0].filename == __file__  # stacklevel=1: the line that called it
     assert clean.untracked == () and "untracked" not in str(clean)
 
 
