@@ -35,3 +35,14 @@ def test_dataset_generator_trap_and_its_fixes() -> None:
         "TrackedGenerator resumed run is exact     untracked generators: none",
         "PerSampleSeed    resumed run is exact     untracked generators: none",
     ]
+
+
+def test_readme_is_short_and_shows_what_the_examples_run() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    commands = [block.split("\n```")[0] for block in readme.split("```bash\n")[1:3]]
+    assert commands[0].endswith(".venv/bin/python examples/unused_layer.py")
+    assert commands[1].endswith(".venv/bin/python -m pytest -q")
+    quickstart = (ROOT / "examples" / "quickstart.py").read_text()
+    code = quickstart[quickstart.index("import random") :]  # the example without its docstring
+    assert f"```python\n{code}```" in readme
