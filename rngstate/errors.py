@@ -34,3 +34,9 @@ class MissingBackendError(RNGStateError):
 
 class BackendRegistrationError(RNGStateError, ValueError):
     """A stream or generator kind could not be registered (bad name, name taken, wrong type)."""
+
+
+class InitializationError(RNGStateError, TypeError, ValueError):
+    """``init_by_name`` got something it cannot initialize: not a model of its framework, an
+    ``init_fn`` that is not callable, or weights that do not exist yet (meta device, lazy
+    modules, an unbuilt Keras model)."""
