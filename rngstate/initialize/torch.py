@@ -33,9 +33,23 @@ def _reset_of(module: Any) -> Callable[[], Any] | None:
     return None
 
 
-def _check_materialized(torch: Any, params: dict[str, Any]) -> None:
+def _parameters(modules: list[tuple[str, Any]]) -> dict[str, tuple[Any, str, Any, int]]:
+    """Every parameter once, by qualified name: (owning module, its key there, the parameter,
+    its version counter now).  Read from ``_parameters`` directly: ``named_parameters()`` walks
+    the tree again for each call, which costs more than initializing small layers."""
+    found: dict[str, tuple[Any, str, Any, int]] = {}
+    seen: set[int] = set()
+    for prefix, owner in modules:
+        for key, param in owner._parameters.items():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                found[f"{prefix}.{key}" if prefix else key] = (owner, key, param, param._version)
+    return found
+
+
+def _check_materialized(torch: Any, params: dict[str, tuple[Any, str, Any, int]]) -> None:
     uninitialized = torch.nn.parameter.UninitializedParameter
-    for name, param in params.items():
+    for name, (_owner, _key, param, _version) in params.items():
         if param.is_meta:
             raise InitializationError(
                 f"{_FUNCTION}: parameter {name!r} is on the meta device; materialize the model "
@@ -72,9 +86,9 @@ def init_by_name(module: Any, *, init_fn: Callable[[Any], Any] | None = None) ->
         raise wrong_model(_FUNCTION, "torch.nn.Module", module)
     check_init_fn(init_fn, _FUNCTION)
     namer = Namer()
-    params = dict(module.named_parameters())
+    modules = list(module.named_modules())
+    params = _parameters(modules)
     _check_materialized(torch, params)
-    versions = {name: param._version for name, param in params.items()}
     streams = [backends.stream("torch.cpu")]
     if torch.cuda.is_initialized():
         streams.append(backends.stream("torch.cuda"))
@@ -82,17 +96,16 @@ def init_by_name(module: Any, *, init_fn: Callable[[Any], Any] | None = None) ->
     kept: dict[int, tuple[Any, Any]] = {}  # parameters written by an enclosing module's init
     try:
         with torch.no_grad():
-            for name, submodule in module.named_modules():
+            for name, submodule in modules:
                 _init_one(submodule, name, init_fn, namer, streams, kept)
             for param, value in kept.values():
                 param.copy_(value)
     finally:
         for stream, state in zip(streams, outer, strict=True):
             stream.set_state(state)
-    after = dict(module.named_parameters())
-    untouched = [
-        name for name, param in params.items()
-        if after.get(name) is param and param._version == versions[name]
+    untouched = [  # the same object, never written (a replaced parameter counts as written)
+        name for name, (owner, key, param, version) in params.items()
+        if owner._parameters.get(key) is param and param._version == version
     ]
     report_untouched(_FUNCTION, untouched, _HINT)
     logger.debug("%s: %d parameters re-initialized", _FUNCTION, len(params) - len(untouched))
@@ -119,7 +132,9 @@ def _init_one(
     if not module._modules:  # a leaf: nothing below it to protect
         init()
         return
-    inner = [p for n, p in module.named_parameters() if "." in n]  # the submodules' parameters
+    inner = [  # the submodules' parameters
+        p for m in module.modules() if m is not module for p in m._parameters.values() if p is not None
+    ]
     before = [p._version for p in inner]
     init()
     for param, version in zip(inner, before, strict=True):
