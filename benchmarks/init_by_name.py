@@ -42,7 +42,7 @@ def best_pair(model: nn.Module, number: int, repeat: int = 15) -> tuple[float, f
     times: dict[Any, list[float]] = {plain: [], by_name: []}
     for _ in range(repeat):
         for function, found in times.items():
-            found.append(timeit.timeit(lambda: function(model), number=number) / number)
+            found.append(timeit.timeit(lambda f=function: f(model), number=number) / number)
     return min(times[plain]), min(times[by_name])
 
 

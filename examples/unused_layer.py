@@ -40,9 +40,9 @@ def build(extra_layer: bool, by_name: bool) -> Net:
 def compare(by_name: bool) -> dict[str, bool]:
     """For each layer of the plain model: are its weights the same in the extended one?"""
     plain, extended = build(False, by_name), build(True, by_name)
-    layers = dict(extended.named_modules())
+    other = dict(extended.named_modules())
     return {
-        name: all(torch.equal(p, q) for p, q in zip(layer.parameters(), layers[name].parameters(), strict=True))
+        name: all(map(torch.equal, layer.parameters(), other[name].parameters()))
         for name, layer in plain.named_modules()
         if list(layer.parameters(recurse=False))
     }

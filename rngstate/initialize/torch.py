@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rngstate import backends
-from rngstate.initialize import Namer, check_init_fn, report_untouched, wrong_model
 from rngstate.errors import InitializationError
+from rngstate.initialize import Namer, check_init_fn, report_untouched, wrong_model
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import rngstate.paddle
 from rngstate.errors import InitializationError
 from rngstate.snapshot import RNGStateWarning
 
-I = nn.initializer
+init = nn.initializer
 
 
 class Net(nn.Layer):
@@ -21,14 +21,14 @@ class Net(nn.Layer):
         if unused == "before":
             self.unused = nn.Linear(16, 16)
         if head_first:
-            self.head = nn.Linear(16, 4, weight_attr=paddle.ParamAttr(initializer=I.Normal(0.0, 0.01)))
+            self.head = nn.Linear(16, 4, weight_attr=paddle.ParamAttr(initializer=init.Normal(0.0, 0.01)))
         self.conv = nn.Conv2D(3, 8, 3)
         self.bn = nn.BatchNorm2D(8)
         if unused == "between":
             self.unused = nn.Linear(16, 16)
         self.encoder = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.LayerNorm(16))
         if not head_first:
-            self.head = nn.Linear(16, 4, weight_attr=paddle.ParamAttr(initializer=I.Normal(0.0, 0.01)))
+            self.head = nn.Linear(16, 4, weight_attr=paddle.ParamAttr(initializer=init.Normal(0.0, 0.01)))
         self.act = nn.PReLU(1, 0.1)
         if unused == "after":
             self.unused = nn.Linear(16, 16)
@@ -82,11 +82,11 @@ def test_the_initializer_paddle_chose_is_rerun() -> None:
 def test_global_initializer_is_respected() -> None:
     rngstate.seed_everything(5)
     model = nn.Linear(4, 4)
-    I.set_global_initializer(I.Constant(0.5), I.Constant(0.25))
+    init.set_global_initializer(init.Constant(0.5), init.Constant(0.25))
     try:
         rngstate.paddle.init_by_name(model)
     finally:
-        I.set_global_initializer(None)
+        init.set_global_initializer(None)
     assert np.all(model.weight.numpy() == 0.5) and np.all(model.bias.numpy() == 0.25)
 
 
@@ -95,7 +95,7 @@ def test_unknown_initializers_are_named_in_a_warning() -> None:
         def __init__(self) -> None:
             super().__init__()
             self.linear = nn.Linear(4, 4)
-            self.scale = self.create_parameter([4], default_initializer=I.Constant(3.0))
+            self.scale = self.create_parameter([4], default_initializer=init.Constant(3.0))
 
     rngstate.seed_everything(1)
     model = Scaled()
