@@ -62,10 +62,11 @@ def init_by_name(model: Any) -> Any:
     automatic names (``dense_1``) change when a layer is added.  Weights whose initializer cannot
     be found are named in an ``RNGStateWarning``.
 
-    >>> import rngstate, rngstate.keras, keras
-    >>> _ = rngstate.seed_everything(0)
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head")])
-    >>> model = rngstate.keras.init_by_name(model)
+    Example (not a doctest: TensorFlow must not load in the test process before Paddle)::
+
+        rngstate.seed_everything(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="head")])
+        rngstate.keras.init_by_name(model)
     """
     keras = sys.modules.get("keras")
     if keras is None or not isinstance(model, keras.layers.Layer):

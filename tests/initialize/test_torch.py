@@ -14,7 +14,6 @@ import rngstate.torch
 from rngstate.derive import derive_bytes
 from rngstate.errors import InitializationError, NoRootSeedError
 from rngstate.snapshot import RNGStateWarning
-from tests.conftest import run_python
 
 
 class Net(nn.Module):
@@ -227,10 +226,3 @@ def test_tiny_transformers_model_with_its_own_init_weights() -> None:
     assert 0.015 < float(eager["encoder.layer.0.attention.self.query.weight"].std()) < 0.025
     assert not eager["encoder.layer.1.output.dense.bias"].any()
 
-
-def test_import_rngstate_torch_does_not_import_torch() -> None:
-    code = """
-    import sys, rngstate, rngstate.torch, rngstate.paddle, rngstate.keras
-    print(sorted({"torch", "paddle", "keras", "tensorflow"} & set(sys.modules)))
-    """
-    assert run_python(code).strip() == "[]"
