@@ -216,13 +216,15 @@ def test_tiny_transformers_model_with_its_own_init_weights() -> None:
             return weights(rngstate.torch.init_by_name(model, init_fn=model._init_weights))  # type: ignore[arg-type]
 
     rngstate.seed_everything(12)
-    eager = initialized(transformers.BertModel(config))
+    eager = initialized(transformers.BertForMaskedLM(config))  # output embeddings tied to input
     torch.rand(1000)  # what was drawn before does not matter
-    assert same(eager, initialized(transformers.BertModel(config)))
+    assert same(eager, initialized(transformers.BertForMaskedLM(config)))
     with torch.device("meta"):
-        lazy = transformers.BertModel(config)
-    lazy.to_empty(device="cpu")
+        lazy = transformers.BertForMaskedLM(config)
+    lazy.to_empty(device="cpu")  # makes new parameter objects: the tie must be made again
+    lazy.tie_weights()
     assert same(eager, initialized(lazy))
-    assert 0.015 < float(eager["encoder.layer.0.attention.self.query.weight"].std()) < 0.025
-    assert not eager["encoder.layer.1.output.dense.bias"].any()
+    assert lazy.get_output_embeddings().weight is lazy.get_input_embeddings().weight
+    assert 0.015 < float(eager["bert.encoder.layer.0.attention.self.query.weight"].std()) < 0.025
+    assert not eager["bert.encoder.layer.1.output.dense.bias"].any()
 
