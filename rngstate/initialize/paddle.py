@@ -1,6 +1,7 @@
 """``rngstate.paddle.init_by_name``: re-run each Paddle parameter's initializer, by layer name.
 
-Paddle does not keep a parameter's initializer once it has run, so it is found again the way
+Paddle does not keep a parameter's initializer once it has run (except on a model built under
+``paddle.LazyGuard``, whose parameters hold it until initialized), so it is found again the way
 Paddle chose it at construction: the initializer of the layer's ``weight_attr`` / ``bias_attr``,
 else the global one (``paddle.nn.initializer.set_global_initializer``), else the default of the
 layer type (the table below, Paddle's own built-in layers).  paddle is never imported here.
@@ -121,19 +122,26 @@ def init_by_name(layer: Any) -> Any:
 
 def _init_one(paddle: Any, layer: Any, name: str, namer: Namer, streams: list[Any]) -> list[str]:
     """Initialize ``layer``'s own parameters; return the qualified names of those it could not."""
-    own = layer.named_parameters(include_sublayers=False)
-    found: list[tuple[Any, Callable[..., Any] | None, str]] = [
-        (param, _initializer(paddle, layer, attr), attr) for attr, param in own
-    ]
+    found = [(attr, _init_call(paddle, layer, attr, param))
+             for attr, param in layer.named_parameters(include_sublayers=False)]
     if not found:
         return []
     parts = namer.parts(name, ".")
     for stream in streams:
         stream.seed_derived(namer.material(parts, stream.name))
     missing = []
-    for param, initializer, attr in found:
-        if initializer is None:
+    for attr, init in found:
+        if init is None:
             missing.append(f"{name}.{attr}" if name else attr)
         else:
-            initializer(param)
+            init()
     return missing
+
+
+def _init_call(paddle: Any, layer: Any, attr: str, param: Any) -> Callable[[], Any] | None:
+    """What initializes ``param``: under ``paddle.LazyGuard`` the initializer Paddle stored on it
+    (run once, as ``param.initialize()`` does), else the one found again; None when unknown."""
+    if getattr(param, "_init_func", None) is not None:
+        return param.initialize  # type: ignore[no-any-return]
+    initializer = _initializer(paddle, layer, attr)
+    return None if initializer is None else lambda: initializer(param)

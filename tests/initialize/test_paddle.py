@@ -108,3 +108,20 @@ def test_not_a_layer() -> None:
     rngstate.seed_everything(1)
     with pytest.raises(InitializationError, match="takes a paddle.nn.Layer, got int"):
         rngstate.paddle.init_by_name(3)
+
+
+def test_a_model_built_under_lazy_guard_gets_the_eager_weights() -> None:
+    class Scaled(nn.Layer):  # a custom default_initializer: known only to the lazy parameter
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = self.create_parameter([4], default_initializer=init.Normal(0.0, 2.0))
+
+    rngstate.seed_everything(8)
+    eager = build()
+    with paddle.LazyGuard():
+        model = Net()
+        scaled = Scaled()
+    assert same(eager, weights(rngstate.paddle.init_by_name(model)))
+    assert all(param._is_initialized() for param in model.parameters())
+    scale = rngstate.paddle.init_by_name(scaled).scale.numpy()
+    assert 1.0 < scale.std() < 4.0
