@@ -1,60 +1,57 @@
 """The unused-layer story in Keras 3 (TensorFlow backend).
 
-Keras initializers and ``Dropout`` take their seed from Python's ``random`` when a layer is
-constructed.  Two copies of one model; the second constructs an extra ``Dense`` layer that the
-model never uses, before the others.  Without scopes every later layer's weights differ; with
-``rng_scope`` they are identical, and so are the dropout masks.
+Keras initializers take their seed from Python's ``random`` when a layer is constructed.  Two
+copies of one model; the second constructs an extra ``Dense`` layer that the model never uses,
+before the others, so as built every later layer's weights differ.  The model's code is not
+changed: one line after construction, ``rngstate.keras.init_by_name(model)``, re-runs each
+layer's initializers with seeds derived from the layer's name, and every layer is identical.
+The layers are named: automatic names (``dense_1``) would shift with the extra layer.
 
     python examples/keras_unused_layer.py
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
-from typing import Any
-
 import keras
 import numpy as np
 
 import rngstate
+import rngstate.keras
 
 
-def build(extra_layer: bool, scoped: bool) -> keras.Model:
-    scope: Callable[[str], Any] = rngstate.rng_scope if scoped else (lambda name: contextlib.nullcontext())
+def build(extra_layer: bool, by_name: bool) -> keras.Model:
+    rngstate.seed_everything(42)
     if extra_layer:
-        with scope("unused"):
-            keras.layers.Dense(64)  # constructed, never part of the model
+        keras.layers.Dense(64)  # constructed, never part of the model
     inputs = keras.Input((32,))
-    with scope("encoder"):
-        hidden = keras.layers.Dense(64, activation="relu", name="encoder")(inputs)
-        hidden = keras.layers.Dropout(0.3, name="dropout")(hidden)
-    with scope("head"):
-        outputs = keras.layers.Dense(10, name="head")(hidden)
-    return keras.Model(inputs, outputs)
+    hidden = keras.layers.Dense(64, activation="relu", name="encoder")(inputs)
+    hidden = keras.layers.BatchNormalization(name="norm")(hidden)
+    hidden = keras.layers.Dropout(0.3, name="dropout")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(hidden))
+    if by_name:
+        rngstate.keras.init_by_name(model)  # the one line
+    return model
 
 
-def fingerprint(model: keras.Model) -> list[np.ndarray]:
-    """The shared layers' weights and one training-mode forward pass (dropout masks)."""
-    weights = [w for name in ("encoder", "head") for w in model.get_layer(name).get_weights()]
-    batch = np.linspace(-1.0, 1.0, 4 * 32, dtype="float32").reshape(4, 32)
-    return [*weights, np.asarray(model(batch, training=True))]
-
-
-def same_model(scoped: bool) -> bool:
-    results = []
-    for extra_layer in (False, True):
-        rngstate.seed_everything(42)
-        results.append(fingerprint(build(extra_layer, scoped)))
-    plain, extended = results
-    return all(np.array_equal(a, b) for a, b in zip(plain, extended, strict=True))
+def compare(by_name: bool) -> dict[str, bool]:
+    """For each layer with weights: are they the same in the model with the extra layer?"""
+    plain, extended = build(False, by_name), build(True, by_name)
+    return {
+        layer.name: all(
+            np.array_equal(a, b)
+            for a, b in zip(layer.get_weights(), extended.get_layer(layer.name).get_weights(), strict=True)
+        )
+        for layer in plain.layers
+        if layer.weights
+    }
 
 
 def main() -> None:
-    for scoped in (False, True):
-        label = "with rng_scope   " if scoped else "without rng_scope"
-        verdict = "identical" if same_model(scoped) else "DIFFERENT"
-        print(f"{label}: encoder/head weights and dropout masks of the two models are {verdict}")
+    plain, by_name = compare(by_name=False), compare(by_name=True)
+    print(f"{'layer':10}{'as built':12}{'after init_by_name'}")
+    for name in plain:
+        verdicts = ["identical" if same else "DIFFERENT" for same in (plain[name], by_name[name])]
+        print(f"{name:10}{verdicts[0]:12}{verdicts[1]}")
 
 
 if __name__ == "__main__":

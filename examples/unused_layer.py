@@ -1,55 +1,59 @@
-"""The unused-layer story: one extra, never-used layer shifts every later layer's init.
+"""The unused-layer story: one extra, never-used layer shifts the init of every layer built after it.
 
-Two copies of one model; the second defines an extra ``nn.Linear`` that ``forward`` never uses.
-Without scopes the shared layers' weights differ; with ``rng_scope`` they are identical.
+Two copies of one model, the second with an extra ``nn.Linear`` that ``forward`` never uses.
+The model's code is not changed: one line after construction,
+``rngstate.torch.init_by_name(model)``, re-initializes each layer from a substream named by its
+attribute path, so each layer's weights depend only on the seed, its name and its shapes.
 
     python examples/unused_layer.py
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
 import rngstate
+import rngstate.torch
 
 
 class Net(nn.Module):
-    def __init__(self, extra_layer: bool, scoped: bool) -> None:
+    def __init__(self, extra_layer: bool = False) -> None:
         super().__init__()
-        scope = rngstate.rng_scope if scoped else (lambda name: contextlib.nullcontext())
-        with scope("encoder"):
-            self.encoder = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64))
+        self.encoder = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64))
         if extra_layer:
-            with scope("unused"):
-                self.unused = nn.Linear(64, 64)  # defined, never called
-        with scope("head"):
-            self.head = nn.Linear(64, 10)
+            self.unused = nn.Linear(64, 64)  # defined, never called
+        self.head = nn.Linear(64, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.encoder(x)))
 
 
-def shared_weights_equal(scoped: bool) -> bool:
-    models = []
-    for extra_layer in (False, True):
-        rngstate.seed_everything(42)
-        models.append(Net(extra_layer, scoped))
-    plain, extended = models
-    pairs = [
-        *zip(plain.encoder.parameters(), extended.encoder.parameters(), strict=True),
-        *zip(plain.head.parameters(), extended.head.parameters(), strict=True),
-    ]
-    return all(torch.equal(a, b) for a, b in pairs)
+def build(extra_layer: bool, by_name: bool) -> Net:
+    rngstate.seed_everything(42)
+    model = Net(extra_layer)
+    if by_name:
+        rngstate.torch.init_by_name(model)  # the one line
+    return model
+
+
+def compare(by_name: bool) -> dict[str, bool]:
+    """For each layer of the plain model: are its weights the same in the extended one?"""
+    plain, extended = build(False, by_name), build(True, by_name)
+    other = dict(extended.named_modules())
+    return {
+        name: all(map(torch.equal, layer.parameters(), other[name].parameters()))
+        for name, layer in plain.named_modules()
+        if list(layer.parameters(recurse=False))
+    }
 
 
 def main() -> None:
-    for scoped in (False, True):
-        label = "with rng_scope   " if scoped else "without rng_scope"
-        verdict = "identical" if shared_weights_equal(scoped) else "DIFFERENT"
-        print(f"{label}: encoder and head weights of the two models are {verdict}")
+    plain, by_name = compare(by_name=False), compare(by_name=True)
+    print(f"{'layer':12}{'as built':12}{'after init_by_name'}")
+    for name in plain:
+        verdicts = ["identical" if same else "DIFFERENT" for same in (plain[name], by_name[name])]
+        print(f"{name:12}{verdicts[0]:12}{verdicts[1]}")
 
 
 if __name__ == "__main__":

@@ -43,3 +43,9 @@ class TopologyError(RNGStateError):
 class RNGStateWarning(UserWarning):
     """Something was skipped or differs while restoring with ``strict=False``, or a generator
     rngstate cannot capture was used."""
+
+
+class InitializationError(RNGStateError, TypeError, ValueError):
+    """``init_by_name`` got something it cannot initialize: not a model of its framework, an
+    ``init_fn`` that is not callable, or weights that do not exist yet (meta device, lazy
+    modules, an unbuilt Keras model)."""

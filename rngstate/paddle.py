@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
+from rngstate.initialize.paddle import init_by_name as init_by_name
 
 if TYPE_CHECKING:
     DataLoader: Any

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rngstate import backends
 from rngstate.backends import torch as torch_backend
 from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
+from rngstate.initialize.torch import init_by_name as init_by_name
 from rngstate.tracking import tracked_generator
 
 if TYPE_CHECKING:
