@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rngstate.derive import derive_bytes
-from rngstate.errors import InitializationError
+from rngstate.errors import InitializationError, RNGStateWarning
 from rngstate.runtime import RUNTIME
-from rngstate.errors import RNGStateWarning
 
 logger = logging.getLogger(__name__)
 
