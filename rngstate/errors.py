@@ -34,3 +34,9 @@ class MissingBackendError(RNGStateError):
 
 class BackendRegistrationError(RNGStateError, ValueError):
     """A stream or generator kind could not be registered (bad name, name taken, wrong type)."""
+
+
+class RNGStateWarning(UserWarning):
+    """Something was skipped, mapped or weakened: ``restore(strict=False)`` skipping a stream,
+    a pending CUDA state mapped to another device count, a determinism switch set only to
+    ``warn_only``."""

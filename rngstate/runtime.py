@@ -12,15 +12,25 @@ import os
 import random  # before our fork handler is registered: CPython's reseed must run before ours
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from rngstate import backends
-from rngstate.backends.base import GeneratorKind, Stream
+from rngstate.backends.base import DeviceMapped, GeneratorKind, Stream
 from rngstate.derive import derive_bytes
-from rngstate.errors import NoRootSeedError, ScopeError
+from rngstate.errors import NoRootSeedError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
+
+
+def device_count_problem(name: str, saved: set[int], live: int) -> str:
+    """The message for per-device states (CUDA, Paddle GPU) saved for other device counts."""
+    return (
+        f"the state holds {name} generator states for {' and '.join(map(str, sorted(saved)))} "
+        f"device(s) but this process sees {live}; with strict=False, device i gets the "
+        "state saved for device i and devices without a saved state keep theirs"
+    )
 
 
 class Frame:
@@ -83,26 +93,72 @@ class Runtime:
             if name not in self.active and backends.stream(name).is_active():
                 self.activate(name)
 
-    def activate(self, name: str) -> None:
+    def activate(self, name: str, *, started: bool = False) -> None:
         """Bring a stream under management: restore its pending state or seed it, then give it
-        a substream in every open scope, as if it had been active all along."""
+        a substream in every open scope, as if it had been active all along.
+
+        ``started``: the backend says the stream is usable now, even if ``is_active()`` does
+        not say so yet (CUDA announces itself from inside torch's lazy initialization).
+        """
         if name in self.active:
             return
         stream = backends.stream(name)
-        if not stream.is_active():
+        if not started and not stream.is_active():
             return
         stream.on_activate()
+        self._fit_devices(stream)
+        pending = self.pending_streams.pop(name, None)
+        try:
+            if pending is not None:
+                stream.set_state(pending)
+            elif self.root is not None:
+                stream.seed(self.root)
+            for frame in self.frames:
+                frame.saved[name] = stream.get_state()
+                self._enter_substream(stream, frame)
+        except BaseException:
+            for frame in self.frames:
+                frame.saved.pop(name, None)
+            if pending is not None:
+                self.pending_streams[name] = pending
+            raise
         self.active[name] = stream
-        if name in self.pending_streams:
-            stream.set_state(self.pending_streams.pop(name))
-        elif self.root is not None:
-            stream.seed(self.root)
-        else:
-            return
-        for frame in self.frames:
-            frame.saved[name] = stream.get_state()
-            self._enter_substream(stream, frame)
         logger.debug("stream %s activated", name)
+
+    def _fit_devices(self, stream: Stream) -> None:
+        """Per-device states restored before their framework was imported meet the live device
+        count only now: they follow restore(strict=False)'s mapping, with its warning (nothing
+        may raise here: this runs inside an import or inside CUDA's start-up)."""
+        live = stream.device_count()
+        name = stream.name
+        holders = [  # DeviceMapped ones went through restore's rules already
+            holder
+            for holder in (self.pending_streams, *self.substreams.values())
+            if name in holder and not isinstance(holder[name], DeviceMapped)
+        ]
+        saved = {len(holder[name]) for holder in holders}
+        if live is None or not saved or saved == {live}:
+            return
+        for holder in holders:
+            holder[name] = DeviceMapped(holder[name])
+        warnings.warn(
+            f"rngstate: {device_count_problem(name, saved, live)} (restore() ran before "
+            f"{stream.framework} was imported, so it could not check the device count; the "
+            "mapping applies whatever `strict` was)",
+            RNGStateWarning,
+            stacklevel=2,
+        )
+
+    # -- what the backends tell the runtime (rngstate.backends.Listener) ---------------------
+
+    def stream_registered(self, name: str) -> None:
+        """A stream was registered: look again at the next refresh even if no module was
+        imported."""
+        self._modules_seen = -1
+
+    def stream_started(self, name: str) -> None:
+        """A stream started outside an import (CUDA): activate it now."""
+        self.activate(name, started=True)
 
     def on_framework_import(self, framework: str) -> None:
         """Import-hook callback: activate the framework's streams."""
@@ -267,6 +323,12 @@ class Runtime:
         closed them: the substreams keep their advance and the child starts from the outer state.
         """
         self._lock = threading.Lock()
+        for name in [name for name, stream in self.active.items() if not stream.is_active()]:
+            # CUDA in a child forked after it started: any use there fails
+            # ("CUDA error: initialization error"), so the child manages it no more.
+            del self.active[name]
+            for frame in self.frames:
+                frame.saved.pop(name, None)
         python_state, self._python_at_fork = self._python_at_fork, None
         if python_state is not None:
             random.setstate(python_state)
@@ -282,5 +344,6 @@ class Runtime:
 
 
 RUNTIME = Runtime()
+backends.listen(RUNTIME)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=RUNTIME.before_fork, after_in_child=RUNTIME.reset_after_fork)

@@ -11,15 +11,19 @@ from rngstate.backends import importhook
 from rngstate.backends.base import DeviceMapped
 from rngstate.derive import DERIVATION_VERSION
 from rngstate.distributed import TopologyError, rank_info
-from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, ScopeError
-from rngstate.runtime import RUNTIME
+from rngstate.errors import (
+    InvalidStateError,
+    MissingBackendError,
+    RNGStateError,
+    ScopeError,
+)
+from rngstate.errors import (
+    RNGStateWarning as RNGStateWarning,  # re-exported: __init__, diagnostics, tensorflow use it
+)
+from rngstate.runtime import RUNTIME, device_count_problem
 from rngstate.state import SCHEMA_VERSION, Decoded, RNGState
 
 logger = logging.getLogger(__name__)
-
-
-class RNGStateWarning(UserWarning):
-    """Something was skipped or differs while restoring with ``strict=False``."""
 
 
 def _encode_streams(snapshots: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +144,7 @@ def _device_count_problems(decoded: Decoded, device_counts: dict[str, int]) -> l
     for name, live in device_counts.items():
         saved = {len(s[name]) for s in states if name in s}
         if saved and saved != {live}:
-            problems.append(
-                f"the state holds {name} generator states for {' and '.join(map(str, sorted(saved)))} "
-                f"device(s) but this process sees {live}; with strict=False, device i gets the "
-                "state saved for device i and devices without a saved state keep theirs"
-            )
+            problems.append(device_count_problem(name, saved, live))
     return problems
 
 

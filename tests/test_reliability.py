@@ -34,7 +34,8 @@ from rngstate import backends, fileformat
 from rngstate import state as state_module
 from rngstate.runtime import RUNTIME
 from rngstate.snapshot import RNGStateWarning
-from tests.conftest import ROOT, gpu_available
+from tests.backends.fake_cuda import FakeCuda, FakeCudaGenerator
+from tests.conftest import ROOT, gpu_available, needs_cuda
 from tests.test_state import rich_state
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -605,45 +606,15 @@ def test_framework_missing_with_monkeypatch_leaves_the_rest(monkeypatch: pytest.
     assert "torch.cuda" not in RUNTIME.pending_streams  # nothing waits for a missing framework
 
 
-class FakeCudaGenerator:
-    """A CUDA device's default generator as torch exposes it: 16 bytes of Philox state."""
-
-    def __init__(self, seed: int) -> None:
-        self.state = struct.pack("<Qq", seed, 0)
-
-    def manual_seed(self, seed: int) -> FakeCudaGenerator:
-        self.state = struct.pack("<Qq", seed % 2**64, 0)
-        return self
-
-    def get_state(self) -> torch.Tensor:
-        return torch.frombuffer(bytearray(self.state), dtype=torch.uint8)
-
-    def set_state(self, tensor: torch.Tensor) -> None:
-        data = bytes(tensor.numpy().tobytes())
-        assert len(data) == 16
-        self.state = data
-
-    def draw(self) -> tuple[int, int]:
-        """What a kernel launch does: use (seed, offset), advance the offset."""
-        seed, offset = struct.unpack("<Qq", self.state)
-        self.state = struct.pack("<Qq", seed, offset + 4)
-        return seed, offset
-
-
 @pytest.fixture
 def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[FakeCudaGenerator, ...]]:
-    """Install ``count`` fake CUDA devices named ``name``; returns their generators."""
+    """Start ``count`` fake CUDA devices named ``name`` through torch's own lazy init (only its
+    C++ entry points are faked: tests/backends/fake_cuda.py); returns their generators."""
 
     def install(count: int, name: str = "Fake GPU") -> tuple[FakeCudaGenerator, ...]:
-        generators = tuple(FakeCudaGenerator(1000 + i) for i in range(count))
-        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-        monkeypatch.setattr(torch.cuda, "default_generators", generators)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-        monkeypatch.setattr(torch.cuda, "manual_seed_all",
-                            lambda seed: [g.manual_seed(seed) for g in generators])
-        RUNTIME.activate("torch.cuda")
-        return generators
+        cuda = FakeCuda(count, name).install(monkeypatch.setattr)
+        torch.cuda.init()
+        return cuda.generators
 
     return install
 
@@ -731,8 +702,7 @@ def test_other_gpu_model_warns(fake_cuda: Callable[..., tuple[FakeCudaGenerator,
     assert [g.state for g in gpus] == state.to_dict()["streams"]["torch.cuda"]
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_real_cuda_device_count_mapping() -> None:
     rngstate.seed_everything(5)
     torch.cuda.init()

@@ -18,6 +18,7 @@ import re
 import sys
 import warnings
 from functools import cache
+from typing import Protocol
 
 from rngstate.backends.base import GeneratorKind, Stream
 from rngstate.errors import BackendRegistrationError, MissingBackendError
@@ -53,6 +54,32 @@ _ORDER = list(_STREAMS)  # live: the runtime's candidates see later registration
 _WATCHED = {framework for framework, _ in _STREAMS.values()} - {"random", "numpy"}  # live too
 _entry_points_loaded = False
 _EXTRAS = {"torch": "torch", "paddle": "paddle", "tensorflow": "tensorflow", "keras": "tensorflow"}
+
+
+class Listener(Protocol):
+    """What the layer above (the runtime) hears from the backends, which never import it."""
+
+    def stream_registered(self, name: str) -> None:
+        """A stream was registered; it may already be usable (its framework imported)."""
+
+    def stream_started(self, name: str) -> None:
+        """A stream became usable outside any import (CUDA initialized); called from inside
+        the framework's own start-up code, so it must not raise."""
+
+
+_LISTENERS: list[Listener] = []
+
+
+def listen(listener: Listener) -> None:
+    """Tell ``listener`` about registrations and streams starting (idempotent)."""
+    if not any(known is listener for known in _LISTENERS):
+        _LISTENERS.append(listener)
+
+
+def announce_started(name: str) -> None:
+    """Called by a backend when its stream ``name`` starts (e.g. CUDA initialized)."""
+    for listener in list(_LISTENERS):
+        listener.stream_started(name)
 
 
 def _load(target: str) -> object:
@@ -211,9 +238,8 @@ def register_stream(stream: type[Stream] | Stream) -> Stream:
     _ORDER.append(name)
     if framework not in ("random", "numpy"):
         _WATCHED.add(framework)
-    from rngstate.runtime import RUNTIME  # not at import: the runtime imports this module
-
-    RUNTIME._modules_seen = -1  # let the next refresh activate it even if no module was imported
+    for listener in list(_LISTENERS):
+        listener.stream_registered(name)
     logger.debug("stream %s registered for %s", name, framework)
     return instance
 
