@@ -12,11 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from rngstate._version import __version__
 from rngstate.backends import register_kind, register_stream
 from rngstate.backends.objects import generator_state, set_generator_state
-from rngstate.derive import derive_seed
 from rngstate.determinism import DeterminismReport, deterministic
 from rngstate.diagnostics import (
     AuditReport,
@@ -38,7 +36,7 @@ from rngstate.errors import (
     StateFileError,
 )
 from rngstate.scope import rng_scope
-from rngstate.seeding import seed_everything
+from rngstate.seeding import derive_seed, seed_everything
 from rngstate.snapshot import RNGStateWarning, capture, restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save

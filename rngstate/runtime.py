@@ -2,7 +2,9 @@
 generators and restored states waiting for their framework to be imported.
 
 Everything else (``seed_everything``, ``rng_scope``, ``capture``/``restore``) is a thin layer
-over :data:`RUNTIME`.
+over :data:`RUNTIME`; only this module writes its fields (the others read them and call its
+verbs: ``seed_all``, ``enter``/``exit``, ``install``, ``track``/``adopt``/``forget``, ``reset``).
+The backends reach it only as the :class:`rngstate.backends.Listener` it registers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random  # before our fork handler is registered: CPython's reseed must ru
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +59,17 @@ class Runtime:
     """Process-wide state; use the module-level :data:`RUNTIME`."""
 
     def __init__(self) -> None:
+        self._candidates = backends.stream_names()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything, as in a new process: root seed, active streams, open scopes,
+        substreams, tracked generators, pending states.  The live generators are left alone.
+
+        >>> from rngstate.runtime import Runtime
+        >>> runtime = Runtime(); runtime.reset(); runtime.root is None
+        True
+        """
         self.root: int | None = None
         self.active: dict[str, Stream] = {}
         self.frames: list[Frame] = []
@@ -65,7 +79,6 @@ class Runtime:
         self.pending_streams: dict[str, Any] = {}
         self.pending_generators: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()
-        self._candidates = backends.stream_names()
         self._modules_seen = -1  # len(sys.modules) at the last full refresh
         self._python_at_fork: Any = None  # random.getstate() taken just before os.fork
 
@@ -165,10 +178,10 @@ class Runtime:
         for name in self._candidates:
             if backends.framework_of(name) == framework:
                 self.activate(name)
-        for key, (kind_name, snapshot) in list(self.pending_generators.items()):
-            if key in self.tracked and self.tracked[key].kind.kind == kind_name:
-                self.tracked[key].kind.set_state(self.tracked[key].obj, snapshot)
-                del self.pending_generators[key]
+        for key in list(self.pending_generators):
+            tracked = self.tracked.get(key)
+            if tracked is not None:
+                self._apply_pending(key, tracked.kind, tracked.obj)
 
     def seed_all(self, root: int) -> None:
         """Make ``root`` the root seed, seed every active stream and reset substreams."""
@@ -273,13 +286,19 @@ class Runtime:
     def _generator_material(self, key: str, kind: GeneratorKind) -> bytes:
         return derive_bytes(self.require_root(), tuple(key.split("/")), kind.kind)
 
+    def _apply_pending(self, key: str, kind: GeneratorKind, obj: Any) -> bool:
+        """Give ``obj`` the state restored for ``key`` before it existed, if there is one of
+        its kind; True when there was."""
+        pending = self.pending_generators.get(key)
+        if pending is None or pending[0] != kind.kind:
+            return False
+        kind.set_state(obj, pending[1])
+        del self.pending_generators[key]
+        return True
+
     def track(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
         """Register ``obj`` under ``key``; restore its pending state or seed it from the path."""
-        pending = self.pending_generators.get(key)
-        if pending is not None and pending[0] == kind.kind:
-            kind.set_state(obj, pending[1])
-            del self.pending_generators[key]
-        else:
+        if not self._apply_pending(key, kind, obj):
             kind.seed_derived(obj, self._generator_material(key, kind))
         self.tracked[key] = Tracked(kind, obj)
         return obj
@@ -287,12 +306,81 @@ class Runtime:
     def adopt(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
         """Register ``obj`` without seeding it (its library already did, e.g. a Keras
         SeedGenerator): restore its pending state if there is one.  Needs no root seed."""
-        pending = self.pending_generators.get(key)
-        if pending is not None and pending[0] == kind.kind:
-            kind.set_state(obj, pending[1])
-            del self.pending_generators[key]
+        self._apply_pending(key, kind, obj)
         self.tracked[key] = Tracked(kind, obj)
         return obj
+
+    def forget(self, key: str, obj: Any) -> None:
+        """Stop tracking ``key`` if it still tracks ``obj`` (e.g. a collected Keras model's
+        generator; a newer object under the same key stays)."""
+        tracked = self.tracked.get(key)
+        if tracked is not None and tracked.obj is obj:
+            del self.tracked[key]
+
+    # -- restoring ---------------------------------------------------------------------------
+
+    def install(
+        self,
+        root: int | None,
+        now: dict[str, Any],
+        later: dict[str, Any],
+        substreams: dict[str, dict[str, Any]],
+        generators: dict[str, tuple[str, Any]],
+    ) -> None:
+        """Make a decoded state live, all or nothing.
+
+        ``now``: snapshots of active streams, applied at once; ``later``: of streams whose
+        framework is not imported yet, applied at activation; ``substreams``: path -> stream
+        -> snapshot; ``generators``: key -> (kind, snapshot), applied to tracked generators and
+        kept for the others until they are tracked.  Whatever fails, everything is put back
+        as it was and the error is re-raised.
+        """
+        if self.frames:
+            raise ScopeError("restore() cannot be called inside an rng_scope; restore before entering scopes")
+        put_back = self._backup()
+        try:
+            self.root = root
+            for name, snapshot in now.items():
+                self.active[name].set_state(snapshot)
+            self.pending_streams = dict(later)
+            self.substreams = substreams
+            self.pending_generators = {}
+            for key, (kind_name, snapshot) in generators.items():
+                tracked = self.tracked.get(key)
+                if tracked is not None:
+                    tracked.kind.set_state(tracked.obj, snapshot)
+                else:
+                    self.pending_generators[key] = (kind_name, snapshot)
+        except BaseException:
+            put_back()
+            raise
+
+    def _backup(self) -> Callable[[], None]:
+        """Everything install() may change; the returned callable puts it back."""
+        root, substreams = self.root, self.substreams
+        pending_streams, pending_generators = self.pending_streams, self.pending_generators
+        streams = {name: stream.get_state() for name, stream in self.active.items()}
+        generators = {key: (t, t.kind.get_state(t.obj)) for key, t in self.tracked.items()}
+
+        def put_back() -> None:
+            self.root, self.substreams = root, substreams
+            self.pending_streams, self.pending_generators = pending_streams, pending_generators
+            for name, snapshot in streams.items():
+                self.active[name].set_state(snapshot)
+            for tracked, snapshot in generators.values():
+                tracked.kind.set_state(tracked.obj, snapshot)
+
+        return put_back
+
+    def seed_streams(self, seed: int, *, skip: Collection[str] = ()) -> None:
+        """Seed every stream in use with ``seed`` the way its framework's own seed call does,
+        except those of the frameworks in ``skip``; the root seed, substreams and tracked
+        generators stay as they are (pytest-randomly's per-test reseeding).  Activates
+        nothing: frameworks not imported stay unimported."""
+        for name in self._candidates:
+            stream = backends.stream(name) if backends.framework_of(name) in sys.modules else None
+            if stream is not None and stream.framework not in skip and stream.is_active():
+                stream.seed(seed)
 
     # -- snapshots ---------------------------------------------------------------------------
 

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def fresh_runtime() -> Iterator[None]:
     """Forget root seed, substreams and tracked generators before and after each test."""
-    RUNTIME.__init__()  # type: ignore[misc]
+    RUNTIME.reset()
     saved = os.environ.get("RNGSTATE_SEED")
     yield
-    RUNTIME.__init__()  # type: ignore[misc]
+    RUNTIME.reset()
     if saved is None:
         os.environ.pop("RNGSTATE_SEED", None)
     else:

@@ -16,6 +16,7 @@ import numpy as np
 
 from rngstate import _check, backends
 from rngstate.backends.base import DeviceMapped, GeneratorKind, Plain, Stream
+from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
@@ -76,10 +77,6 @@ def _to_tensor(data: bytes) -> Any:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _seed_from(material: bytes) -> int:
-    return int.from_bytes(material[:8], "big") >> 1
-
-
 def cuda_device_count() -> int | None:
     """CUDA devices torch sees (counting does not initialize CUDA); None without torch."""
     torch = sys.modules.get("torch")
@@ -134,7 +131,6 @@ class TorchCPUStream(Stream):
 
     name = "torch.cpu"
     framework = "torch"
-    extra = "torch"
 
     def on_activate(self) -> None:
         torch = _torch()
@@ -148,7 +144,7 @@ class TorchCPUStream(Stream):
         torch.manual_seed(seed)  # also (lazily) seeds every CUDA device, like users expect
 
     def seed_derived(self, material: bytes) -> None:
-        _torch().default_generator.manual_seed(_seed_from(material))
+        _torch().default_generator.manual_seed(derived_int(material, 63))
 
     def get_state(self) -> Any:
         return _torch().default_generator.get_state()
@@ -192,7 +188,6 @@ class TorchCUDAStream(Stream):
 
     name = "torch.cuda"
     framework = "torch"
-    extra = "torch"
 
     def is_active(self) -> bool:
         torch = sys.modules.get("torch")
@@ -212,7 +207,7 @@ class TorchCUDAStream(Stream):
 
     def seed_derived(self, material: bytes) -> None:
         for generator in self._generators():
-            generator.manual_seed(_seed_from(material))
+            generator.manual_seed(derived_int(material, 63))
 
     def get_state(self) -> Any:
         return [generator.get_state() for generator in self._generators()]
@@ -249,7 +244,7 @@ class TorchGeneratorKind(GeneratorKind):
     def seed_derived(self, obj: Any, material: bytes) -> None:
         if obj.device.type == "cuda":
             _refuse_in_graph_capture()
-        obj.manual_seed(_seed_from(material))
+        obj.manual_seed(derived_int(material, 63))
 
     def get_state(self, obj: Any) -> Any:
         if obj.device.type == "cuda":

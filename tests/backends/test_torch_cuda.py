@@ -27,7 +27,7 @@ def cuda(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeCuda]:
     """``cuda(count)``: fresh, not yet initialized fake devices and a fresh runtime."""
 
     def make(count: int = 2, name: str = "Fake GPU") -> FakeCuda:
-        RUNTIME.__init__()  # type: ignore[misc]
+        RUNTIME.reset()
         return FakeCuda(count, name).install(monkeypatch.setattr)
 
     return make
