@@ -238,9 +238,13 @@ def test_dataloader_workers_of_a_cuda_parent() -> None:
     code = """
     import rngstate, torch
     from tests.backends.fake_cuda import FakeCuda
+    from rngstate.runtime import RUNTIME
     fake = FakeCuda(1).install()
     rngstate.seed_everything(5)
     torch.cuda.init()
+    with rngstate.rng_scope("parent"):
+        fake.draws()
+    assert "torch.cuda" in RUNTIME.active  # what the workers inherit
 
     class Data(torch.utils.data.Dataset):
         def __len__(self):
