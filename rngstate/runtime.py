@@ -143,6 +143,8 @@ class Runtime:
         count only now: they follow restore(strict=False)'s mapping, with its warning (nothing
         may raise here: this runs inside an import or inside CUDA's start-up)."""
         live = stream.device_count()
+        if live is None:
+            return
         name = stream.name
         holders = [  # DeviceMapped ones went through restore's rules already
             holder
@@ -150,7 +152,7 @@ class Runtime:
             if name in holder and not isinstance(holder[name], DeviceMapped)
         ]
         saved = {len(holder[name]) for holder in holders}
-        if live is None or not saved or saved == {live}:
+        if not saved or saved == {live}:
             return
         for holder in holders:
             holder[name] = DeviceMapped(holder[name])

@@ -1,10 +1,13 @@
 """The CUDA stream through torch's real start-up code: ``torch.cuda._lazy_init``, ``_lazy_call``,
 the lazy seed tracker and the initialization lock run as on a GPU machine; only torch's C++
-entry points are faked (tests/backends/fake_cuda.py).  These run on CPU CI: no ``gpu`` marker.
+entry points are faked (tests/backends/fake_cuda.py).  These run on CPU CI: no ``gpu`` marker;
+the one real-device test at the end has it.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -17,7 +20,7 @@ from rngstate import backends
 from rngstate.errors import MissingBackendError, RNGStateWarning, ScopeError
 from rngstate.runtime import RUNTIME
 from tests.backends.fake_cuda import FakeCuda
-from tests.conftest import run_python
+from tests.conftest import ROOT, needs_cuda, run_python
 
 Draws = list[tuple[int, int]]
 
@@ -280,3 +283,13 @@ def test_metadata_names_the_devices(cuda: Callable[..., FakeCuda]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", RNGStateWarning)
         rngstate.restore(rngstate.capture())
+
+
+@needs_cuda
+def test_gpu_smoke_script_passes_on_a_real_device() -> None:
+    # The same scenarios on a real device (scripts/gpu_smoke.py): `pytest -m gpu` runs them.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_smoke.py")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0 and "FAIL" not in result.stdout, result.stdout + result.stderr[-3000:]
