@@ -17,14 +17,13 @@ The top level holds the everyday verbs and types; everything else lives in its m
 import importlib as _importlib
 import typing as _typing
 
-__version__ = "0.1.0"
+from rngstate._version import __version__
 
-from rngstate.derive import derive_seed
 from rngstate.determinism import deterministic
 from rngstate.diagnostics import audit, fingerprint
 from rngstate.errors import RNGStateError, StateFileError
 from rngstate.scope import rng_scope
-from rngstate.seeding import seed_everything
+from rngstate.seeding import derive_seed, seed_everything
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save

@@ -8,6 +8,8 @@ from typing import Any
 from rngstate.errors import InvalidStateError
 
 _SHOWN = 80  # characters of a bad value quoted in a message
+MAX_INT_BITS = 511  # bit_length() of the widest integer a state file holds (fileformat's limit)
+MAX_DEPTH = 64  # nesting levels of plain data
 
 
 def show(value: Any) -> str:
@@ -92,3 +94,32 @@ def sequence(value: Any, where: str, length: int | None = None) -> list[Any]:
     if length is not None and len(value) != length:
         raise InvalidStateError(f"{where}: expected {length} items, got {len(value)}")
     return value
+
+
+def plain(value: Any, where: str, depth: int = 0) -> Any:
+    """Deep-copy plain data (str, int, bytes, list, dict with str keys), rejecting anything
+    else: the one walker for user-provided and foreign states.
+
+    >>> plain({"a": [1, b"x"]}, "state")
+    {'a': [1, b'x']}
+    """
+    if depth > MAX_DEPTH:
+        raise InvalidStateError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        mapping(value, where)
+        return {key: plain(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, str):
+        return str(value)  # normalizes subclasses such as torch's TorchVersion
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > MAX_INT_BITS:  # a file could not hold it: refuse it now
+            raise InvalidStateError(
+                f"{where}: an integer of {value.bit_length()} bits (at most {MAX_INT_BITS} allowed)"
+            )
+        return int(value)
+    raise InvalidStateError(
+        f"{where}: {type(value).__name__} is not plain data (allowed: str, int, bytes, list, dict)"
+    )

@@ -82,19 +82,12 @@ def derive_bytes(root: int, path: Sequence[str], stream: str) -> bytes:
     return digest.digest()
 
 
-def derive_seed(path: str, root: int | None = None) -> int:
-    """Return a stable seed in [0, 2**63) for the scope ``path`` under ``root``.
+def derived_int(material: bytes, bits: int) -> int:
+    """The first ``bits`` bits of derived ``material`` as a non-negative integer (big-endian):
+    the one way seed material becomes a backend's seed.
 
-    ``root=None`` uses the root seed set by :func:`rngstate.seed_everything`.  Use it to seed
-    things rngstate does not manage, for example ``tf.data`` shuffles.
-
-    >>> derive_seed("data/shuffle", root=0) == derive_seed("data/shuffle", root=0)
-    True
+    >>> derived_int(bytes([0b10110000]) + bytes(31), 3)
+    5
     """
-    if root is None:
-        from rngstate.runtime import RUNTIME
-
-        root = RUNTIME.require_root()
-    else:
-        root = check_seed(root)
-    return int.from_bytes(derive_bytes(root, split_path(path), "seed")[:8], "big") >> 1
+    size = -(-bits // 8)
+    return int.from_bytes(material[:size], "big") >> (8 * size - bits)

@@ -17,11 +17,13 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rngstate.backends import importhook
+from rngstate.errors import RNGStateWarning
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class _Switch:
     # Reason the switch cannot be changed right now (None: it can); takes the target value.
     blocked: Callable[[str], str | None] = lambda target: None
     missing: str | None = None  # why the switch does not exist in this build (None: it does)
+    # Reason the deterministic value would break the program, so warn_only is set instead.
+    weakened: Callable[[str], str | None] = lambda target: None
 
 
 # -- torch -----------------------------------------------------------------------------------------
@@ -83,6 +87,22 @@ def _torch_switches() -> list[_Switch]:
     def read_cublas() -> str:
         return os.environ.get(CUBLAS_VARIABLE, UNSET)
 
+    def cublas_too_late() -> bool:
+        return torch.cuda.is_initialized() and read_cublas() not in _CUBLAS_DETERMINISTIC
+
+    def algorithms_weakened(target: str) -> str | None:
+        # With CUDA started and no deterministic cuBLAS workspace, torch raises at the first
+        # cuBLAS matmul under use_deterministic_algorithms(True): warn instead of breaking it.
+        if target == ON and cublas_too_late():
+            return (
+                f"CUDA started before {CUBLAS_VARIABLE} was set, so cuBLAS matmuls cannot be "
+                "deterministic and torch.use_deterministic_algorithms(True) would make the first "
+                "one raise; it is set to warn_only instead. Set "
+                f"{CUBLAS_VARIABLE}={CUBLAS_VALUE} before CUDA starts (or run under "
+                "`rngstate run --deterministic -- ...`) for full determinism"
+            )
+        return None
+
     def write_cublas(value: str) -> None:
         if value == UNSET:
             os.environ.pop(CUBLAS_VARIABLE, None)
@@ -96,7 +116,8 @@ def _torch_switches() -> list[_Switch]:
             return (
                 f"{CUBLAS_VARIABLE} must be set before CUDA initializes (cuBLAS reads it once); "
                 f"export {CUBLAS_VARIABLE}={CUBLAS_VALUE} or start the program with "
-                "`rngstate run --deterministic -- ...`"
+                "`rngstate run --deterministic -- ...` (until then "
+                "torch.use_deterministic_algorithms is warn_only: cuBLAS matmuls warn, not raise)"
             )
         return None
 
@@ -107,6 +128,7 @@ def _torch_switches() -> list[_Switch]:
             write_algorithms,
             on=lambda warn_only: WARN_ONLY if warn_only else ON,
             default=OFF,
+            weakened=algorithms_weakened,
         ),
         _Switch(
             "torch.backends.cudnn.deterministic",
@@ -287,7 +309,23 @@ class _Controller:
 _CONTROLLER = _Controller()
 
 
-def _apply(framework: str, report: DeterminismReport) -> None:
+@dataclass
+class _Outcome:
+    """What one call did, gathered switch by switch before the frozen report is made."""
+
+    enabled: bool
+    warn_only: bool
+    applied: dict[str, str] = field(default_factory=dict)
+    not_applied: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def report(self, frameworks: tuple[str, ...]) -> DeterminismReport:
+        return DeterminismReport(
+            self.enabled, self.warn_only, self.applied, self.not_applied, self.unavailable, frameworks
+        )
+
+
+def _apply(framework: str, report: _Outcome) -> None:
     controller = _CONTROLLER
     try:
         switches = _switches(framework)
@@ -308,6 +346,11 @@ def _apply(framework: str, report: DeterminismReport) -> None:
                 if blocked is not None:
                     _refuse(report, switch.name, blocked)
                     continue
+                weakened = switch.weakened(target)
+                if weakened is not None:
+                    target = WARN_ONLY
+                    logger.warning("rngstate.deterministic: %s", weakened)
+                    warnings.warn(f"rngstate.deterministic: {weakened}", RNGStateWarning, stacklevel=4)
                 # Remember the value from before rngstate's first change, so False undoes it.
                 controller.saved.setdefault(switch.name, current)
             else:
@@ -320,7 +363,7 @@ def _apply(framework: str, report: DeterminismReport) -> None:
             _refuse(report, switch.name, f"{type(exc).__name__}: {exc}")
 
 
-def _refuse(report: DeterminismReport, name: str, why: str) -> None:
+def _refuse(report: _Outcome, name: str, why: str) -> None:
     report.not_applied[name] = why
     logger.warning("rngstate.deterministic: %s not set: %s", name, why)
 
@@ -345,11 +388,11 @@ def deterministic(enabled: bool = True, *, warn_only: bool = False) -> Determini
     with controller.lock:
         controller.enabled = bool(enabled)
         controller.warn_only = bool(warn_only) and bool(enabled)
-        report = DeterminismReport(controller.enabled, controller.warn_only)
+        outcome = _Outcome(controller.enabled, controller.warn_only)
         touched = tuple(name for name in FRAMEWORKS if name in sys.modules)
-        object.__setattr__(report, "frameworks", touched)
         for framework in touched:
-            _apply(framework, report)
+            _apply(framework, outcome)
+        report = outcome.report(touched)
         if controller.enabled:
             _install_watcher()
         else:
@@ -416,9 +459,9 @@ def _on_import(framework: str) -> None:
     with _CONTROLLER.lock:
         if not _CONTROLLER.enabled:
             return
-        report = DeterminismReport(True, _CONTROLLER.warn_only, frameworks=(framework,))
-        _apply(framework, report)
-    _log(report)
+        outcome = _Outcome(True, _CONTROLLER.warn_only)
+        _apply(framework, outcome)
+    _log(outcome.report((framework,)))
 
 
 def _on_import_logged(framework: str) -> None:

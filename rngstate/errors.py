@@ -41,8 +41,9 @@ class TopologyError(RNGStateError):
 
 
 class RNGStateWarning(UserWarning):
-    """Something was skipped or differs while restoring with ``strict=False``, or a generator
-    rngstate cannot capture was used."""
+    """Something was skipped, mapped or weakened: ``restore(strict=False)`` skipping a stream,
+    a pending CUDA state mapped to another device count, a determinism switch set only to
+    ``warn_only``, a generator rngstate cannot capture or does not track."""
 
 
 class InitializationError(RNGStateError, TypeError, ValueError):

@@ -20,7 +20,6 @@ import mmap
 import os
 import stat
 import struct
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +43,6 @@ _MAX_BIGINT_BYTES = 64
 MAX_INT_BITS = 8 * _MAX_BIGINT_BYTES - 1  # bit_length() of the widest integer a file holds
 _MAX_DEPTH = 64
 _PERSONALIZATION = b"rngstate.file"
-
-# container version -> function upgrading a payload read from that version to the next one.
-# Version 1 is the first released container; the state *schema* inside the payload has its own
-# migrations (rngstate.state.SCHEMA_MIGRATIONS).
-MIGRATIONS: dict[int, Callable[[Any], Any]] = {}
 
 
 def _checksum(fields: bytes, payload: bytes | memoryview) -> bytes:
@@ -142,24 +136,12 @@ def unpack(blob: bytes, check_plain: bool = True) -> Any:
             f"the file uses format version {version}, newer than the version {FORMAT_VERSION} "
             "this rngstate reads; upgrade rngstate (pip install -U rngstate)"
         )
-    if version != FORMAT_VERSION and version not in MIGRATIONS:
-        readable = sorted({*MIGRATIONS, FORMAT_VERSION})
-        raise StateFileError(f"unknown file format version {version} (this rngstate reads {readable})")
+    if version != FORMAT_VERSION:  # version 1 is the first released container
+        raise StateFileError(f"unknown file format version {version} (this rngstate reads {FORMAT_VERSION})")
     with memoryview(blob) as view, view[HEADER_SIZE:] as payload:  # no copy of a 100 MB payload
         data = _parse_payload(blob, fields, flags, length, payload)
     if check_plain:
         _check_plain(data, 0)
-    while version < FORMAT_VERSION:
-        migration = MIGRATIONS.get(version)
-        try:
-            if migration is None:
-                raise StateFileError("no migration is registered for it")
-            data = migration(data)
-        except Exception as exc:  # a migration meeting junk must not let KeyError & co. escape
-            raise StateFileError(
-                f"cannot upgrade the file from format version {version} to {version + 1}: {exc}"
-            ) from None
-        version += 1
     return data
 
 

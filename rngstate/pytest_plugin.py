@@ -17,7 +17,6 @@ Disable it entirely with ``-p no:rngstate``.  Importing this module imports no f
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Generator
 
 import pytest
@@ -146,13 +145,7 @@ def random_seeder(seed: int) -> None:
 
     >>> random_seeder(2**40 + 5)   # nothing but python/numpy imported: nothing to do
     """
-    from rngstate import backends
+    from rngstate.runtime import RUNTIME
 
-    reduced = seed % _SEED_RANGE
-    for name in backends.stream_names():
-        framework = backends.framework_of(name)
-        if framework in ("random", "numpy") or framework not in sys.modules:
-            continue  # pytest-randomly already seeded these two; the rest must stay unimported
-        stream = backends.stream(name)
-        if stream.is_active():
-            stream.seed(reduced)
+    # pytest-randomly already seeded random and NumPy; frameworks not imported stay so.
+    RUNTIME.seed_streams(seed % _SEED_RANGE, skip=("random", "numpy"))

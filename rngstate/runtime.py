@@ -2,7 +2,9 @@
 generators and restored states waiting for their framework to be imported.
 
 Everything else (``seed_everything``, ``rng_scope``, ``capture``/``restore``) is a thin layer
-over :data:`RUNTIME`.
+over :data:`RUNTIME`; only this module writes its fields (the others read them and call its
+verbs: ``seed_all``, ``enter``/``exit``, ``install``, ``track``/``adopt``/``forget``, ``reset``).
+The backends reach it only as the :class:`rngstate.backends.Listener` it registers.
 """
 
 from __future__ import annotations
@@ -12,15 +14,26 @@ import os
 import random  # before our fork handler is registered: CPython's reseed must run before ours
 import sys
 import threading
+import warnings
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from rngstate import backends
-from rngstate.backends.base import GeneratorKind, Stream
+from rngstate.backends.base import DeviceMapped, GeneratorKind, Stream
 from rngstate.derive import derive_bytes
-from rngstate.errors import NoRootSeedError, ScopeError
+from rngstate.errors import NoRootSeedError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
+
+
+def device_count_problem(name: str, saved: set[int], live: int) -> str:
+    """The message for per-device states (CUDA, Paddle GPU) saved for other device counts."""
+    return (
+        f"the state holds {name} generator states for {' and '.join(map(str, sorted(saved)))} "
+        f"device(s) but this process sees {live}; with strict=False, device i gets the "
+        "state saved for device i and devices without a saved state keep theirs"
+    )
 
 
 class Frame:
@@ -46,6 +59,17 @@ class Runtime:
     """Process-wide state; use the module-level :data:`RUNTIME`."""
 
     def __init__(self) -> None:
+        self._candidates = backends.stream_names()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything, as in a new process: root seed, active streams, open scopes,
+        substreams, tracked generators, pending states.  The live generators are left alone.
+
+        >>> from rngstate.runtime import Runtime
+        >>> runtime = Runtime(); runtime.reset(); runtime.root is None
+        True
+        """
         self.root: int | None = None
         self.active: dict[str, Stream] = {}
         self.frames: list[Frame] = []
@@ -55,7 +79,6 @@ class Runtime:
         self.pending_streams: dict[str, Any] = {}
         self.pending_generators: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()
-        self._candidates = backends.stream_names()
         self._modules_seen = -1  # len(sys.modules) at the last full refresh
         self._python_at_fork: Any = None  # random.getstate() taken just before os.fork
 
@@ -83,36 +106,84 @@ class Runtime:
             if name not in self.active and backends.stream(name).is_active():
                 self.activate(name)
 
-    def activate(self, name: str) -> None:
+    def activate(self, name: str, *, started: bool = False) -> None:
         """Bring a stream under management: restore its pending state or seed it, then give it
-        a substream in every open scope, as if it had been active all along."""
+        a substream in every open scope, as if it had been active all along.
+
+        ``started``: the backend says the stream is usable now, even if ``is_active()`` does
+        not say so yet (CUDA announces itself from inside torch's lazy initialization).
+        """
         if name in self.active:
             return
         stream = backends.stream(name)
-        if not stream.is_active():
+        if not started and not stream.is_active():
             return
         stream.on_activate()
+        self._fit_devices(stream)
+        pending = self.pending_streams.pop(name, None)
+        try:
+            if pending is not None:
+                stream.set_state(pending)
+            elif self.root is not None:
+                stream.seed(self.root)
+            for frame in self.frames:
+                frame.saved[name] = stream.get_state()
+                self._enter_substream(stream, frame)
+        except BaseException:
+            for frame in self.frames:
+                frame.saved.pop(name, None)
+            if pending is not None:
+                self.pending_streams[name] = pending
+            raise
         self.active[name] = stream
-        if name in self.pending_streams:
-            stream.set_state(self.pending_streams.pop(name))
-        elif self.root is not None:
-            stream.seed(self.root)
-        else:
-            return
-        for frame in self.frames:
-            frame.saved[name] = stream.get_state()
-            self._enter_substream(stream, frame)
         logger.debug("stream %s activated", name)
+
+    def _fit_devices(self, stream: Stream) -> None:
+        """Per-device states restored before their framework was imported meet the live device
+        count only now: they follow restore(strict=False)'s mapping, with its warning (nothing
+        may raise here: this runs inside an import or inside CUDA's start-up)."""
+        live = stream.device_count()
+        if live is None:
+            return
+        name = stream.name
+        holders = [  # DeviceMapped ones went through restore's rules already
+            holder
+            for holder in (self.pending_streams, *self.substreams.values())
+            if name in holder and not isinstance(holder[name], DeviceMapped)
+        ]
+        saved = {len(holder[name]) for holder in holders}
+        if not saved or saved == {live}:
+            return
+        for holder in holders:
+            holder[name] = DeviceMapped(holder[name])
+        warnings.warn(
+            f"rngstate: {device_count_problem(name, saved, live)} (restore() ran before "
+            f"{stream.framework} was imported, so it could not check the device count; the "
+            "mapping applies whatever `strict` was)",
+            RNGStateWarning,
+            stacklevel=2,
+        )
+
+    # -- what the backends tell the runtime (rngstate.backends.Listener) ---------------------
+
+    def stream_registered(self, name: str) -> None:
+        """A stream was registered: look again at the next refresh even if no module was
+        imported."""
+        self._modules_seen = -1
+
+    def stream_started(self, name: str) -> None:
+        """A stream started outside an import (CUDA): activate it now."""
+        self.activate(name, started=True)
 
     def on_framework_import(self, framework: str) -> None:
         """Import-hook callback: activate the framework's streams."""
         for name in self._candidates:
             if backends.framework_of(name) == framework:
                 self.activate(name)
-        for key, (kind_name, snapshot) in list(self.pending_generators.items()):
-            if key in self.tracked and self.tracked[key].kind.kind == kind_name:
-                self.tracked[key].kind.set_state(self.tracked[key].obj, snapshot)
-                del self.pending_generators[key]
+        for key in list(self.pending_generators):
+            tracked = self.tracked.get(key)
+            if tracked is not None:
+                self._apply_pending(key, tracked.kind, tracked.obj)
 
     def seed_all(self, root: int) -> None:
         """Make ``root`` the root seed, seed every active stream and reset substreams."""
@@ -217,13 +288,19 @@ class Runtime:
     def _generator_material(self, key: str, kind: GeneratorKind) -> bytes:
         return derive_bytes(self.require_root(), tuple(key.split("/")), kind.kind)
 
+    def _apply_pending(self, key: str, kind: GeneratorKind, obj: Any) -> bool:
+        """Give ``obj`` the state restored for ``key`` before it existed, if there is one of
+        its kind; True when there was."""
+        pending = self.pending_generators.get(key)
+        if pending is None or pending[0] != kind.kind:
+            return False
+        kind.set_state(obj, pending[1])
+        del self.pending_generators[key]
+        return True
+
     def track(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
         """Register ``obj`` under ``key``; restore its pending state or seed it from the path."""
-        pending = self.pending_generators.get(key)
-        if pending is not None and pending[0] == kind.kind:
-            kind.set_state(obj, pending[1])
-            del self.pending_generators[key]
-        else:
+        if not self._apply_pending(key, kind, obj):
             kind.seed_derived(obj, self._generator_material(key, kind))
         self.tracked[key] = Tracked(kind, obj)
         return obj
@@ -231,12 +308,81 @@ class Runtime:
     def adopt(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
         """Register ``obj`` without seeding it (its library already did, e.g. a Keras
         SeedGenerator): restore its pending state if there is one.  Needs no root seed."""
-        pending = self.pending_generators.get(key)
-        if pending is not None and pending[0] == kind.kind:
-            kind.set_state(obj, pending[1])
-            del self.pending_generators[key]
+        self._apply_pending(key, kind, obj)
         self.tracked[key] = Tracked(kind, obj)
         return obj
+
+    def forget(self, key: str, obj: Any) -> None:
+        """Stop tracking ``key`` if it still tracks ``obj`` (e.g. a collected Keras model's
+        generator; a newer object under the same key stays)."""
+        tracked = self.tracked.get(key)
+        if tracked is not None and tracked.obj is obj:
+            del self.tracked[key]
+
+    # -- restoring ---------------------------------------------------------------------------
+
+    def install(
+        self,
+        root: int | None,
+        now: dict[str, Any],
+        later: dict[str, Any],
+        substreams: dict[str, dict[str, Any]],
+        generators: dict[str, tuple[str, Any]],
+    ) -> None:
+        """Make a decoded state live, all or nothing.
+
+        ``now``: snapshots of active streams, applied at once; ``later``: of streams whose
+        framework is not imported yet, applied at activation; ``substreams``: path -> stream
+        -> snapshot; ``generators``: key -> (kind, snapshot), applied to tracked generators and
+        kept for the others until they are tracked.  Whatever fails, everything is put back
+        as it was and the error is re-raised.
+        """
+        if self.frames:
+            raise ScopeError("restore() cannot be called inside an rng_scope; restore before entering scopes")
+        put_back = self._backup()
+        try:
+            self.root = root
+            for name, snapshot in now.items():
+                self.active[name].set_state(snapshot)
+            self.pending_streams = dict(later)
+            self.substreams = substreams
+            self.pending_generators = {}
+            for key, (kind_name, snapshot) in generators.items():
+                tracked = self.tracked.get(key)
+                if tracked is not None:
+                    tracked.kind.set_state(tracked.obj, snapshot)
+                else:
+                    self.pending_generators[key] = (kind_name, snapshot)
+        except BaseException:
+            put_back()
+            raise
+
+    def _backup(self) -> Callable[[], None]:
+        """Everything install() may change; the returned callable puts it back."""
+        root, substreams = self.root, self.substreams
+        pending_streams, pending_generators = self.pending_streams, self.pending_generators
+        streams = {name: stream.get_state() for name, stream in self.active.items()}
+        generators = {key: (t, t.kind.get_state(t.obj)) for key, t in self.tracked.items()}
+
+        def put_back() -> None:
+            self.root, self.substreams = root, substreams
+            self.pending_streams, self.pending_generators = pending_streams, pending_generators
+            for name, snapshot in streams.items():
+                self.active[name].set_state(snapshot)
+            for tracked, snapshot in generators.values():
+                tracked.kind.set_state(tracked.obj, snapshot)
+
+        return put_back
+
+    def seed_streams(self, seed: int, *, skip: Collection[str] = ()) -> None:
+        """Seed every stream in use with ``seed`` the way its framework's own seed call does,
+        except those of the frameworks in ``skip``; the root seed, substreams and tracked
+        generators stay as they are (pytest-randomly's per-test reseeding).  Activates
+        nothing: frameworks not imported stay unimported."""
+        for name in self._candidates:
+            stream = backends.stream(name) if backends.framework_of(name) in sys.modules else None
+            if stream is not None and stream.framework not in skip and stream.is_active():
+                stream.seed(seed)
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -267,6 +413,12 @@ class Runtime:
         closed them: the substreams keep their advance and the child starts from the outer state.
         """
         self._lock = threading.Lock()
+        for name in [name for name, stream in self.active.items() if not stream.is_active()]:
+            # CUDA in a child forked after it started: any use there fails
+            # ("CUDA error: initialization error"), so the child manages it no more.
+            del self.active[name]
+            for frame in self.frames:
+                frame.saved.pop(name, None)
         python_state, self._python_at_fork = self._python_at_fork, None
         if python_state is not None:
             random.setstate(python_state)
@@ -282,5 +434,6 @@ class Runtime:
 
 
 RUNTIME = Runtime()
+backends.listen(RUNTIME)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=RUNTIME.before_fork, after_in_child=RUNTIME.reset_after_fork)

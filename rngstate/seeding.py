@@ -7,7 +7,7 @@ import os
 
 from rngstate import backends
 from rngstate.backends import importhook
-from rngstate.derive import MAX_SEED, check_seed
+from rngstate.derive import MAX_SEED, check_seed, derive_bytes, derived_int, split_path
 from rngstate.errors import InvalidSeedError, NoRootSeedError
 from rngstate.runtime import RUNTIME
 
@@ -56,3 +56,16 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> 
 
         set_deterministic(True)
     return seed
+
+
+def derive_seed(path: str, root: int | None = None) -> int:
+    """Return a stable seed in [0, 2**63) for the scope ``path`` under ``root``.
+
+    ``root=None`` uses the root seed set by :func:`rngstate.seed_everything`.  Use it to seed
+    things rngstate does not manage, for example ``tf.data`` shuffles.
+
+    >>> derive_seed("data/shuffle", root=0) == derive_seed("data/shuffle", root=0)
+    True
+    """
+    root = RUNTIME.require_root() if root is None else check_seed(root)
+    return derived_int(derive_bytes(root, split_path(path), "seed"), 63)

@@ -6,7 +6,8 @@ import logging
 import warnings
 from typing import Any
 
-from rngstate import __version__, _gc, backends, determinism
+from rngstate import _gc, backends, determinism
+from rngstate._version import __version__
 from rngstate.backends import importhook
 from rngstate.backends.base import DeviceMapped
 from rngstate.derive import DERIVATION_VERSION
@@ -15,10 +16,12 @@ from rngstate.errors import (
     InvalidStateError,
     MissingBackendError,
     RNGStateError,
-    RNGStateWarning,
     ScopeError,
 )
-from rngstate.runtime import RUNTIME
+from rngstate.errors import (
+    RNGStateWarning as RNGStateWarning,  # re-exported: __init__, diagnostics, tensorflow use it
+)
+from rngstate.runtime import RUNTIME, device_count_problem
 from rngstate.state import SCHEMA_VERSION, Decoded, RNGState
 
 logger = logging.getLogger(__name__)
@@ -142,11 +145,7 @@ def _device_count_problems(decoded: Decoded, device_counts: dict[str, int]) -> l
     for name, live in device_counts.items():
         saved = {len(s[name]) for s in states if name in s}
         if saved and saved != {live}:
-            problems.append(
-                f"the state holds {name} generator states for {' and '.join(map(str, sorted(saved)))} "
-                f"device(s) but this process sees {live}; with strict=False, device i gets the "
-                "state saved for device i and devices without a saved state keep theirs"
-            )
+            problems.append(device_count_problem(name, saved, live))
     return problems
 
 
@@ -192,26 +191,15 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     _check_determinism(state.metadata)
     per_device = set() if strict else set(device_counts)
     now, later = _map_devices(now, per_device), _map_devices(later, per_device)
-    backup = _Backup()
+    substreams = {
+        path: _map_devices({n: s for n, s in states.items() if n not in decoded.unknown}, per_device)
+        for path, states in decoded.substreams.items()
+    }
     try:
-        RUNTIME.root = decoded.root_seed
-        for name, snapshot in now.items():
-            RUNTIME.active[name].set_state(snapshot)
-        RUNTIME.pending_streams = later
-        RUNTIME.substreams = {
-            path: _map_devices({n: s for n, s in states.items() if n not in decoded.unknown}, per_device)
-            for path, states in decoded.substreams.items()
-        }
-        RUNTIME.pending_generators = {}
-        for key, (kind_name, snapshot) in decoded.generators.items():
-            if key in RUNTIME.tracked:
-                RUNTIME.tracked[key].kind.set_state(RUNTIME.tracked[key].obj, snapshot)
-            else:
-                RUNTIME.pending_generators[key] = (kind_name, snapshot)
-    except BaseException as exc:
-        backup.put_back()
-        if isinstance(exc, RNGStateError) or not isinstance(exc, Exception):
-            raise
+        RUNTIME.install(decoded.root_seed, now, later, substreams, decoded.generators)
+    except RNGStateError:
+        raise
+    except Exception as exc:  # a framework refusing a state it was validated for
         raise InvalidStateError(f"restore failed and was rolled back: {exc}") from exc
     if RUNTIME.root is not None:
         importhook.install(backends.watched_frameworks(), RUNTIME.on_framework_import)
@@ -267,25 +255,3 @@ def _check_determinism(metadata: dict[str, Any]) -> None:
             RNGStateWarning,
             stacklevel=3,
         )
-
-
-class _Backup:
-    """Everything restore may change, so a failure leaves the process exactly as before."""
-
-    def __init__(self) -> None:
-        self.root = RUNTIME.root
-        self.streams = {name: stream.get_state() for name, stream in RUNTIME.active.items()}
-        self.substreams = RUNTIME.substreams
-        self.pending_streams = RUNTIME.pending_streams
-        self.pending_generators = RUNTIME.pending_generators
-        self.generators = {key: t.kind.get_state(t.obj) for key, t in RUNTIME.tracked.items()}
-
-    def put_back(self) -> None:
-        RUNTIME.root = self.root
-        for name, snapshot in self.streams.items():
-            RUNTIME.active[name].set_state(snapshot)
-        RUNTIME.substreams = self.substreams
-        RUNTIME.pending_streams = self.pending_streams
-        RUNTIME.pending_generators = self.pending_generators
-        for key, snapshot in self.generators.items():
-            RUNTIME.tracked[key].kind.set_state(RUNTIME.tracked[key].obj, snapshot)

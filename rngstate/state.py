@@ -11,33 +11,23 @@ file.  (``paddle.save`` refuses ``bytes`` anywhere in an object: with Paddle, ke
      "generators": {"loader": {"kind": "torch.Generator", "state": {...}}, ...},
      "metadata":   {"rngstate": "0.1.0", "torch": "2.13.0", ...}}
 
-Older schemas stay readable: :data:`SCHEMA_MIGRATIONS` upgrades a plain state one schema at a
-time, for dicts (``from_dict``, ``restore``) and files (``load``) alike.  Schema 0 is the layout
-of the pre-release development builds (before rngstate 0.1.0; ``tests/data/schema0.rngstate``)::
-
-    {"schema": 0, "root_seed": 42,                      # no "derivation": it was always 1
-     "streams": {...},                                  # the same per-stream plain forms
-     "substreams": [{"path": ["model", "encoder"], "streams": {...}}, ...],
-     "tracked": {"loader": {"kind": "torch.Generator", "state": {...}}, ...},
-     "metadata": {...}}                                 # optional
+Schema 1 is the first released schema.  A later schema will come with a migration that
+upgrades older plain states; until then there is nothing to migrate.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rngstate import _check, _gc, backends
 from rngstate.derive import DERIVATION_VERSION, MAX_SEED, split_path
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError, StateFileError
-from rngstate.fileformat import MAX_INT_BITS
 
 SCHEMA_VERSION = 1
 _REQUIRED = ("schema", "derivation", "streams", "substreams", "generators", "metadata")
-_MAX_DEPTH = 64
 
 
 @dataclass
@@ -51,36 +41,12 @@ class Decoded:
     unknown: set[str]
 
 
-def _plain(value: Any, where: str, depth: int = 0) -> Any:
-    """Deep-copy plain data, rejecting anything else."""
-    if depth > _MAX_DEPTH:
-        raise InvalidStateError(f"{where}: nested deeper than {_MAX_DEPTH} levels")
-    if isinstance(value, dict):
-        _check.mapping(value, where)
-        return {key: _plain(item, f"{where}.{key}", depth + 1) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
-    if isinstance(value, str):
-        return str(value)  # normalizes subclasses such as torch's TorchVersion
-    if isinstance(value, bytes):
-        return bytes(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value.bit_length() > MAX_INT_BITS:  # the file could not hold it: refuse it now
-            raise InvalidStateError(
-                f"{where}: an integer of {value.bit_length()} bits (at most {MAX_INT_BITS} allowed)"
-            )
-        return int(value)
-    raise InvalidStateError(
-        f"{where}: {type(value).__name__} is not plain data (allowed: str, int, bytes, list, dict)"
-    )
-
-
 def _decode_stream(name: str, plain: Any, where: str, unknown: set[str]) -> Any:
     try:
         stream = backends.stream(name)
     except MissingBackendError:
         unknown.add(name)
-        return _plain(plain, where)  # kept as is, but only if it is plain data
+        return _check.plain(plain, where)  # kept as is, but only if it is plain data
     return stream.decode(plain, where)
 
 
@@ -121,65 +87,10 @@ def decode(data: Any) -> Decoded:
         except MissingBackendError as exc:
             raise InvalidStateError(f"{where}: {exc}") from None
         generators[key] = (kind_name, kind.decode(entry["state"], f"{where}.state"))
-    _plain(_check.mapping(data["metadata"], "state.metadata"), "state.metadata")
+    _check.plain(_check.mapping(data["metadata"], "state.metadata"), "state.metadata")
     if root is None and substreams:
         raise InvalidStateError("state: substreams present but no root_seed")
     return Decoded(root, streams, substreams, generators, unknown)
-
-
-def _from_schema_0(data: dict[str, Any]) -> dict[str, Any]:
-    """Schema 0 -> 1: substreams keyed by "a/b" instead of listed with path components,
-    "tracked" renamed "generators", "derivation" and "metadata" always present."""
-    optional = tuple(key for key in ("root_seed", "metadata") if key in data)
-    _check.mapping(data, "state", ("schema", "streams", "substreams", "tracked", *optional))
-    substreams: dict[str, Any] = {}
-    for i, entry in enumerate(_check.sequence(data["substreams"], "state.substreams")):
-        where = f"substreams[{i}]"
-        _check.mapping(entry, where, ("path", "streams"))
-        parts = _check.sequence(entry["path"], f"{where}.path")
-        for j, part in enumerate(parts):
-            _check.text(part, f"{where}.path[{j}]")
-            if "/" in part:
-                raise InvalidStateError(f"{where}.path[{j}]: {_check.show(part)} contains '/'")
-        path = "/".join(parts)
-        _check_path(path, f"{where}.path")
-        if path in substreams:
-            raise InvalidStateError(f"{where}.path: the substream {path!r} is listed twice")
-        substreams[path] = entry["streams"]
-    upgraded = {key: value for key, value in data.items() if key not in ("substreams", "tracked")}
-    upgraded.update(schema=1, derivation=1, substreams=substreams, generators=data["tracked"])
-    upgraded.setdefault("metadata", {})
-    return upgraded
-
-
-# schema -> function upgrading a plain state of that schema to the next one.  A migration checks
-# what it reads (InvalidStateError) and returns a new dict; decode() then checks the result.
-SCHEMA_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _from_schema_0}
-
-
-def upgrade(data: Any) -> Any:
-    """Bring a plain state of an older schema up to :data:`SCHEMA_VERSION` (current: unchanged).
-
-    Anything that does not even look like a state is returned as is for :func:`decode` to
-    reject with a precise message.
-    """
-    if not isinstance(data, dict):
-        return data
-    schema = data.get("schema")
-    if isinstance(schema, bool) or not isinstance(schema, int) or schema >= SCHEMA_VERSION:
-        return data
-    if schema not in SCHEMA_MIGRATIONS:
-        raise InvalidStateError(
-            f"state.schema: {_check.show(schema)} is older than any schema this rngstate reads "
-            f"(oldest {min(SCHEMA_MIGRATIONS, default=SCHEMA_VERSION)}, current {SCHEMA_VERSION})"
-        )
-    while schema < SCHEMA_VERSION:
-        try:
-            data = SCHEMA_MIGRATIONS[schema](data)
-        except RNGStateError as exc:
-            raise InvalidStateError(f"cannot upgrade the state from schema {schema}: {exc}") from None
-        schema += 1
-    return data
 
 
 def _check_path(path: str, where: str) -> None:
@@ -223,7 +134,6 @@ class RNGState:
     def _from_owned(cls, data: dict[str, Any]) -> RNGState:
         """Like from_dict for data nobody else holds (just read from a file): no copy."""
         with _gc.paused():
-            data = upgrade(data)
             return cls._trusted(data, decode(data))
 
     def _snapshots(self) -> Decoded:
@@ -239,7 +149,7 @@ class RNGState:
         Raises :class:`~rngstate.errors.InvalidStateError` naming the first problem found.
         """
         with _gc.paused():
-            copied = upgrade(_plain(data, "state"))
+            copied = _check.plain(data, "state")
             return cls._trusted(copied, decode(copied))
 
     def to_dict(self) -> dict[str, Any]:

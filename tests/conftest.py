@@ -7,8 +7,9 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -20,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def fresh_runtime() -> Iterator[None]:
     """Forget root seed, substreams and tracked generators before and after each test."""
-    RUNTIME.__init__()  # type: ignore[misc]
+    RUNTIME.reset()
     saved = os.environ.get("RNGSTATE_SEED")
     yield
-    RUNTIME.__init__()  # type: ignore[misc]
+    RUNTIME.reset()
     if saved is None:
         os.environ.pop("RNGSTATE_SEED", None)
     else:
@@ -55,6 +56,16 @@ def gpu_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def needs_cuda(test: F) -> F:
+    """Mark a real-device test: ``gpu`` (``pytest -m gpu`` selects every one) and skipped
+    without a CUDA device.  Tests of the CUDA code paths on fake devices
+    (tests/backends/fake_cuda.py) carry no marker: they run everywhere, CPU CI included."""
+    return pytest.mark.gpu(pytest.mark.skipif(not gpu_available(), reason="needs a CUDA device")(test))
 
 
 class ResumeExample:

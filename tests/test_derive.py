@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 import rngstate
-from rngstate.derive import derive_bytes, derive_seed, split_path
+from rngstate.derive import derive_bytes, derived_int, split_path
 from rngstate.errors import InvalidSeedError, NoRootSeedError, ScopeError
+from rngstate.seeding import derive_seed
 from tests.conftest import run_python
 
 GOLDEN = [
@@ -72,3 +73,15 @@ def test_bad_paths(bad: object) -> None:
 def test_bad_roots(bad: object) -> None:
     with pytest.raises(InvalidSeedError, match=r"\[0, 4294967295\]"):
         derive_seed("a", root=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_derived_int_keeps_every_backends_seeds(seed: int) -> None:
+    # One helper replaced seven; each backend's seeds must not move (users' baselines).
+    material = derive_bytes(seed, ("a",), "s")
+    assert derived_int(material, 63) == int.from_bytes(material[:8], "big") >> 1  # torch, paddle
+    assert derived_int(material, 31) == int.from_bytes(material[:8], "big") >> 33  # keras
+    assert derived_int(material, 128) == int.from_bytes(material[:16], "big")  # python, numpy, tf
+    assert derived_int(material, 32) == int.from_bytes(material[:4], "big")  # objects, tf ops
+    seed_material = derive_bytes(seed, ("a", "b"), "seed")
+    assert derive_seed("a/b", root=seed) == int.from_bytes(seed_material[:8], "big") >> 1

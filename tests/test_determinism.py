@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
@@ -13,6 +14,7 @@ import torch
 import rngstate
 from rngstate import determinism
 from rngstate.errors import RNGStateWarning
+from tests.backends.fake_cuda import FakeCuda
 from tests.conftest import run_python
 
 CUBLAS = "CUBLAS_WORKSPACE_CONFIG"
@@ -110,14 +112,36 @@ def test_warn_only() -> None:
 
 def test_cublas_after_cuda_initialized_is_reported_not_set(monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.pop(CUBLAS, None)
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    report = rngstate.deterministic(True)
+    FakeCuda(1).install(monkeypatch.setattr)
+    torch.cuda.init()  # torch's own lazy init, only its C++ entry points faked
+    with pytest.warns(RNGStateWarning, match="cuBLAS matmuls cannot be deterministic.*warn_only"):
+        report = rngstate.deterministic(True)
     assert CUBLAS not in os.environ
     assert not report
     assert "before CUDA initializes" in report.not_applied[CUBLAS]
     assert "rngstate run --deterministic" in report.not_applied[CUBLAS]
     assert "NOT SET  CUBLAS_WORKSPACE_CONFIG" in str(report)
-    assert torch.are_deterministic_algorithms_enabled()  # the other switches are still set
+    # The first cuBLAS matmul would raise under use_deterministic_algorithms(True): warn_only.
+    assert report.applied["torch.use_deterministic_algorithms"] == "warn_only"
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic  # the other switches are still set
+
+
+def test_cuda_started_with_deterministic_cublas_stays_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CUBLAS, ":16:8")
+    FakeCuda(1).install(monkeypatch.setattr)
+    torch.cuda.init()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RNGStateWarning)
+        report = rngstate.deterministic(True)
+    assert report and report.applied["torch.use_deterministic_algorithms"] == "on"
+    assert report.applied[CUBLAS] == ":16:8"
+
+
+def test_report_is_frozen() -> None:
+    report = rngstate.deterministic(True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.enabled = False  # type: ignore[misc]
 
 
 def test_a_failing_switch_is_reported_and_the_rest_still_set(monkeypatch: pytest.MonkeyPatch) -> None:

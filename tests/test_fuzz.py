@@ -62,14 +62,14 @@ def synthetic_paddle_cpu() -> dict[str, Any]:
 
 @cache
 def base_states() -> tuple[dict[str, Any], ...]:
-    """Valid plain states: a rich current one, and the committed schema 0 one."""
+    """Valid plain states: a rich current one, and the committed file of rngstate 0.1.0."""
     from tests.test_state import rich_state
 
     rich = rich_state().to_dict()
     if "paddle.cpu" in backends.stream_names():  # decode-level coverage, Paddle not imported
         rich["streams"]["paddle.cpu"] = synthetic_paddle_cpu()
         rich["substreams"]["a"]["paddle.cpu"] = synthetic_paddle_cpu()
-    old = fileformat.read(DATA / "schema0.rngstate")
+    old = fileformat.read(DATA / "v1.rngstate")
     return rich, old
 
 

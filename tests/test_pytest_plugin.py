@@ -153,7 +153,7 @@ def test_fixture_seeds_the_test_even_when_the_option_is_off(inner: pytest.Pytest
     )
     runs = []
     for _ in range(2):
-        RUNTIME.__init__()  # type: ignore[misc]  # in-process runs share the runtime: start fresh
+        RUNTIME.reset()  # in-process runs share the runtime: start fresh
         runs.append(inner.runpytest("-p", "no:cacheprovider", "-s", "test_fixture.py"))
         runs[-1].assert_outcomes(passed=2)
     draws = [[part for part in result.outlines if "DRAW" in part] for result in runs]

@@ -31,10 +31,10 @@ import rngstate
 import rngstate.numpy
 import rngstate.torch
 from rngstate import backends, fileformat
-from rngstate import state as state_module
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
 from rngstate.runtime import RUNTIME
-from tests.conftest import ROOT, gpu_available
+from tests.backends.fake_cuda import FakeCuda, FakeCudaGenerator
+from tests.conftest import ROOT, gpu_available, needs_cuda
 from tests.test_state import rich_state
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -188,10 +188,8 @@ def expected_draws() -> dict[str, Any]:
     return draws()
 
 
-@pytest.mark.parametrize("name", ["v1.rngstate", "schema0.rngstate"])
-def test_committed_files_still_load_and_resume_exactly(name: str) -> None:
-    state = rngstate.load(DATA / name)
-    assert state == rngstate.load(DATA / "v1.rngstate")
+def test_committed_file_still_loads_and_resumes_exactly() -> None:
+    state = rngstate.load(DATA / "v1.rngstate")
     assert state.root_seed == 1234 and state.substreams == ("model", "model/encoder")
     assert state.generators == ("loader", "noise")
     RUNTIME.refresh()  # strict unless another test imported a framework the file predates
@@ -202,79 +200,20 @@ def test_committed_files_still_load_and_resume_exactly(name: str) -> None:
     assert expected_draws() == json.loads((DATA / "expected.json").read_text())
 
 
-def test_schema_0_dicts_are_upgraded_too(tmp_path: Path) -> None:
-    old = fileformat.read(DATA / "schema0.rngstate")
-    assert old["schema"] == 0 and "tracked" in old and isinstance(old["substreams"], list)
-    state = rngstate.RNGState.from_dict(old)  # e.g. a to_dict() kept inside a torch checkpoint
-    assert state == rngstate.load(DATA / "v1.rngstate")
-    assert state.to_dict()["schema"] == state_module.SCHEMA_VERSION
-    rngstate.save(tmp_path / "s", state)  # saving writes the current schema
-    assert fileformat.read(tmp_path / "s")["schema"] == state_module.SCHEMA_VERSION
-
-
-def schema0_with(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
-    old = fileformat.read(DATA / "schema0.rngstate")
-    change(old)
-    return old
-
-
-BAD_SCHEMA_0 = {
-    "no tracked": lambda d: d.pop("tracked"),
-    "substreams not a list": lambda d: d.update(substreams={"a": {}}),
-    "path with a slash": lambda d: d["substreams"][0].update(path=["a/b"]),
-    "empty path": lambda d: d["substreams"][0].update(path=[]),
-    "path not str": lambda d: d["substreams"][0].update(path=[3]),
-    "listed twice": lambda d: d["substreams"].append(d["substreams"][0]),
-    "extra key": lambda d: d.update(generators={}),
-    "bad stream inside": lambda d: d["substreams"][0]["streams"].update(python=b"x"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_SCHEMA_0))
-def test_bad_schema_0_states_are_refused(case: str, tmp_path: Path) -> None:
-    data = schema0_with(BAD_SCHEMA_0[case])
-    with pytest.raises(InvalidStateError):
-        rngstate.RNGState.from_dict(data)
-    (tmp_path / "s").write_bytes(fileformat.pack(data))
-    with pytest.raises(rngstate.StateFileError):
-        rngstate.load(tmp_path / "s")
-
-
-def test_schema_older_than_any_migration() -> None:
+@pytest.mark.parametrize("schema", [-1, 0])
+def test_schema_older_than_the_first_release_is_refused(schema: int) -> None:
     data = rich_state().to_dict()
-    data["schema"] = -1
-    with pytest.raises(InvalidStateError, match="older than any schema"):
+    data["schema"] = schema
+    with pytest.raises(InvalidStateError, match=r"state.schema: .* outside \[1, 1\]"):
         rngstate.RNGState.from_dict(data)
 
 
-def test_container_migration_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When the container format changes, files of the old version go through MIGRATIONS."""
-    state = rich_state()
-    rngstate.save(tmp_path / "v1", state)
-    calls: list[int] = []
-
-    def from_1(data: Any) -> Any:
-        calls.append(1)
-        return {**data, "metadata": {**data["metadata"], "migrated": "yes"}}
-
-    monkeypatch.setattr(fileformat, "FORMAT_VERSION", 2)
-    monkeypatch.setattr(fileformat, "MIGRATIONS", {1: from_1})
-    loaded = rngstate.load(tmp_path / "v1")
-    assert loaded == state and loaded.metadata["migrated"] == "yes" and calls == [1]
-    rngstate.save(tmp_path / "v2", loaded)
-    assert int.from_bytes((tmp_path / "v2").read_bytes()[13:15], "big") == 2
-    assert rngstate.load(tmp_path / "v2") == state and calls == [1]  # current files: no migration
-
-    monkeypatch.setattr(fileformat, "MIGRATIONS", {1: lambda data: data["no such key"]})
-    with pytest.raises(rngstate.StateFileError, match="format version 1 to 2"):
-        rngstate.load(tmp_path / "v1")
-    monkeypatch.setattr(fileformat, "FORMAT_VERSION", 3)
-    monkeypatch.setattr(fileformat, "MIGRATIONS", {1: from_1})  # no step from 2 to 3
-    with pytest.raises(rngstate.StateFileError, match="format version 2 to 3"):
-        rngstate.load(tmp_path / "v1")
-    monkeypatch.setattr(fileformat, "MIGRATIONS", {})
-    with pytest.raises(rngstate.StateFileError, match=r"unknown .* version 1 \(this rngstate reads \[3\]\)"):
-        rngstate.load(tmp_path / "v1")
+def test_other_container_versions_are_refused(tmp_path: Path) -> None:
+    blob = bytearray(fileformat.pack(rich_state().to_dict()))
+    blob[13:15] = (0).to_bytes(2, "big")
+    (tmp_path / "v0").write_bytes(bytes(blob))
+    with pytest.raises(rngstate.StateFileError, match=r"unknown file format version 0 \(this .* reads 1\)"):
+        rngstate.load(tmp_path / "v0")
 
 
 # -- states ----------------------------------------------------------------------------------
@@ -606,45 +545,15 @@ def test_framework_missing_with_monkeypatch_leaves_the_rest(monkeypatch: pytest.
     assert "torch.cuda" not in RUNTIME.pending_streams  # nothing waits for a missing framework
 
 
-class FakeCudaGenerator:
-    """A CUDA device's default generator as torch exposes it: 16 bytes of Philox state."""
-
-    def __init__(self, seed: int) -> None:
-        self.state = struct.pack("<Qq", seed, 0)
-
-    def manual_seed(self, seed: int) -> FakeCudaGenerator:
-        self.state = struct.pack("<Qq", seed % 2**64, 0)
-        return self
-
-    def get_state(self) -> torch.Tensor:
-        return torch.frombuffer(bytearray(self.state), dtype=torch.uint8)
-
-    def set_state(self, tensor: torch.Tensor) -> None:
-        data = bytes(tensor.numpy().tobytes())
-        assert len(data) == 16
-        self.state = data
-
-    def draw(self) -> tuple[int, int]:
-        """What a kernel launch does: use (seed, offset), advance the offset."""
-        seed, offset = struct.unpack("<Qq", self.state)
-        self.state = struct.pack("<Qq", seed, offset + 4)
-        return seed, offset
-
-
 @pytest.fixture
 def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[FakeCudaGenerator, ...]]:
-    """Install ``count`` fake CUDA devices named ``name``; returns their generators."""
+    """Start ``count`` fake CUDA devices named ``name`` through torch's own lazy init (only its
+    C++ entry points are faked: tests/backends/fake_cuda.py); returns their generators."""
 
     def install(count: int, name: str = "Fake GPU") -> tuple[FakeCudaGenerator, ...]:
-        generators = tuple(FakeCudaGenerator(1000 + i) for i in range(count))
-        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
-        monkeypatch.setattr(torch.cuda, "default_generators", generators)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-        monkeypatch.setattr(torch.cuda, "manual_seed_all",
-                            lambda seed: [g.manual_seed(seed) for g in generators])
-        RUNTIME.activate("torch.cuda")
-        return generators
+        cuda = FakeCuda(count, name).install(monkeypatch.setattr)
+        torch.cuda.init()
+        return cuda.generators
 
     return install
 
@@ -732,8 +641,7 @@ def test_other_gpu_model_warns(fake_cuda: Callable[..., tuple[FakeCudaGenerator,
     assert [g.state for g in gpus] == state.to_dict()["streams"]["torch.cuda"]
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs a CUDA device")
+@needs_cuda
 def test_real_cuda_device_count_mapping() -> None:
     rngstate.seed_everything(5)
     torch.cuda.init()

@@ -69,7 +69,7 @@ def test_compose_capture_restore_and_file_in_fresh_runtime(tmp_path: Path) -> No
     rngstate.restore(state)
     assert augment(pipeline, IMAGES) == expected
     rngstate.save(tmp_path / "aug.state", state)
-    RUNTIME.__init__()  # type: ignore[misc]  # as in a new process: nothing tracked yet
+    RUNTIME.reset()  # as in a new process: nothing tracked yet
     rngstate.restore(rngstate.load(tmp_path / "aug.state"))
     with rngstate.rng_scope("data"):
         fresh = tracked_compose()  # gets the saved state when it is tracked

@@ -18,6 +18,7 @@ import re
 import sys
 import warnings
 from functools import cache
+from typing import Any, Protocol
 
 from rngstate.backends.base import GeneratorKind, Stream
 from rngstate.errors import BackendRegistrationError, MissingBackendError
@@ -53,6 +54,46 @@ _ORDER = list(_STREAMS)  # live: the runtime's candidates see later registration
 _WATCHED = {framework for framework, _ in _STREAMS.values()} - {"random", "numpy"}  # live too
 _entry_points_loaded = False
 _EXTRAS = {"torch": "torch", "paddle": "paddle", "tensorflow": "tensorflow", "keras": "tensorflow"}
+
+
+class Listener(Protocol):
+    """The runtime as the backends see it: they never import the layer above, the runtime
+    registers itself with :func:`listen` instead."""
+
+    def stream_registered(self, name: str) -> None:
+        """A stream was registered; it may already be usable (its framework imported)."""
+
+    def stream_started(self, name: str) -> None:
+        """A stream became usable outside any import (CUDA initialized); called from inside
+        the framework's own start-up code."""
+
+    def current_parts(self) -> tuple[str, ...]:
+        """Path components of the innermost open scope."""
+
+    def adopt(self, key: str, kind: GeneratorKind, obj: Any) -> Any:
+        """Track ``obj`` under ``key`` without seeding it (a framework seeded it already)."""
+
+    def forget(self, key: str, obj: Any) -> None:
+        """Stop tracking ``key`` if it still tracks ``obj``."""
+
+
+_LISTENER: list[Listener] = []  # the runtime, once it is imported
+
+
+def listen(listener: Listener) -> None:
+    """Make ``listener`` the one the backends talk to (the runtime does this at import)."""
+    _LISTENER[:] = [listener]
+
+
+def listener() -> Listener | None:
+    """The registered runtime, or None before ``rngstate.runtime`` is imported."""
+    return _LISTENER[0] if _LISTENER else None
+
+
+def announce_started(name: str) -> None:
+    """Called by a backend when its stream ``name`` starts (e.g. CUDA initialized)."""
+    for runtime in _LISTENER:
+        runtime.stream_started(name)
 
 
 def _load(target: str) -> object:
@@ -211,9 +252,8 @@ def register_stream(stream: type[Stream] | Stream) -> Stream:
     _ORDER.append(name)
     if framework not in ("random", "numpy"):
         _WATCHED.add(framework)
-    from rngstate.runtime import RUNTIME  # not at import: the runtime imports this module
-
-    RUNTIME._modules_seen = -1  # let the next refresh activate it even if no module was imported
+    for runtime in _LISTENER:
+        runtime.stream_registered(name)
     logger.debug("stream %s registered for %s", name, framework)
     return instance
 

@@ -20,7 +20,6 @@ class Stream:
 
     name: str = ""  # stream name in state files, e.g. "torch.cpu"
     framework: str = ""  # top-level module whose import activates the stream
-    extra: str | None = None  # pip extra that installs the framework
 
     def is_active(self) -> bool:
         """True when the program uses this stream: by default, its framework is imported."""

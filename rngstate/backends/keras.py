@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from rngstate import _check
+from rngstate import _check, backends
 from rngstate.backends import lazy
 from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
 
 logger = logging.getLogger(__name__)
@@ -106,10 +107,6 @@ def check_values(plain: Plain, where: str) -> tuple[int, int]:
     )
 
 
-def _seed_from(material: bytes) -> int:
-    return int.from_bytes(material[:8], "big") >> 33  # 31 bits: fits every backend's dtype
-
-
 # -- creation hook -------------------------------------------------------------------------------
 
 
@@ -164,25 +161,24 @@ def drop_collected() -> None:
     iterating over the tracked generators (a weakref callback may run at any allocation)."""
     if not _dead:
         return
-    from rngstate.runtime import RUNTIME
-
+    runtime = backends.listener()
     while _dead:
         key, handle = _dead.pop()
-        tracked = RUNTIME.tracked.get(key)
-        if tracked is not None and tracked.obj is handle:
-            del RUNTIME.tracked[key]
+        if runtime is not None:
+            runtime.forget(key, handle)
 
 
 def _adopt(generator: Any) -> None:
-    from rngstate.runtime import RUNTIME
-
+    runtime = backends.listener()
+    if runtime is None:  # nothing to adopt into before rngstate's runtime exists
+        return
     drop_collected()
-    parts = RUNTIME.current_parts()
+    parts = runtime.current_parts()
     path = "/".join(parts)
     index = _counters.get(path, 0)
     _counters[path] = index + 1
     key = "/".join((*parts, f"{_KEY_PREFIX}{index}"))
-    RUNTIME.adopt(key, KerasSeedGeneratorKind.instance(), _Handle(generator, key))
+    runtime.adopt(key, KerasSeedGeneratorKind.instance(), _Handle(generator, key))
 
 
 def _creation_order(generator: Any) -> tuple[int, str]:
@@ -217,7 +213,6 @@ class KerasGlobalStream(Stream):
 
     name = "keras.global"
     framework = "keras"
-    extra = "tensorflow"
 
     def __init__(self) -> None:
         self.pending: Any = None
@@ -245,7 +240,7 @@ class KerasGlobalStream(Stream):
         self._set_pending(("seed", seed))
 
     def seed_derived(self, material: bytes) -> None:
-        self._set_pending(("seed", _seed_from(material)))
+        self._set_pending(("seed", derived_int(material, 31)))
 
     def get_state(self) -> Any:
         drop_collected()  # capture() reads the streams before the tracked generators
@@ -286,8 +281,6 @@ class KerasSeedGeneratorKind(GeneratorKind):
     @classmethod
     def instance(cls) -> KerasSeedGeneratorKind:
         """The registry's instance (the runtime compares kinds by identity)."""
-        from rngstate import backends
-
         kind = backends.kind(cls.kind)
         assert isinstance(kind, KerasSeedGeneratorKind)
         return kind
@@ -298,7 +291,7 @@ class KerasSeedGeneratorKind(GeneratorKind):
     def seed_derived(self, obj: Any, material: bytes) -> None:
         # An explicit seed (Dropout(seed=7)) is the user's choice: start over from it.
         initial = getattr(obj, "_initial_seed", None)
-        write_state(obj, (initial if isinstance(initial, int) else _seed_from(material), 0))
+        write_state(obj, (initial if isinstance(initial, int) else derived_int(material, 31), 0))
 
     def get_state(self, obj: Any) -> Any:
         return read_state(obj)

@@ -16,6 +16,7 @@ import numpy as np
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream
 from rngstate.backends.python import raw_view
+from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
 
 _U128 = 2**128 - 1
@@ -147,7 +148,7 @@ def decode_bit_generator_state(plain: Plain, where: str, legacy: bool) -> dict[s
 
 
 def _seed_sequence(material: bytes) -> np.random.SeedSequence:
-    return np.random.SeedSequence(int.from_bytes(material[:16], "big"))
+    return np.random.SeedSequence(derived_int(material, 128))
 
 
 def _set_random_state(random_state: np.random.RandomState, snapshot: dict[str, Any]) -> None:

@@ -21,7 +21,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from rngstate import _check, backends
 from rngstate.backends.base import GeneratorKind, Plain
+from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateError
 
 GetState = Callable[[Any], Any]
@@ -30,19 +32,13 @@ Seed = Callable[[Any, int], None]
 _PROTOCOL = ("__rngstate_get__", "__rngstate_set__")
 
 
-def _plain(value: Any, where: str) -> Any:
-    from rngstate.state import _plain as check_plain  # not at import: state imports backends
-
-    return check_plain(value, where)
-
-
 def _describe(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def seed_from(material: bytes) -> int:
     """The 32-bit seed handed to ``seed`` callables (fits every library's seed type)."""
-    return int.from_bytes(material[:4], "big")
+    return derived_int(material, 32)
 
 
 class ObjectKind(GeneratorKind):
@@ -96,7 +92,7 @@ class ObjectKind(GeneratorKind):
             raise
         except Exception as exc:
             raise InvalidStateError(f"reading {where} failed: {exc!r}") from exc
-        return _plain(state, where)
+        return _check.plain(state, where)
 
     def set_state(self, obj: Any, snapshot: Any) -> None:
         where = f"the tracked {_describe(obj)}"
@@ -118,7 +114,7 @@ class ObjectKind(GeneratorKind):
         return snapshot  # checked plain data already (get_state)
 
     def decode(self, plain: Plain, where: str) -> Any:
-        return _plain(plain, where)
+        return _check.plain(plain, where)
 
 
 def generator_state(generator: object) -> Plain:
@@ -133,8 +129,6 @@ def generator_state(generator: object) -> Plain:
     >>> rng.random() == first
     True
     """
-    from rngstate import backends
-
     kind = backends.kind_for(generator)
     return kind.encode(kind.get_state(generator))
 
@@ -142,7 +136,5 @@ def generator_state(generator: object) -> Plain:
 def set_generator_state(generator: object, state: Plain) -> None:
     """Validate ``state`` (from :func:`generator_state`) and apply it to ``generator``;
     raises :class:`~rngstate.errors.InvalidStateError` naming what is wrong."""
-    from rngstate import backends
-
     kind = backends.kind_for(generator)
     kind.set_state(generator, kind.decode(state, f"state of {_describe(generator)}"))

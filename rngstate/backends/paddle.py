@@ -26,6 +26,7 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.backends.base import DeviceMapped, Plain, Stream
+from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError
 
 logger = logging.getLogger(__name__)
@@ -139,23 +140,18 @@ def _as_state(snapshot: Any) -> Any:
     return snapshot.build() if isinstance(snapshot, PaddleState) else snapshot
 
 
-def _seed_from(material: bytes) -> int:
-    return int.from_bytes(material[:8], "big") >> 1
-
-
 class PaddleCPUStream(Stream):
     """Paddle's default CPU generator: ``paddle.rand``, dropout and initializers on CPU."""
 
     name = "paddle.cpu"
     framework = "paddle"
-    extra = "paddle"
 
     def seed(self, seed: int) -> None:
         # What paddle.seed(seed) does for the CPU; the GPU generators are "paddle.gpu".
         _core().default_cpu_generator().manual_seed(seed)
 
     def seed_derived(self, material: bytes) -> None:
-        _core().default_cpu_generator().manual_seed(_seed_from(material))
+        _core().default_cpu_generator().manual_seed(derived_int(material, 63))
 
     def get_state(self) -> Any:
         return _core().default_cpu_generator().get_state()  # a copy: later draws leave it alone
@@ -192,7 +188,6 @@ class PaddleGPUStream(Stream):
 
     name = "paddle.gpu"
     framework = "paddle"
-    extra = "paddle"
 
     def __init__(self) -> None:
         self._count: int | None = None  # the device count does not change in a process
@@ -215,7 +210,7 @@ class PaddleGPUStream(Stream):
 
     def seed_derived(self, material: bytes) -> None:
         for generator in self._generators():
-            generator.manual_seed(_seed_from(material))
+            generator.manual_seed(derived_int(material, 63))
 
     def get_state(self) -> Any:
         return [generator.get_state() for generator in self._generators()]

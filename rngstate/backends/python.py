@@ -11,6 +11,7 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.derive import derived_int
 
 _WORDS = 624
 _MT_FORMAT = struct.Struct(f"<{_WORDS}I")
@@ -78,10 +79,6 @@ def _decode(plain: Plain, where: str) -> _PyState:
     return (version, (*words, pos), gauss if has_gauss else None)
 
 
-def _seed_from(material: bytes) -> int:
-    return int.from_bytes(material[:16], "big")
-
-
 class PythonStream(Stream):
     """The generator behind ``random.random()``, ``random.shuffle`` and friends.
 
@@ -105,7 +102,7 @@ class PythonStream(Stream):
         random.seed(seed)
 
     def seed_derived(self, material: bytes) -> None:
-        random.seed(_seed_from(material))
+        random.seed(derived_int(material, 128))
 
     def _raw(self) -> memoryview | None:
         instance = random._inst  # the instance behind random.random() & co.
@@ -183,7 +180,7 @@ class PythonRandomKind(GeneratorKind):
         return isinstance(obj, random.Random)
 
     def seed_derived(self, obj: Any, material: bytes) -> None:
-        obj.seed(_seed_from(material))
+        obj.seed(derived_int(material, 128))
 
     def get_state(self, obj: Any) -> Any:
         return obj.getstate()

@@ -40,6 +40,7 @@ from rngstate import _check
 from rngstate.backends import lazy
 from rngstate.backends import python as python_backend
 from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateError, RNGStateWarning
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class Restored(tuple):  # type: ignore[type-arg]
 
 
 def _derived_seed(material: bytes) -> int:
-    return int.from_bytes(material[:4], "big") & _MAXINT32  # what _truncate_seed keeps
+    return derived_int(material, 32) & _MAXINT32  # what _truncate_seed keeps
 
 
 class TFOpSeedStream(Stream):
@@ -147,7 +148,6 @@ class TFOpSeedStream(Stream):
 
     name = "tensorflow.ops"
     framework = "tensorflow"
-    extra = "tensorflow"
 
     def __init__(self) -> None:
         self._codec = python_backend.PythonStream()  # encodes and checks random.Random states
@@ -202,9 +202,9 @@ class TFOpSeedStream(Stream):
         ctx._seed = _derived_seed(material)
         rng = getattr(ctx, "_rng", None)
         if rng is None:
-            ctx._rng = random.Random(int.from_bytes(material[4:20], "big"))
+            ctx._rng = random.Random(derived_int(material[4:], 128))
         else:
-            rng.seed(int.from_bytes(material[4:20], "big"))  # in place: keeps the raw view
+            rng.seed(derived_int(material[4:], 128))  # in place: keeps the raw view
 
     def get_state(self) -> Any:
         return self._read(_context())
@@ -342,7 +342,6 @@ class TFGlobalGeneratorStream(Stream):
 
     name = "tensorflow.generator"
     framework = "tensorflow"
-    extra = "tensorflow"
 
     def __init__(self) -> None:
         self.pending: Any = None  # what TensorFlow's creation of the global generator uses
@@ -393,7 +392,7 @@ class TFGlobalGeneratorStream(Stream):
         self._set_pending(("seed", seed))
 
     def seed_derived(self, material: bytes) -> None:
-        self._set_pending(("seed", int.from_bytes(material[:16], "big")))
+        self._set_pending(("seed", derived_int(material, 128)))
 
     def get_state(self) -> Any:
         generator = self._live()
@@ -434,7 +433,7 @@ class TFGeneratorKind(GeneratorKind):
 
     def seed_derived(self, obj: Any, material: bytes) -> None:
         create = _module("tensorflow.python.ops.stateful_random_ops").create_rng_state
-        assign_variable(obj.state, _ints(create(int.from_bytes(material[:16], "big"), obj.algorithm)))
+        assign_variable(obj.state, _ints(create(derived_int(material, 128), obj.algorithm)))
 
     def get_state(self, obj: Any) -> Any:
         return (int(obj.algorithm), read_variable(obj.state))

@@ -6,15 +6,20 @@ state can be validated before torch is even imported.
 
 from __future__ import annotations
 
+import logging
 import struct
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
-from rngstate import _check
+from rngstate import _check, backends
 from rngstate.backends.base import DeviceMapped, GeneratorKind, Plain, Stream
-from rngstate.errors import InvalidStateError, MissingBackendError
+from rngstate.derive import derived_int
+from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
+
+logger = logging.getLogger(__name__)
 
 # CPUGeneratorImplState: legacy pod {i64 initial_seed, i32 left, i32 seeded, u64 next,
 # u64 state[624], f64 normal_x, normal_y, normal_rho, i32 normal_is_valid, pad}, then
@@ -72,14 +77,53 @@ def _to_tensor(data: bytes) -> Any:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _seed_from(material: bytes) -> int:
-    return int.from_bytes(material[:8], "big") >> 1
-
-
 def cuda_device_count() -> int | None:
     """CUDA devices torch sees (counting does not initialize CUDA); None without torch."""
     torch = sys.modules.get("torch")
     return None if torch is None else int(torch.cuda.device_count())
+
+
+# -- CUDA start-up ---------------------------------------------------------------------------
+# torch starts CUDA lazily: ``torch.cuda._lazy_init`` runs the calls queued with
+# ``torch.cuda._lazy_call`` while it holds its (non-reentrant) lock and before it sets
+# ``_initialized``; the seeds queued by ``torch.manual_seed`` run after the other queued calls.
+# So the CUDA stream is announced from a second call appended behind those seeds, seeds the
+# generators directly (``manual_seed_all`` would re-enter ``_lazy_call``: deadlock), and never
+# raises (torch would turn it into DeferredCudaCallError and CUDA would not start).
+
+
+def _when_cuda_starts() -> None:
+    """Queued with ``torch.cuda._lazy_call``; runs inside ``_lazy_init``."""
+    cuda = _torch().cuda
+    queued = getattr(cuda, "_queued_calls", None)
+    if hasattr(getattr(cuda, "_tls", None), "is_initializing") and isinstance(queued, list):
+        queued.append((_announce_cuda, []))  # torch iterates this list: runs after its seeds
+    else:  # CUDA was already up (or torch changed its start-up): announce now
+        _announce_cuda()
+
+
+def _announce_cuda() -> None:
+    try:
+        backends.announce_started(TorchCUDAStream.name)
+    except Exception as exc:  # an exception here would stop CUDA from starting
+        message = (
+            f"rngstate: the CUDA generators could not be brought under management when CUDA "
+            f"started ({type(exc).__name__}: {exc}); CUDA random numbers are not seeded by "
+            "rngstate in this process"
+        )
+        logger.warning(message, exc_info=True)
+        warnings.warn(message, RNGStateWarning, stacklevel=2)
+
+
+def _refuse_in_graph_capture() -> None:
+    """torch's CUDA generators refuse seeding and set_state while a CUDA graph is captured."""
+    if _torch().cuda.is_current_stream_capturing():
+        raise ScopeError(
+            "the CUDA generators cannot be read, seeded or swapped while a CUDA graph is being "
+            "captured (torch.cuda.graph, make_graphed_callables): enter rng_scope and call "
+            "rngstate.capture()/restore()/seed_everything() outside the captured region (random "
+            "ops inside a graph advance the generator at every replay)"
+        )
 
 
 class TorchCPUStream(Stream):
@@ -87,21 +131,20 @@ class TorchCPUStream(Stream):
 
     name = "torch.cpu"
     framework = "torch"
-    extra = "torch"
 
     def on_activate(self) -> None:
         torch = _torch()
-        if not torch.cuda.is_initialized():
-            # Bring the CUDA stream under management the moment CUDA initializes.
-            from rngstate.runtime import RUNTIME
-
-            torch.cuda._lazy_call(lambda: RUNTIME.activate(TorchCUDAStream.name))
+        if not torch.cuda.is_initialized() and not torch.cuda._is_in_bad_fork():
+            torch.cuda._lazy_call(_when_cuda_starts)  # the CUDA stream starts with CUDA
 
     def seed(self, seed: int) -> None:
-        _torch().manual_seed(seed)  # also (lazily) seeds every CUDA device, like users expect
+        torch = _torch()
+        if torch.cuda.is_initialized():
+            _refuse_in_graph_capture()  # torch.manual_seed seeds the CUDA generators too
+        torch.manual_seed(seed)  # also (lazily) seeds every CUDA device, like users expect
 
     def seed_derived(self, material: bytes) -> None:
-        _torch().default_generator.manual_seed(_seed_from(material))
+        _torch().default_generator.manual_seed(derived_int(material, 63))
 
     def get_state(self) -> Any:
         return _torch().default_generator.get_state()
@@ -137,31 +180,40 @@ class TorchCPUStream(Stream):
 
 
 class TorchCUDAStream(Stream):
-    """Every CUDA device's default generator; active once CUDA is initialized."""
+    """Every CUDA device's default generator; active once CUDA is initialized.
+
+    Works from inside ``torch.cuda._lazy_init`` (CUDA starting, ``is_initialized()`` still
+    False): it touches only ``torch.cuda.default_generators``, never torch's queued calls.
+    """
 
     name = "torch.cuda"
     framework = "torch"
-    extra = "torch"
 
     def is_active(self) -> bool:
         torch = sys.modules.get("torch")
+        # False in a child forked after CUDA started: CUDA cannot be used there at all.
         return torch is not None and torch.cuda.is_initialized()
 
     def device_count(self) -> int | None:
         return cuda_device_count()
 
+    def _generators(self) -> Any:
+        _refuse_in_graph_capture()
+        return _torch().cuda.default_generators
+
     def seed(self, seed: int) -> None:
-        _torch().cuda.manual_seed_all(seed)
+        for generator in self._generators():  # what manual_seed_all does, without _lazy_call
+            generator.manual_seed(seed)
 
     def seed_derived(self, material: bytes) -> None:
-        for generator in _torch().cuda.default_generators:
-            generator.manual_seed(_seed_from(material))
+        for generator in self._generators():
+            generator.manual_seed(derived_int(material, 63))
 
     def get_state(self) -> Any:
-        return [generator.get_state() for generator in _torch().cuda.default_generators]
+        return [generator.get_state() for generator in self._generators()]
 
     def set_state(self, snapshot: Any) -> None:
-        generators = _torch().cuda.default_generators
+        generators = self._generators()
         if len(snapshot) != len(generators) and not isinstance(snapshot, DeviceMapped):
             raise MissingBackendError(
                 f"the state holds {len(snapshot)} CUDA device generators but this process sees "
@@ -190,12 +242,18 @@ class TorchGeneratorKind(GeneratorKind):
         return torch is not None and isinstance(obj, torch.Generator)
 
     def seed_derived(self, obj: Any, material: bytes) -> None:
-        obj.manual_seed(_seed_from(material))
+        if obj.device.type == "cuda":
+            _refuse_in_graph_capture()
+        obj.manual_seed(derived_int(material, 63))
 
     def get_state(self, obj: Any) -> Any:
+        if obj.device.type == "cuda":
+            _refuse_in_graph_capture()
         return {"device": str(obj.device), "state": obj.get_state()}
 
     def set_state(self, obj: Any, snapshot: Any) -> None:
+        if obj.device.type == "cuda":
+            _refuse_in_graph_capture()
         if str(obj.device).split(":")[0] != snapshot["device"].split(":")[0]:
             raise InvalidStateError(
                 f"cannot restore a {snapshot['device']} generator state into a generator on "

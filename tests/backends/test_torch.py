@@ -11,9 +11,7 @@ import rngstate
 from rngstate import backends
 from rngstate.backends.torch import CPU_STATE_SIZE, check_cpu_state, check_cuda_state
 from rngstate.errors import InvalidStateError
-from tests.conftest import gpu_available, run_python
-
-gpu = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA device")
+from tests.conftest import needs_cuda, run_python
 
 
 def live_state() -> bytes:
@@ -68,7 +66,7 @@ def test_generator_device_mismatch() -> None:
         kind.set_state(torch.Generator(), snapshot)
 
 
-@gpu
+@needs_cuda
 def test_cuda_seeded_scoped_and_restored() -> None:
     rngstate.seed_everything(5)
     torch.cuda.init()
@@ -89,7 +87,7 @@ def test_cuda_seeded_scoped_and_restored() -> None:
     assert torch.equal(torch.rand(3, device="cuda"), expected)
 
 
-@gpu
+@needs_cuda
 def test_cuda_initialized_inside_scope_follows_substream() -> None:
     code = """
     import rngstate, torch

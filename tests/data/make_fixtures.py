@@ -3,9 +3,7 @@
     .venv/bin/python tests/data/make_fixtures.py
 
 - ``v1.rngstate``: a state file as rngstate 0.1.0 writes it (format 1, schema 1).
-- ``schema0.rngstate``: the same state in the pre-release schema 0 layout (format 1), which
-  ``rngstate.state.SCHEMA_MIGRATIONS`` upgrades; see the ``rngstate.state`` docstring.
-- ``expected.json``: what the program draws after restoring either file.
+- ``expected.json``: what the program draws after restoring it.
 
 The files are committed so that later rngstate versions are tested against bytes written by
 this one: never regenerate them to make a failing test pass.
@@ -25,7 +23,6 @@ import torch
 import rngstate
 import rngstate.numpy
 import rngstate.torch
-from rngstate import fileformat
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,22 +56,9 @@ def make_state() -> rngstate.RNGState:
     return rngstate.capture()
 
 
-def to_schema_0(data: dict[str, Any]) -> dict[str, Any]:
-    """Write a current (schema 1) plain state in the schema 0 layout."""
-    assert data["schema"] == 1 and data["derivation"] == 1
-    old = {key: value for key, value in data.items() if key not in ("derivation", "generators")}
-    old["schema"] = 0
-    old["substreams"] = [
-        {"path": path.split("/"), "streams": streams} for path, streams in sorted(data["substreams"].items())
-    ]
-    old["tracked"] = data["generators"]
-    return old
-
-
 def main() -> None:
     state = make_state()
     rngstate.save(HERE / "v1.rngstate", state)
-    (HERE / "schema0.rngstate").write_bytes(fileformat.pack(to_schema_0(state.to_dict())))
     rngstate.seed_everything(0)  # forget the tracked generators: restore leaves them pending
     from rngstate.runtime import RUNTIME
 
