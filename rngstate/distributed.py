@@ -126,12 +126,8 @@ def group_component(group: Any) -> str:
 def _group(group: Any) -> tuple[int, int, str]:
     from rngstate.backends import torch as torch_backend
 
-    if "torch" not in sys.modules:
-        raise GroupError(
-            f"per-group ranks need torch.distributed; got {type(group).__name__} {group!r:.80}"
-        )
     mesh, dim = group if isinstance(group, tuple) and len(group) == 2 else (group, None)
-    kind = torch_backend.group_kind(mesh)
+    kind = torch_backend.group_kind(mesh) if "torch" in sys.modules else None
     if kind is None or (kind == "group" and dim is not None):
         raise GroupError(
             "expected a torch.distributed ProcessGroup, a 1-D DeviceMesh or (mesh, dimension name), "

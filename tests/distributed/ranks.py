@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any
 
 from tests.conftest import ROOT
 
@@ -33,7 +34,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_ranks(world_size: int, body: str, *args: str, timeout: float = 90) -> list[dict[str, object]]:
+def run_ranks(world_size: int, body: str, *args: str, timeout: float = 90) -> list[dict[str, Any]]:
     """Run PRELUDE + ``body`` on ``world_size`` ranks; every process is ended by ``timeout``."""
     code = textwrap.dedent(PRELUDE) + textwrap.dedent(body) + textwrap.dedent(EPILOGUE)
     port = str(free_port())
