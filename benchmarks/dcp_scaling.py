@@ -65,8 +65,8 @@ def run_world(world_size: int, directory: Path) -> dict[str, float]:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "WORLD_SIZE": str(world_size),
            "OMP_NUM_THREADS": "1"}
     processes = [
-        subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKER), str(directory)],
-                         env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", textwrap.dedent(WORKER), str(directory)], text=True,
+                         env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}, stdout=subprocess.PIPE)
         for rank in range(world_size)
     ]
     try:
