@@ -10,7 +10,8 @@ Bytes per rank are the sizes of the files DCP wrote.  Part 2 runs what DCP's coo
 alone for 10 to 10,000 ranks (de-duplicate and merge the ranks' save plans, write the
 ``.metadata`` file through DCP's own writer) and what every rank does on load (read that
 metadata), with the exact plans ``stateful()`` produces, to extrapolate where the processes
-cannot be run.
+cannot be run; next to it, the peers' rank-0 work in the same run: the single collective file
+(pack, write, fsync every rank's state) and the index of a sharded save.
 """
 
 from __future__ import annotations
@@ -112,6 +113,38 @@ def coordinator(world_size: int, directory: Path, entry_bytes: int) -> tuple[flo
     return planned, size, time.perf_counter() - start
 
 
+def one_rank_blob() -> bytes:
+    """One rank's state file: python, numpy, torch and 10 substreams, as in Part 1."""
+    import torch
+
+    import rngstate
+    from rngstate import fileformat
+
+    rngstate.seed_everything(0)
+    for i in range(10):
+        with rngstate.rng_scope(f"layer{i}"):
+            torch.nn.Linear(8, 8)
+    return fileformat.pack(rngstate.capture().to_dict())
+
+
+def rngstate_files(world_size: int, directory: Path, blob: bytes) -> tuple[float, int, float]:
+    """(rank 0's single-file save, its size, rank 0's sharded index save) for ``world_size``."""
+    from rngstate import fileformat
+
+    start = time.perf_counter()
+    data = {"rngstate_collective": 1, "world_size": world_size, "ranks": [blob] * world_size}
+    fileformat.write_atomic(directory / "single.state", *fileformat.pack_parts(data))
+    single = time.perf_counter() - start
+    size = (directory / "single.state").stat().st_size
+    (directory / "single.state").unlink()
+    names = [f"i.state.rank{r:05d}-of-{world_size:05d}" for r in range(world_size)]
+    shards = [{"file": name, "digest": bytes(32)} for name in names]
+    start = time.perf_counter()
+    index = {"rngstate_collective": 1, "world_size": world_size, "shards": shards}
+    fileformat.write_atomic(directory / "i.state", *fileformat.pack_parts(index))
+    return single, size, time.perf_counter() - start
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
@@ -133,12 +166,16 @@ def main() -> None:
                   f"| {t['dcp_save'] / t['sharded_save']:.1f}x | {t['dcp_load']:.4f} s "
                   f"| {t['sharded_load']:.4f} s | {t['dcp_load'] / t['sharded_load']:.1f}x "
                   f"| {int(t['entry']):,} B | {min(data):,}-{max(data):,} B | {metadata:,} B |")
-        print(f"\nPart 2: DCP's coordinator alone (plans of stateful(), {entry:,}-byte entries)")
-        print("| ranks | plan + write .metadata | .metadata size | read .metadata (every rank, on load) |")
-        print("|---|---|---|---|")
+        print(f"\nPart 2: rank 0 alone (plans of stateful(), {entry:,}-byte entries) vs rngstate's files")
+        print("| ranks | DCP plan + write .metadata | .metadata size | read .metadata (every rank, on load) "
+              "| single file pack+write+fsync | single file size | sharded index write |")
+        print("|---|---|---|---|---|---|---|")
+        blob = one_rank_blob()
         for world_size in (10, 100, 1000, 10000):
             planned, size, read = coordinator(world_size, directory, entry)
-            print(f"| {world_size:,} | {planned:.3f} s | {size / 1e3:,.1f} KB | {read:.3f} s |")
+            single, single_size, index = rngstate_files(world_size, directory, blob)
+            print(f"| {world_size:,} | {planned:.3f} s | {size / 1e3:,.1f} KB | {read:.3f} s "
+                  f"| {single:.3f} s | {single_size / 1e6:,.1f} MB | {index:.4f} s |")
 
 
 if __name__ == "__main__":

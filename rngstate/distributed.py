@@ -120,6 +120,10 @@ def group_component(group: Any) -> str:
     The group size is part of it so that another parallel layout re-derives the substream.
     """
     rank, size, label = _group(group)
+    if not _LABEL.match(label):
+        raise GroupError(
+            f"mesh dimension name {label!r} cannot name a substream; use letters, digits and '_'"
+        )
     return f"#{label}.{rank}of{size}"
 
 
@@ -128,6 +132,11 @@ def _group(group: Any) -> tuple[int, int, str]:
 
     mesh, dim = group if isinstance(group, tuple) and len(group) == 2 else (group, None)
     kind = torch_backend.group_kind(mesh) if "torch" in sys.modules else None
+    if kind == "non-member":
+        raise TopologyError(
+            f"global rank {rank_info().rank} is not a member of the process group (new_group gave it "
+            "GroupMember.NON_GROUP_MEMBER); enter per-group scopes only on the group's members"
+        )
     if kind is None or (kind == "group" and dim is not None):
         raise GroupError(
             "expected a torch.distributed ProcessGroup, a 1-D DeviceMesh or (mesh, dimension name), "
@@ -160,10 +169,6 @@ def _group(group: Any) -> tuple[int, int, str]:
             )
         rank, size = int(mesh.get_local_rank(index)), int(mesh.size(index))
         label = names[index] if names else "group"
-        if not _LABEL.match(label):
-            raise GroupError(
-                f"mesh dimension name {label!r} cannot name a substream; use letters, digits and '_'"
-            )
     if not 0 <= rank < size:
         raise TopologyError(
             f"global rank {rank_info().rank} is not a member of the process group {group!r:.80}; "

@@ -243,12 +243,15 @@ def process_group() -> tuple[int, int] | None:
 
 
 def group_kind(obj: object) -> str | None:
-    """``"group"`` for a ProcessGroup, ``"mesh"`` for a DeviceMesh, else None."""
+    """``"group"`` for a ProcessGroup, ``"mesh"`` for a DeviceMesh, ``"non-member"`` for what
+    ``new_group`` returns on ranks outside the group, else None."""
     if "torch.distributed" not in sys.modules or not _torch().distributed.is_available():
         return None
     dist = _torch().distributed
     if isinstance(obj, dist.ProcessGroup):
         return "group"
+    if type(obj) is int and obj == dist.GroupMember.NON_GROUP_MEMBER:
+        return "non-member"
     device_mesh = sys.modules.get("torch.distributed.device_mesh")  # imported by init_device_mesh
     if device_mesh is not None and isinstance(obj, device_mesh.DeviceMesh):
         return "mesh"

@@ -49,3 +49,34 @@ def test_tp_substreams_differ_within_tp_and_match_across_dp(tmp_path: Path) -> N
     loaded = run_ranks(4, BODY, "load", str(tmp_path))
     for before, after in zip(saved, loaded, strict=True):
         assert after["file"] == before["after"] and after["dcp"] == before["after"]
+
+
+ERRORS = """
+from torch.distributed.device_mesh import init_device_mesh
+from rngstate.distributed import GroupError, TopologyError, group_rank
+rngstate.seed_everything(1)
+def error(group):
+    try:
+        with rngstate.rng_scope("x", per_rank=group) as scope:
+            return scope.path
+    except (GroupError, TopologyError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+mesh = init_device_mesh("cpu", (2,), mesh_dim_names=("tp-x",))
+only_rank_0 = dist.new_group([0])
+out["world"] = group_rank(dist.group.WORLD)
+out["index"] = group_rank((mesh, 0))
+out["bad_name"] = error(mesh)
+out["no_dim"] = error((mesh, "pp"))
+out["member"] = error(only_rank_0)
+"""
+
+
+@pytest.mark.slow
+def test_group_errors_on_two_ranks() -> None:
+    results = run_ranks(2, ERRORS, "-", "-")
+    for rank, result in enumerate(results):
+        assert result["world"] == result["index"] == [rank, 2]
+        assert result["bad_name"].startswith("GroupError: mesh dimension name 'tp-x' cannot name a substream")
+        assert result["no_dim"].startswith("GroupError: the DeviceMesh has no dimension 'pp'")
+    assert results[0]["member"] == "x/#group.0of1"
+    assert results[1]["member"].startswith("TopologyError: global rank 1 is not a member of the process")
