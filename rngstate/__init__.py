@@ -18,7 +18,6 @@ import importlib as _importlib
 import typing as _typing
 
 from rngstate._version import __version__
-
 from rngstate.determinism import deterministic
 from rngstate.diagnostics import audit, fingerprint
 from rngstate.errors import RNGStateError, StateFileError
@@ -26,6 +25,7 @@ from rngstate.scope import rng_scope
 from rngstate.seeding import derive_seed, seed_everything
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
+from rngstate.stateful import stateful
 from rngstate.storage import load, save
 from rngstate.tracking import track
 
@@ -53,6 +53,7 @@ __all__ = [
     "rng_scope",
     "save",
     "seed_everything",
+    "stateful",
     "track",
     "worker_init_fn",
 ]

@@ -9,6 +9,7 @@ vectors in ``tests/test_derive.py`` pin it; changing it means bumping the versio
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 from rngstate._check import show
@@ -40,6 +41,16 @@ def check_seed(seed: object) -> int:
     return int(value)
 
 
+# Components rngstate adds for per-rank scopes: "#rank3" (global rank), "#tp.1of2" (rank 1 of a
+# group of 2, the mesh dimension "tp"), "#group.1of2" (a ProcessGroup).
+_RANK_PART = re.compile(r"#(rank[0-9]+|[A-Za-z_][A-Za-z0-9_]*\.[0-9]+of[0-9]+)\Z")
+
+
+def is_rank_part(part: str) -> bool:
+    """True for the path components of per-rank and per-group scopes (``"#rank3"``, ``"#tp.1of2"``)."""
+    return _RANK_PART.match(part) is not None
+
+
 def split_path(path: str) -> tuple[str, ...]:
     """Split a scope path such as ``"model/encoder"`` into checked components.
 
@@ -60,7 +71,7 @@ def split_path(path: str) -> tuple[str, ...]:
             raise ScopeError(f"scope name component {part[:40]!r}... is longer than {MAX_NAME_LENGTH}")
         if not part.isprintable():
             raise ScopeError(f"scope name {path!r} contains control or non-printable characters")
-        if part[0] == "#" and not (part.startswith("#rank") and part[5:].isdigit()):
+        if part[0] == "#" and not is_rank_part(part):
             # "#" starts rngstate's own components ("#rank3" of per-rank scopes)
             raise ScopeError(f"scope name component {part!r} may not start with '#' (reserved)")
     return parts

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
+from rngstate import _check
+from rngstate.derive import is_rank_part
+from rngstate.errors import GroupError as GroupError  # re-exported: raised by group_rank
+from rngstate.errors import RNGStateError, StateFileError
 from rngstate.errors import TopologyError as TopologyError  # re-exported: it lived here before
 
 logger = logging.getLogger(__name__)
@@ -79,5 +85,103 @@ def rank_component() -> str:
 
 
 def is_rank_component(part: str) -> bool:
-    """True for the component ``rng_scope(..., per_rank=True)`` adds."""
-    return part.startswith(RANK_PREFIX) and part[len(RANK_PREFIX) :].isdigit()
+    """True for the components ``rng_scope(..., per_rank=...)`` adds (``"#rank3"``, ``"#tp.1of2"``)."""
+    return is_rank_part(part)
+
+
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def group_rank(group: Any) -> tuple[int, int]:
+    """(rank of this process within ``group``, size of ``group``).
+
+    ``group`` is a ``torch.distributed`` ``ProcessGroup``, a 1-D ``DeviceMesh``, or a pair
+    ``(mesh, dim)`` naming one dimension of a mesh (``(mesh, "tp")``, or its index).  On a 2x2
+    ``("dp", "tp")`` mesh, global ranks 0..3 are ``(0, 2), (1, 2), (0, 2), (1, 2)`` in ``"tp"``.
+
+    >>> group_rank(None)
+    Traceback (most recent call last):
+    ...
+    rngstate.distributed.GroupError: ...
+    """
+    return _group(group)[:2]
+
+
+def group_component(group: Any) -> str:
+    """The path component ``rng_scope(..., per_rank=group)`` adds: ``"#tp.1of2"`` for the
+    mesh dimension ``"tp"``, ``"#group.1of2"`` for a ProcessGroup or an unnamed 1-D mesh.
+
+    The group size is part of it so that another parallel layout re-derives the substream.
+    """
+    rank, size, label = _group(group)
+    if not _LABEL.match(label):
+        raise GroupError(
+            f"mesh dimension name {label!r} cannot name a substream; use letters, digits and '_'"
+        )
+    return f"#{label}.{rank}of{size}"
+
+
+def _group(group: Any) -> tuple[int, int, str]:
+    from rngstate.backends import torch as torch_backend
+
+    mesh, dim = group if isinstance(group, tuple) and len(group) == 2 else (group, None)
+    kind = torch_backend.group_kind(mesh) if "torch" in sys.modules else None
+    if kind == "non-member":
+        raise TopologyError(
+            f"global rank {rank_info().rank} is not a member of the process group (new_group gave it "
+            "GroupMember.NON_GROUP_MEMBER); enter per-group scopes only on the group's members"
+        )
+    if kind is None or (kind == "group" and dim is not None):
+        raise GroupError(
+            "expected a torch.distributed ProcessGroup, a 1-D DeviceMesh or (mesh, dimension name), "
+            f"got {type(group).__name__} {group!r:.80}"
+        )
+    if kind == "group":
+        rank, size = torch_backend.rank_in_group(mesh)
+        label = "group"
+    else:
+        names = tuple(mesh.mesh_dim_names or ())
+        if dim is None:
+            if mesh.ndim != 1:
+                raise GroupError(
+                    f"a {mesh.ndim}-D DeviceMesh has no single rank; pass (mesh, name) with one of "
+                    f"its dimensions {names or tuple(range(mesh.ndim))}"
+                )
+            dim = 0
+        if isinstance(dim, str) and dim in names:
+            index = names.index(dim)
+        elif isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim < mesh.ndim:
+            index = dim
+        else:
+            raise GroupError(
+                f"the DeviceMesh has no dimension {dim!r}; its dimensions are "
+                f"{names or tuple(range(mesh.ndim))}"
+            )
+        if mesh.get_coordinate() is None:
+            raise TopologyError(
+                f"global rank {rank_info().rank} is not part of the DeviceMesh {mesh!r:.120}"
+            )
+        rank, size = int(mesh.get_local_rank(index)), int(mesh.size(index))
+        label = names[index] if names else "group"
+    if not 0 <= rank < size:
+        raise TopologyError(
+            f"global rank {rank_info().rank} is not a member of the process group {group!r:.80}; "
+            "enter per-group scopes only on the group's members"
+        )
+    return rank, size, label
+
+
+def reshard_state(data: Any, world_size: int, rank: int) -> Any:
+    """A plain state for ``rank`` of ``world_size``: per-rank and per-group substreams and
+    generators are dropped, so they re-derive for the new layout; the rest is kept."""
+    try:
+        _check.mapping(data, "state")
+        substreams = _check.mapping(data.get("substreams"), "state.substreams")
+        generators = _check.mapping(data.get("generators"), "state.generators")
+        metadata = _check.mapping(data.get("metadata"), "state.metadata")
+    except RNGStateError as exc:
+        raise StateFileError(f"cannot reshard: {exc}") from None
+    keep = {p: s for p, s in substreams.items() if not any(map(is_rank_component, p.split("/")))}
+    gens = {k: g for k, g in generators.items() if not any(map(is_rank_component, k.split("/")))}
+    return {**data, "substreams": keep, "generators": gens,
+            "metadata": {**metadata, "world_size": world_size, "rank": rank}}

@@ -40,6 +40,10 @@ class TopologyError(RNGStateError):
     """The state was saved with another world size or rank than the live job has."""
 
 
+class GroupError(TopologyError, TypeError):
+    """``per_rank=`` / ``group_rank`` got something that is not a process group or mesh dimension."""
+
+
 class RNGStateWarning(UserWarning):
     """Something was skipped, mapped or weakened: ``restore(strict=False)`` skipping a stream,
     a pending CUDA state mapped to another device count, a determinism switch set only to

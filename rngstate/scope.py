@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from types import TracebackType
+from typing import Any
 
 from rngstate.derive import split_path
 from rngstate.errors import ScopeError
@@ -19,6 +20,9 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
 
     ``per_rank=True`` folds the distributed rank into the path (``"dropout/#rank3"``) for
     randomness that must differ per rank; by default every rank gets the same substream.
+    ``per_rank=group`` folds the rank *within* a group instead: a ``ProcessGroup``, a 1-D
+    ``DeviceMesh`` or ``(mesh, "tp")`` (``"dropout/#tp.1of2"``), so tensor-parallel ranks differ
+    while data-parallel replicas share the substream.
 
     >>> import rngstate, torch
     >>> _ = rngstate.seed_everything(0)
@@ -26,7 +30,7 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
     ...     encoder = torch.nn.Linear(4, 4)
     """
 
-    def __init__(self, name: str, *, per_rank: bool = False) -> None:
+    def __init__(self, name: str, *, per_rank: Any = False) -> None:
         self.name = name
         self.per_rank = per_rank
         self._parts = split_path(name)
@@ -34,10 +38,11 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
 
     def __enter__(self) -> rng_scope:
         parts = self._parts
-        if self.per_rank:  # looked up at entry: a decorator may be built before the group exists
-            from rngstate.distributed import rank_component
+        # Looked up at entry: a decorator may be built before the group exists.
+        if self.per_rank is not False and self.per_rank is not None:
+            from rngstate.distributed import group_component, rank_component
 
-            parts = (*parts, rank_component())
+            parts = (*parts, rank_component() if self.per_rank is True else group_component(self.per_rank))
         self._frames.append(RUNTIME.enter(parts))
         return self
 
@@ -58,4 +63,4 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
         return self._frames[-1].path if self._frames else "/".join(self._parts)
 
     def __repr__(self) -> str:
-        return f"rng_scope({self.name!r}{', per_rank=True' if self.per_rank else ''})"
+        return f"rng_scope({self.name!r}{'' if self.per_rank is False else f', per_rank={self.per_rank!r}'})"

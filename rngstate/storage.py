@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rngstate import _check, fileformat
-from rngstate.distributed import TopologyError, is_rank_component, rank_info
-from rngstate.errors import InvalidStateError, RNGStateError, StateFileError
+from rngstate.distributed import TopologyError, rank_info, reshard_state
+from rngstate.errors import InvalidStateError, StateFileError
 from rngstate.snapshot import capture
 from rngstate.state import RNGState
 
@@ -133,7 +133,7 @@ def _load_collective(
         blob = _check_blob(path, items[index], index)
     state_data = fileformat.unpack(blob, check_plain=False)
     if reshard:
-        state_data = _reshard(state_data, live.world_size, wanted)
+        state_data = reshard_state(state_data, live.world_size, wanted)
     return _from_data(path, state_data)
 
 
@@ -160,18 +160,3 @@ def _read_shard(path: str | os.PathLike[str], entry: Any, index: int) -> bytes:
     if hashlib.blake2b(blob, digest_size=32).digest() != digest:
         raise StateFileError(f"shard {os.fspath(shard)!r} does not match its index (corrupt or replaced)")
     return blob
-
-
-def _reshard(data: Any, world_size: int, rank: int) -> Any:
-    """Drop per-rank substreams and generators so they re-derive for the new rank."""
-    try:
-        _check.mapping(data, "state")
-        substreams = _check.mapping(data.get("substreams"), "state.substreams")
-        generators = _check.mapping(data.get("generators"), "state.generators")
-        metadata = _check.mapping(data.get("metadata"), "state.metadata")
-    except RNGStateError as exc:
-        raise StateFileError(f"cannot reshard: {exc}") from None
-    keep = {p: s for p, s in substreams.items() if not any(map(is_rank_component, p.split("/")))}
-    gens = {k: g for k, g in generators.items() if not any(map(is_rank_component, k.split("/")))}
-    return {**data, "substreams": keep, "generators": gens,
-            "metadata": {**metadata, "world_size": world_size, "rank": rank}}

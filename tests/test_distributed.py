@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import rngstate
-from rngstate.distributed import RankInfo, rank_info
+from rngstate.derive import split_path
+from rngstate.distributed import GroupError, RankInfo, group_rank, is_rank_component, rank_info, reshard_state
 from rngstate.errors import RNGStateWarning, ScopeError, TopologyError
 from tests.conftest import ROOT
 
@@ -218,3 +219,67 @@ def test_ddp_loader_stopped_mid_epoch_and_resumed_under_torchrun(tmp_path: Path)
     resumed = [line for line in torchrun(tmp_path, "--resume", "--workers", "0") if "final weights" in line]
     assert resumed == uninterrupted
     assert len(set(line.split()[-1] for line in uninterrupted)) == 1  # DDP keeps ranks in sync
+
+
+def test_per_rank_takes_a_group_not_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    rngstate.seed_everything(1)
+    scope = rngstate.rng_scope("noise", per_rank="tp")
+    with pytest.raises(GroupError, match="ProcessGroup, a 1-D DeviceMesh or .mesh, dimension name."):
+        scope.__enter__()
+    assert isinstance(GroupError("x"), TypeError)
+    with pytest.raises(GroupError):
+        group_rank(("mesh", "tp"))
+    with rngstate.rng_scope("noise", per_rank=None) as plain:  # None, like False: not per rank
+        assert plain.path == "noise"
+
+
+def test_group_components_are_reserved_and_reshard_drops_them() -> None:
+    assert split_path("dropout/#tp.1of2") == ("dropout", "#tp.1of2")
+    assert all(map(is_rank_component, ["#rank3", "#tp.1of2", "#group.0of8", "#dp_shard.3of4"]))
+    for bad in ["#tp1of2", "#tp.1", "#.1of2", "#tp.1of2x", "#rank"]:
+        assert not is_rank_component(bad)
+        with pytest.raises(ScopeError, match="reserved"):
+            rngstate.rng_scope(f"a/{bad}")
+    rngstate.seed_everything(1)
+    for name in ("shared", "dropout/#tp.1of2", "noise/#rank1"):
+        with rngstate.rng_scope(name):
+            pass
+    data = reshard_state(rngstate.capture().to_dict(), 4, 2)
+    assert list(data["substreams"]) == ["shared"]
+    assert (data["metadata"]["world_size"], data["metadata"]["rank"]) == (4, 2)
+
+
+class FakeGroup:
+    def __init__(self, bound: object) -> None:
+        self.bound_device_id = bound
+
+
+def nccl(monkeypatch: pytest.MonkeyPatch, devices: int, current: int, bound: object = None) -> list[object]:
+    """The real device choice with only what needs CUDA (and an NCCL group) faked."""
+    import torch
+
+    from rngstate.backends import torch as torch_backend
+
+    calls: list[object] = []
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(torch.distributed.distributed_c10d, "_get_default_group", lambda: FakeGroup(bound))
+    monkeypatch.setattr(torch.distributed, "barrier", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    calls.append(torch_backend.collective_device())
+    torch_backend.barrier()
+    return calls
+
+
+def test_nccl_collectives_use_the_local_rank_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    # set_device never called: every rank's current device is cuda:0; the local rank decides.
+    assert nccl(monkeypatch, 4, 0) == [torch.device("cuda", 2), {"device_ids": [2]}]
+    # The user chose a device, or bound the group to one: that wins.
+    assert nccl(monkeypatch, 4, 3) == [torch.device("cuda", 3), {"device_ids": [3]}]
+    bound = torch.device("cuda", 1)
+    assert nccl(monkeypatch, 4, 0, bound) == [bound, {"device_ids": [1]}]
+    # One visible device per process (CUDA_VISIBLE_DEVICES set by the launcher): cuda:0.
+    assert nccl(monkeypatch, 1, 0) == [torch.device("cuda", 0), {"device_ids": [0]}]
