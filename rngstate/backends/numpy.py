@@ -151,10 +151,29 @@ def _seed_sequence(material: bytes) -> np.random.SeedSequence:
 
 
 def _set_random_state(random_state: np.random.RandomState, snapshot: dict[str, Any]) -> None:
+    """Apply a validated legacy state.  A RandomState's bit generator is fixed in C when the
+    object is built: assigning ``random_state._bit_generator`` only rebinds a Python attribute
+    while the C generator keeps pointing into the old object's memory, which then gets freed
+    (draws from freed memory, heap corruption).  So a state of another bit generator type is
+    installed into the global through NumPy's own ``np.random.set_bit_generator``, and refused
+    for a tracked RandomState."""
     name = snapshot["bit_generator"]
-    if type(random_state._bit_generator).__name__ != name:
-        # The state belongs to another bit generator type (np.random.set_bit_generator was used).
-        random_state._bit_generator = getattr(np.random, name)()
+    live = type(random_state._bit_generator).__name__
+    if live != name:
+        if random_state is not np.random.mtrand._rand:
+            raise InvalidStateError(
+                f"cannot restore a {name} state into a RandomState using {live}; create it "
+                f"with the same bit generator: np.random.RandomState(np.random.{name}())"
+            )
+        switch = getattr(np.random, "set_bit_generator", None)
+        if switch is None:
+            raise InvalidStateError(
+                f"the state's np.random uses {name}; NumPy {np.__version__} cannot switch the "
+                "global's bit generator (np.random.set_bit_generator needs NumPy >= 1.25)"
+            )
+        bit_generator = getattr(np.random, name)()
+        bit_generator.state = snapshot
+        switch(bit_generator)  # the global's documented switch
     random_state.set_state(snapshot)
 
 
