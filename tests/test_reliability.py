@@ -803,7 +803,7 @@ def test_injected_failures_at_every_write_fsync_and_rename(tmp_path: Path,
     previous, new = states_for_crash_tests()
     path = tmp_path / "rng.state"
     calls = save_calls(tmp_path, monkeypatch, new)
-    assert {"open", "ftruncate", "write", "fsync", "replace", "close"} <= set(calls), calls
+    assert {"open", "write", "fsync", "replace", "close"} <= set(calls), calls
     replace_at = calls.index("replace")
     tried = 0
     for failure in (OSError(28, "No space left on device"), KeyboardInterrupt()):
@@ -822,13 +822,17 @@ def test_injected_failures_at_every_write_fsync_and_rename(tmp_path: Path,
                         rngstate.save(path, new)
                         raised = False
                     except (OSError, KeyboardInterrupt) as exc:
-                        assert exc is failure
+                        assert type(exc) is type(failure)
+                        if isinstance(exc, OSError):  # names the user's path, not the temporary
+                            assert repr(str(path)) in str(exc) and "rngstate-tmp" not in str(exc)
                         raised = True
                 tried += 1
                 done = point > replace_at or (point == replace_at and when == "after")
                 where = f"{type(failure).__name__} {when} {calls[point]} #{point}"
-                assert rngstate.load(path) == (new if done else previous), where
-                assert raised or done, where
+                # Opening the folder (for its lock and fsync) may fail: the save goes on.
+                folder_open = point == 0 and isinstance(failure, OSError)
+                assert rngstate.load(path) == (new if done or folder_open else previous), where
+                assert raised or done or folder_open, where
                 assert len(temporaries(tmp_path)) <= 1, where
                 rngstate.save(path, new)  # the next save works and cleans up
                 assert os.listdir(tmp_path) == [path.name], where
