@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from rngstate.errors import InvalidStateError
+from rngstate.errors import InvalidSeedError, InvalidStateError
 
 _SHOWN = 80  # characters of a bad value quoted in a message
 
@@ -92,3 +92,20 @@ def sequence(value: Any, where: str, length: int | None = None) -> list[Any]:
     if length is not None and len(value) != length:
         raise InvalidStateError(f"{where}: expected {length} items, got {len(value)}")
     return value
+
+
+def seed_text(text: str, where: str, high: int) -> int:
+    """The seed written in ``text`` (``--seed``, ``RNGSTATE_SEED``, the pytest option): plain
+    ASCII decimal digits, surrounding spaces allowed, value in [0, high].  ``int()`` would also
+    take "+7", "1_000" and non-ASCII digits (Arabic-Indic seven), which read differently elsewhere.
+
+    >>> seed_text(" 42 ", "--seed", 2**32 - 1)
+    42
+    """
+    digits = text.strip(" \t\r\n")
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= len(str(high))) or int(digits) > high:
+        raise InvalidSeedError(
+            f"{where}: {show(text)} is not a seed; write an integer in [0, {high}] in plain "
+            "decimal digits (0-9)"
+        )
+    return int(digits)

@@ -24,8 +24,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from rngstate import __version__, fileformat
-from rngstate.derive import MAX_SEED, check_seed
+from rngstate import __version__, _check, fileformat
+from rngstate.derive import MAX_SEED
 from rngstate.determinism import ENVIRONMENT
 from rngstate.diagnostics import fingerprint, plain_fingerprint
 from rngstate.errors import RNGStateError
@@ -340,11 +340,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _parse_seed(text: str, where: str = "--seed") -> int:
     try:
-        return check_seed(int(text.strip()))
-    except ValueError:
-        raise CommandLineError(f"{where}: {text!r} is not an integer in [0, {MAX_SEED}]") from None
+        return _check.seed_text(text, where, MAX_SEED)
     except RNGStateError as exc:
-        raise CommandLineError(f"{where}: {exc}") from None
+        raise CommandLineError(str(exc)) from None
 
 
 # -- main ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ msgpack ext type 1 holding the two's-complement big-endian bytes.  Loading never
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -139,7 +140,7 @@ def unpack(blob: bytes | bytearray, check_plain: bool = True) -> Any:
         raise StateFileError(f"not an rngstate file: bad magic bytes {start!r}{hint}")
     if len(blob) < HEADER_SIZE:
         raise StateFileError(f"truncated rngstate file: {len(blob)} bytes, the header alone is {HEADER_SIZE}")
-    fields = blob[len(MAGIC) : len(MAGIC) + _FIELDS.size]
+    fields = bytes(blob[len(MAGIC) : len(MAGIC) + _FIELDS.size])
     version, flags, length = _FIELDS.unpack(fields)
     if version > FORMAT_VERSION:
         raise StateFileError(
@@ -167,7 +168,9 @@ def unpack(blob: bytes | bytearray, check_plain: bool = True) -> Any:
     return data
 
 
-def _parse_payload(blob: bytes | bytearray, fields: bytes, flags: int, length: int, payload: memoryview) -> Any:
+def _parse_payload(
+    blob: bytes | bytearray, fields: bytes, flags: int, length: int, payload: memoryview
+) -> Any:
     if len(payload) != length:
         raise StateFileError(
             f"truncated or padded rngstate file: header announces {length} payload bytes, "
@@ -326,10 +329,9 @@ def write_atomic(path: str | os.PathLike[str], *chunks: bytes | memoryview) -> N
                     stale.unlink(missing_ok=True)
             _write_new(target, chunks)
             if directory is not None:
-                try:
+                # Some file systems cannot fsync a folder; the rename is still atomic.
+                with contextlib.suppress(OSError):
                     os.fsync(directory)
-                except OSError:
-                    pass  # some file systems cannot fsync a folder; the rename is still atomic
         finally:
             if directory is not None:
                 os.close(directory)  # releases the lock

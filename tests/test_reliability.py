@@ -34,7 +34,8 @@ from rngstate import backends, fileformat
 from rngstate import state as state_module
 from rngstate.runtime import RUNTIME
 from rngstate.snapshot import RNGStateWarning
-from tests.conftest import ROOT, gpu_available
+from rngstate.distributed import TopologyError
+from tests.conftest import ROOT, gpu_available, run_python
 from tests.test_state import rich_state
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -1180,3 +1181,141 @@ def test_spawned_processes(tmp_path: Path) -> None:
 def _no_leaked_scopes() -> Iterator[None]:
     yield
     assert not RUNTIME.frames, "a test left a scope open"
+
+
+# -- hostile files, paths and arguments (issue 12) ------------------------------------------------
+
+
+def test_a_file_truncated_while_it_loads_never_kills_the_reader(tmp_path: Path) -> None:
+    """load() used to memory-map the file: truncating it under the reader raised SIGBUS."""
+    path = tmp_path / "big.state"
+    blob = container(msgpack.packb({"x": b"\1" * 40_000_000}))
+    path.write_bytes(blob)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time, rngstate
+            from rngstate.errors import StateFileError
+            end, loads = time.monotonic() + 4, 0
+            while time.monotonic() < end:
+                try:
+                    rngstate.load(sys.argv[1])
+                except StateFileError:
+                    pass
+                loads += 1
+            print(loads)
+        """), str(path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    chooser = random.Random(1)
+    while reader.poll() is None:
+        with open(path, "r+b") as file:  # in place: a mapping of this inode sees the cut
+            file.truncate(chooser.randrange(len(blob)))
+            time.sleep(0.002)
+            file.seek(0)
+            file.write(blob)
+    out, err = reader.communicate()
+    assert reader.returncode == 0, f"reader ended with {reader.returncode}: {err.decode()[-500:]}"
+    assert int(out) > 0
+
+
+def test_save_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    rngstate.seed_everything(4)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    path = folder / "rng.state"
+    (folder / ".rng.state.rngstate-tmp").symlink_to(victim)  # the old, predictable name
+    for _ in range(3):
+        saved = rngstate.save(path)
+    assert victim.read_bytes() == b"precious"
+    assert path.is_file() and not path.is_symlink() and rngstate.load(path) == saved
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~fileformat._umask())
+
+
+def test_failed_save_names_the_users_path(tmp_path: Path) -> None:
+    rngstate.seed_everything(4)
+    with pytest.raises(FileNotFoundError) as caught:
+        rngstate.save(tmp_path / "missing" / "rng.state")
+    assert repr(str(tmp_path / "missing" / "rng.state")) in str(caught.value)
+    assert "rngstate-tmp" not in str(caught.value)
+
+
+def sharded_index(folder: Path, name: str) -> Path:
+    index = folder / "rng.state"
+    index.write_bytes(container(msgpack.packb(
+        {"rngstate_collective": 1, "world_size": 1, "shards": [{"file": name, "digest": b"0" * 32}]})))
+    return index
+
+
+def test_shards_get_the_same_checks_as_the_main_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    for name in ("fifo", "zero"):
+        outcome: list[BaseException | None] = []
+
+        def load(name: str = name) -> None:
+            try:
+                rngstate.load(sharded_index(tmp_path, name), rank=0)
+                outcome.append(None)
+            except BaseException as exc:  # collected for the assertion below
+                outcome.append(exc)
+
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive(), f"loading a shard that is a {name} hung"
+        assert isinstance(outcome[0], rngstate.StateFileError) and "regular file" in str(outcome[0])
+
+
+def test_oversized_files_are_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s"
+    path.write_bytes(container(msgpack.packb({"x": b"1" * 5000})))
+    monkeypatch.setattr(fileformat, "MAX_FILE_BYTES", 4096)
+    with pytest.raises(rngstate.StateFileError, match="more than any state file"):
+        rngstate.load(path)
+
+
+_PEAK = """
+import resource, sys, rngstate
+from rngstate.errors import StateFileError
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    rngstate.load(sys.argv[1])
+    outcome = "loaded"
+except StateFileError as exc:
+    outcome = str(exc)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024, outcome)
+"""
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x80" * 10_000_000,  # 10M empty maps
+        b"\xdd" + (5_000_000).to_bytes(4, "big") + b"\x91\x90" * 5_000_000,  # 5M [[]]
+        b"\xdf" + (2_500_000).to_bytes(4, "big") + b"\xa1a\x90" * 2_500_000,  # dup keys: 1 entry
+    ],
+    ids=["empty maps", "nested lists", "repeated keys"],
+)
+def test_tiny_containers_cannot_amplify_memory(payload: bytes, tmp_path: Path) -> None:
+    """A 10 MB file of millions of tiny containers took ~1.4 GB to parse."""
+    path = tmp_path / "hostile"
+    path.write_bytes(container(payload))
+    grown, _, outcome = run_python(_PEAK, str(path)).partition(" ")
+    assert "more than 32 times its size" in outcome
+    assert int(grown) < 3 * len(payload) + 20_000_000  # the file's bytes, not its objects
+
+
+def test_load_rank_must_be_a_rank(tmp_path: Path) -> None:
+    rngstate.seed_everything(1)
+    first = rngstate.capture()
+    random.random()
+    second = rngstate.capture()
+    path = tmp_path / "collective"
+    path.write_bytes(container(msgpack.packb(
+        {"rngstate_collective": 1, "world_size": 2, "ranks": [blob_of(first), blob_of(second)]})))
+    assert rngstate.load(path, rank=1) == second and rngstate.load(path, rank=0) == first
+    for rank in (-1, True, "0", 1.0):
+        with pytest.raises(TopologyError, match="takes a rank"):
+            rngstate.load(path, rank=rank)  # type: ignore[arg-type]

@@ -48,7 +48,8 @@ def check_cpu_state(data: bytes, where: str) -> bytes:
     """Raise InvalidStateError unless ``data`` is a CPU generator state torch accepts."""
     _check.blob(data, where, CPU_STATE_SIZE)
     _seed, left, seeded, next_index = _CPU_HEAD.unpack_from(data)
-    if seeded != 1 or not ((left, next_index) == (1, 0) or (1 <= left <= _MT_N and left + next_index == _MT_N + 1)):
+    position_ok = (left, next_index) == (1, 0) or (1 <= left <= _MT_N and left + next_index == _MT_N + 1)
+    if seeded != 1 or not position_ok:
         raise InvalidStateError(
             f"{where}: not a valid mt19937 state (left={left}, seeded={seeded}, next={next_index})"
         )
