@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -219,6 +220,13 @@ _TOKENS: dict[int, tuple[str, int]] = {
     0xDC: ("array", 2), 0xDD: ("array", 4), 0xDE: ("map", 2), 0xDF: ("map", 4),
 }
 
+_ONE_BYTE = frozenset([*range(0x00, 0x80), 0x80, 0x90, *range(0xE0, 0x100)])
+_RUN = re.compile(rb"[\x00-\x80\x90\xe0-\xff]+")
+_TOO_BIG = (
+    f"the payload would take more than {MEMORY_FACTOR} times its size in memory "
+    "(millions of tiny containers): refused as hostile or corrupt"
+)
+
 
 def _walk(payload: memoryview) -> None:
     """Check the msgpack structure without building it: one top-level value, nesting at most
@@ -236,6 +244,17 @@ def _walk(payload: memoryview) -> None:
         if offset >= end:
             raise StateFileError("the payload ends inside a value (a declared size is too large)")
         first = data[offset]
+        if first in _ONE_BYTE:  # a run of one-byte values (fixints, empty containers): in bulk
+            stop = min(end, offset + 1 + pending[-1])
+            run = _RUN.match(data, offset, stop).end() - offset  # type: ignore[union-attr]
+            chunk = bytes(data[offset : offset + run])
+            empty = chunk.count(0x80) + chunk.count(0x90)
+            cost += (_DICT + _SLOT) * empty + _SLOT * (run - empty)
+            pending[-1] -= run - 1
+            offset += run
+            if cost > budget:
+                raise StateFileError(_TOO_BIG)
+            continue
         kind, size = _TOKENS.get(first, ("bad", 0))
         offset += 1
         if size > 0:
@@ -277,10 +296,7 @@ def _walk(payload: memoryview) -> None:
             offset += length
             cost += _STR + length + _SLOT
         if cost > budget:
-            raise StateFileError(
-                f"the payload would take more than {MEMORY_FACTOR} times its size in memory "
-                "(millions of tiny containers): refused as hostile or corrupt"
-            )
+            raise StateFileError(_TOO_BIG)
     if offset != end:
         raise StateFileError(f"{end - offset} bytes of junk after the payload's value")
 
@@ -334,7 +350,8 @@ def write_atomic(path: str | os.PathLike[str], *chunks: bytes | memoryview) -> N
                     os.fsync(directory)
         finally:
             if directory is not None:
-                os.close(directory)  # releases the lock
+                _unlock(directory)  # explicitly: the lock must go even if close() fails
+                os.close(directory)
     except OSError as exc:
         raise type(exc)(exc.errno, f"cannot save {os.fspath(path)!r}: {exc.strerror}") from None
 
@@ -374,6 +391,12 @@ def _open_directory(directory: Path) -> int | None:
         return os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:  # some platforms cannot open folders: no lock, no folder fsync
         return None
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _lock(fd: int) -> bool:
