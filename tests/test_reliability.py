@@ -32,9 +32,9 @@ import rngstate.numpy
 import rngstate.torch
 from rngstate import backends, fileformat
 from rngstate import state as state_module
+from rngstate.distributed import TopologyError
 from rngstate.runtime import RUNTIME
 from rngstate.snapshot import RNGStateWarning
-from rngstate.distributed import TopologyError
 from tests.conftest import ROOT, gpu_available, run_python
 from tests.test_state import rich_state
 
@@ -1254,7 +1254,7 @@ def test_shards_get_the_same_checks_as_the_main_file(tmp_path: Path) -> None:
     for name in ("fifo", "zero"):
         outcome: list[BaseException | None] = []
 
-        def load(name: str = name) -> None:
+        def load(name: str = name, outcome: list[BaseException | None] = outcome) -> None:
             try:
                 rngstate.load(sharded_index(tmp_path, name), rank=0)
                 outcome.append(None)
