@@ -24,6 +24,16 @@ _DOUBLE = struct.Struct(">d")
 
 # bit generator -> ({field of state["state"]: spec}, {top-level field: spec})
 # spec: ("array", little-endian dtype, length) or ("int", low, high)
+# Invariants (what NumPy produces; decode_bit_generator_state refuses everything else):
+# * MT19937: 624 uint32 words and pos in [0, 624] (624: twist before the next draw); not the
+#   all-zero table, which draws zeros forever (legacy standard_normal would never return);
+# * PCG64, PCG64DXSM: 128-bit state and increment, the increment odd;
+# * Philox: 4 x u64 counter, 2 x u64 key, 4 x u64 output buffer, buffer_pos in [0, 4]
+#   (4: buffer used up); SFC64: 4 x u64 words;
+# * all but MT19937: has_uint32 0 or 1 and a uint32 uinteger (the half-used 64-bit draw);
+# * legacy (RandomState, global): has_gauss 0 or 1, gauss any double;
+# * the bit generator type must be the live object's (a RandomState's C generator cannot be
+#   swapped; only the global switches, through np.random.set_bit_generator).
 _SCHEMAS: dict[str, tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]]] = {
     "MT19937": ({"key": ("array", "<u4", 624), "pos": ("int", 0, 624)}, {}),
     "PCG64": (
