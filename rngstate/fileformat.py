@@ -220,8 +220,8 @@ _TOKENS: dict[int, tuple[str, int]] = {
     0xDC: ("array", 2), 0xDD: ("array", 4), 0xDE: ("map", 2), 0xDF: ("map", 4),
 }
 
-_ONE_BYTE = frozenset([*range(0x00, 0x80), 0x80, 0x90, *range(0xE0, 0x100)])
-_RUN = re.compile(rb"[\x00-\x80\x90\xe0-\xff]+")
+_ONE_BYTE = frozenset([*range(0x00, 0x80), 0x80, 0x90, 0xA0, *range(0xE0, 0x100)])
+_RUN = re.compile(rb"[\x00-\x80\x90\xa0\xe0-\xff]+")  # fixints, {}, [], "" (a singleton)
 _TOO_BIG = (
     f"the payload would take more than {MEMORY_FACTOR} times its size in memory "
     "(millions of tiny containers): refused as hostile or corrupt"
