@@ -77,12 +77,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def _clean(value: Any, limit: int = 160) -> str:
-    """A value read from a file as one safe line of text: every control or invisible character
+    r"""A value read from a file as one safe line of text: every control or invisible character
     escaped (a file cannot clear the screen, recolour or retitle the terminal, or fake lines),
     bytes as hex, long values cut.  Works for any plain data, whatever its type.
 
-    >>> _clean("gpu\x1b]0;pwned\x07")
-    'gpu\\x1b]0;pwned\\x07'
+    >>> print(_clean("title" + chr(27) + "]0;pwned" + chr(7)))
+    title\x1b]0;pwned\x07
     """
     if isinstance(value, str):
         text = value
