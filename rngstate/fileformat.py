@@ -47,7 +47,7 @@ MAX_INT_BITS = 8 * _MAX_BIGINT_BYTES - 1  # bit_length() of the widest integer a
 _MAX_DEPTH = 64
 _PERSONALIZATION = b"rngstate.file"
 MAX_FILE_BYTES = 2**32  # 4 GiB: far above any real state; a bigger "state file" is refused
-MEMORY_FACTOR = 32  # Python objects may cost at most this many times the payload (+1 MiB)
+MEMORY_FACTOR = 16  # Python objects may cost at most this many times the payload (+1 MiB)
 _MEMORY_ALLOWANCE = 2**20
 _TMP_SUFFIX = ".rngstate-tmp"
 
@@ -220,6 +220,7 @@ _TOKENS: dict[int, tuple[str, int]] = {
     0xDC: ("array", 2), 0xDD: ("array", 4), 0xDE: ("map", 2), 0xDF: ("map", 4),
 }
 
+_TABLE = [_TOKENS.get(first, ("bad", 0)) for first in range(256)]
 _ONE_BYTE = frozenset([*range(0x00, 0x80), 0x80, 0x90, 0xA0, *range(0xE0, 0x100)])
 _RUN = re.compile(rb"[\x00-\x80\x90\xa0\xe0-\xff]+")  # fixints, {}, [], "" (a singleton)
 _TOO_BIG = (
@@ -255,7 +256,7 @@ def _walk(payload: memoryview) -> None:
             if cost > budget:
                 raise StateFileError(_TOO_BIG)
             continue
-        kind, size = _TOKENS.get(first, ("bad", 0))
+        kind, size = _TABLE[first]
         offset += 1
         if size > 0:
             if offset + size > end:

@@ -600,8 +600,10 @@ def test_framework_missing_with_monkeypatch_leaves_the_rest(monkeypatch: pytest.
     torch_before = torch.get_rng_state()
     with pytest.raises(rngstate.MissingBackendError, match=r"torch.cuda.*rngstate\[torch\]"):
         rngstate.restore(data)
-    with pytest.warns(RNGStateWarning, match="torch is not installed"):
+    with pytest.warns(RNGStateWarning) as record:
         rngstate.restore(data, strict=False)
+    messages = " | ".join(str(w.message) for w in record)
+    assert "torch is not installed" in messages and "'torch.cpu' is not in the state" in messages
     assert torch.equal(torch.get_rng_state(), torch_before)
     assert "torch.cuda" not in RUNTIME.pending_streams  # nothing waits for a missing framework
 
@@ -1303,7 +1305,7 @@ def test_tiny_containers_cannot_amplify_memory(payload: bytes, tmp_path: Path) -
     path = tmp_path / "hostile"
     path.write_bytes(container(payload))
     grown, _, outcome = run_python(_PEAK, str(path)).partition(" ")
-    assert "more than 32 times its size" in outcome
+    assert "more than 16 times its size" in outcome
     assert int(grown) < 3 * len(payload) + 20_000_000  # the file's bytes, not its objects
 
 
