@@ -11,6 +11,13 @@ Layout (all integers big-endian)::
 
 Integers outside msgpack's 64-bit range (NumPy PCG64 holds 128-bit ones) are written as
 msgpack ext type 1 holding the two's-complement big-endian bytes.  Loading never runs code.
+
+Reading is bounded: a file is read into memory (never mapped: a file truncated by another
+process while mapped kills the reader with SIGBUS), must be a regular file of at most
+MAX_FILE_BYTES, and its payload is walked once before msgpack builds any object, so that
+nesting, declared sizes, extension types and the Python memory the objects will take (at most
+MEMORY_FACTOR times the payload, plus 1 MiB) are checked first.  Writing goes through a
+``mkstemp``-style temporary file under a lock on the folder (see :func:`write_atomic`).
 """
 
 from __future__ import annotations
@@ -354,14 +361,15 @@ def write_atomic(path: str | os.PathLike[str], *chunks: bytes | memoryview) -> N
                 _unlock(directory)  # explicitly: the lock must go even if close() fails
                 os.close(directory)
     except OSError as exc:
-        raise type(exc)(exc.errno, f"cannot save {os.fspath(path)!r}: {exc.strerror}") from None
+        raise type(exc)(exc.errno, f"cannot save {os.fspath(path)!r}: {exc.strerror or exc}") from None
 
 
 def _write_new(target: Path, chunks: tuple[bytes | memoryview, ...]) -> None:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TMP_SUFFIX, dir=target.parent)
     replaced = False
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # what a plain open() would have given
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, 0o666 & ~_umask())  # what a plain open() would have given
         for chunk in chunks:
             view = memoryview(chunk)
             while view:
