@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from rngstate.errors import InvalidStateError
+from rngstate.errors import InvalidSeedError, InvalidStateError
 
 _SHOWN = 80  # characters of a bad value quoted in a message
 MAX_INT_BITS = 511  # bit_length() of the widest integer a state file holds (fileformat's limit)
@@ -123,3 +123,18 @@ def plain(value: Any, where: str, depth: int = 0) -> Any:
     raise InvalidStateError(
         f"{where}: {type(value).__name__} is not plain data (allowed: str, int, bytes, list, dict)"
     )
+def seed_text(text: str, where: str, high: int) -> int:
+    """The seed written in ``text`` (``--seed``, ``RNGSTATE_SEED``, the pytest option): plain
+    ASCII decimal digits, surrounding spaces allowed, value in [0, high].  ``int()`` would also
+    take "+7", "1_000" and non-ASCII digits (Arabic-Indic seven), which read differently elsewhere.
+
+    >>> seed_text(" 42 ", "--seed", 2**32 - 1)
+    42
+    """
+    digits = text.strip(" \t\r\n")
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= len(str(high))) or int(digits) > high:
+        raise InvalidSeedError(
+            f"{where}: {show(text)} is not a seed; write an integer in [0, {high}] in plain "
+            "decimal digits (0-9)"
+        )
+    return int(digits)

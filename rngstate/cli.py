@@ -24,8 +24,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from rngstate import __version__, fileformat
-from rngstate.derive import MAX_SEED, check_seed
+from rngstate import __version__, _check, fileformat
+from rngstate.derive import MAX_SEED
 from rngstate.determinism import ENVIRONMENT
 from rngstate.diagnostics import fingerprint, plain_fingerprint
 from rngstate.errors import RNGStateError
@@ -74,6 +74,39 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     return value
+
+
+def _clean(value: Any, limit: int = 160) -> str:
+    r"""A value read from a file as one safe line of text: every control or invisible character
+    escaped (a file cannot clear the screen, recolour or retitle the terminal, or fake lines),
+    bytes as hex, long values cut.  Works for any plain data, whatever its type.
+
+    >>> print(_clean("title" + chr(27) + "]0;pwned" + chr(7)))
+    title\x1b]0;pwned\x07
+    """
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bytes):
+        text = value[: limit // 2].hex()
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value) if value.bit_length() <= 512 else f"<integer of {value.bit_length()} bits>"
+    elif isinstance(value, list):
+        more = ", ..." if len(value) > 16 else ""
+        text = "[" + ", ".join(_clean(item, limit) for item in value[:16]) + more + "]"
+    elif isinstance(value, dict):
+        items = [f"{_clean(key, limit)}: {_clean(item, limit)}" for key, item in list(value.items())[:16]]
+        text = "{" + ", ".join(items) + (", ...}" if len(value) > 16 else "}")
+    else:
+        text = f"<{type(value).__name__}>"
+    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def _emit(text: str, stream: Any = None) -> None:
+    """Print ``text``, escaping what the stream's encoding cannot show (LANG=C: ASCII only)."""
+    stream = sys.stdout if stream is None else stream
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream)
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -129,13 +162,13 @@ def _tree(substreams: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for node in sorted(nodes, key=lambda p: p.split("/")):
         depth = node.count("/")
-        label = "  " * depth + node.rsplit("/", 1)[-1]
+        label = "  " * depth + _clean(node.rsplit("/", 1)[-1])
         states = substreams.get(node)
         if states is None:
             rows.append((label, "-", "(not entered itself)"))
             continue
         size = sum(entry["size"] for entry in states.values())
-        streams = ", ".join(f"{name} {entry['fingerprint'][:8]}" for name, entry in states.items())
+        streams = ", ".join(f"{_clean(name)} {entry['fingerprint'][:8]}" for name, entry in states.items())
         rows.append((label, f"{size:,} B", streams))
     return rows
 
@@ -146,26 +179,26 @@ def _inspect_text(info: dict[str, Any]) -> str:
     devices = meta.pop("cuda_devices", None)
     lines = _table(
         [
-            ("file", f"{info['file']} ({info['file_size']:,} bytes)"),
+            ("file", f"{_clean(info['file'], 4096)} ({info['file_size']:,} bytes)"),
             ("format version", str(info["format_version"])),
             ("schema", f"{info['schema']} (derivation {info['derivation']})"),
             ("root seed", "none (never seeded)" if info["root_seed"] is None else str(info["root_seed"])),
             ("fingerprint", info["fingerprint"]),
-            ("versions", ", ".join(f"{key} {value}" for key, value in sorted(meta.items())) or "-"),
-            ("cuda devices", ", ".join(map(str, devices)) if devices else "none"),
+            ("versions", ", ".join(f"{_clean(k)} {_clean(v)}" for k, v in sorted(meta.items())) or "-"),
+            ("cuda devices", _devices(devices)),
         ],
         indent="",
     )
     if isinstance(determinism, dict) and determinism:
         lines += ["", "determinism switches at capture"]
-        lines += _table([(key, str(value)) for key, value in sorted(determinism.items())])
+        lines += _table([(_clean(key), _clean(value)) for key, value in sorted(determinism.items())])
     else:
         lines += ["", "determinism switches at capture: none recorded (no framework with switches in use)"]
     streams = info["streams"]
     lines += ["", f"streams ({len(streams)})"]
     if streams:
         rows = [("name", "size", "fingerprint")]
-        rows += [(name, f"{e['size']:,} B", e["fingerprint"]) for name, e in streams.items()]
+        rows += [(_clean(name), f"{e['size']:,} B", e["fingerprint"]) for name, e in streams.items()]
         lines += _table(rows)
     substreams = info["substreams"]
     lines += ["", f"substreams ({len(substreams)})"]
@@ -175,14 +208,23 @@ def _inspect_text(info: dict[str, Any]) -> str:
     lines += ["", f"tracked generators ({len(generators)})"]
     if generators:
         table: list[tuple[str, ...]] = [("key", "kind", "size", "fingerprint")]
-        table += [(key, e["kind"], f"{e['size']:,} B", e["fingerprint"]) for key, e in generators.items()]
+        table += [
+            (_clean(key), _clean(e["kind"]), f"{e['size']:,} B", e["fingerprint"])
+            for key, e in generators.items()
+        ]
         lines += _table(table)
     return "\n".join(lines)
 
 
+def _devices(devices: Any) -> str:
+    if not devices:
+        return "none"
+    return ", ".join(map(_clean, devices)) if isinstance(devices, list) else _clean(devices)
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     info = describe(args.file)
-    print(json.dumps(info, indent=2) if args.json else _inspect_text(info))
+    _emit(json.dumps(info, indent=2) if args.json else _inspect_text(info))
     return 0
 
 
@@ -247,20 +289,21 @@ def _diff_text(result: dict[str, Any], name_a: str, name_b: str) -> str:
         lines.append(f"root seed: {result['root_seed'][0]} != {result['root_seed'][1]}")
     if result["streams"]:
         lines.append("streams:")
-        lines += _table([(name, side(what)) for name, what in result["streams"].items()])
+        lines += _table([(_clean(name), side(what)) for name, what in result["streams"].items()])
     if result["substreams"]:
         lines.append("substreams:")
         rows = []
         for path, changed in result["substreams"].items():
-            what = changed.get("*") or ", ".join(f"{name} {how}" for name, how in changed.items())
-            rows.append((path, side(what)))
+            what = changed.get("*") or ", ".join(f"{_clean(name)} {how}" for name, how in changed.items())
+            rows.append((_clean(path), side(what)))
         lines += _table(rows)
     if result["generators"]:
         lines.append("tracked generators:")
-        lines += _table([(key, side(what)) for key, what in result["generators"].items()])
+        lines += _table([(_clean(key), side(what)) for key, what in result["generators"].items()])
     if result["metadata"]:
         lines.append("metadata (does not count as a difference):")
-        lines += _table([(key, f"{va} -> {vb}") for key, (va, vb) in result["metadata"].items()])
+        changes = result["metadata"].items()
+        lines += _table([(_clean(k), f"{_clean(va)} -> {_clean(vb)}") for k, (va, vb) in changes])
     fa, fb = result["fingerprints"]
     if result["identical"]:
         lines.insert(0, f"identical (fingerprint {fa})")
@@ -282,7 +325,7 @@ def _count(n: int, noun: str) -> str:
 def _cmd_diff(args: argparse.Namespace) -> int:
     a, b = load(args.a), load(args.b)
     result = compare(a, b)
-    print(json.dumps(result, indent=2) if args.json else _diff_text(result, args.a, args.b))
+    _emit(json.dumps(result, indent=2) if args.json else _diff_text(result, _clean(args.a), _clean(args.b)))
     return 0 if result["identical"] else EXIT_DIFFERENT
 
 
@@ -327,10 +370,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         completed = subprocess.run(command, env=env, check=False)
     except FileNotFoundError:
-        print(f"{PROG}: error: command not found: {command[0]}", file=sys.stderr)
+        _emit(f"{PROG}: error: command not found: {_clean(command[0])}", sys.stderr)
         return 127
     except PermissionError:
-        print(f"{PROG}: error: permission denied: {command[0]}", file=sys.stderr)
+        _emit(f"{PROG}: error: permission denied: {_clean(command[0])}", sys.stderr)
         return 126
     except KeyboardInterrupt:  # the child got the same SIGINT; report like a shell would
         return 130
@@ -340,11 +383,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _parse_seed(text: str, where: str = "--seed") -> int:
     try:
-        return check_seed(int(text.strip()))
-    except ValueError:
-        raise CommandLineError(f"{where}: {text!r} is not an integer in [0, {MAX_SEED}]") from None
+        return _check.seed_text(text, where, MAX_SEED)
     except RNGStateError as exc:
-        raise CommandLineError(f"{where}: {exc}") from None
+        raise CommandLineError(str(exc)) from None
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -398,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except RNGStateError as exc:  # StateFileError, CommandLineError, ...: one line, no traceback
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        _emit(f"{PROG}: error: {_clean(str(exc), 2000)}", sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `rngstate inspect f | head`: not an error worth a traceback
         # Point stdout at devnull so the interpreter's final flush does not fail again.

@@ -11,15 +11,24 @@ Layout (all integers big-endian)::
 
 Integers outside msgpack's 64-bit range (NumPy PCG64 holds 128-bit ones) are written as
 msgpack ext type 1 holding the two's-complement big-endian bytes.  Loading never runs code.
+
+Reading is bounded: a file is read into memory (never mapped: a file truncated by another
+process while mapped kills the reader with SIGBUS), must be a regular file of at most
+MAX_FILE_BYTES, and its payload is walked once before msgpack builds any object, so that
+nesting, declared sizes, extension types and the Python memory the objects will take (at most
+MEMORY_FACTOR times the payload, plus 1 MiB) are checked first.  Writing goes through a
+``mkstemp``-style temporary file under a lock on the folder (see :func:`write_atomic`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import mmap
 import os
+import re
 import stat
 import struct
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +52,10 @@ _MAX_BIGINT_BYTES = 64
 MAX_INT_BITS = 8 * _MAX_BIGINT_BYTES - 1  # bit_length() of the widest integer a file holds
 _MAX_DEPTH = 64
 _PERSONALIZATION = b"rngstate.file"
+MAX_FILE_BYTES = 2**32  # 4 GiB: far above any real state; a bigger "state file" is refused
+MEMORY_FACTOR = 16  # Python objects may cost at most this many times the payload (+1 MiB)
+_MEMORY_ALLOWANCE = 2**20
+_TMP_SUFFIX = ".rngstate-tmp"
 
 
 def _checksum(fields: bytes, payload: bytes | memoryview) -> bytes:
@@ -113,7 +126,7 @@ def pack(data: Any) -> bytes:
     return b"".join(pack_parts(data))
 
 
-def unpack(blob: bytes, check_plain: bool = True) -> Any:
+def unpack(blob: bytes | bytearray, check_plain: bool = True) -> Any:
     """Parse complete file bytes back into plain data; raise StateFileError when malformed.
 
     ``check_plain=False`` skips the walk that rejects floats, None and bools, for callers that
@@ -129,7 +142,7 @@ def unpack(blob: bytes, check_plain: bool = True) -> Any:
         raise StateFileError(f"not an rngstate file: bad magic bytes {start!r}{hint}")
     if len(blob) < HEADER_SIZE:
         raise StateFileError(f"truncated rngstate file: {len(blob)} bytes, the header alone is {HEADER_SIZE}")
-    fields = blob[len(MAGIC) : len(MAGIC) + _FIELDS.size]
+    fields = bytes(blob[len(MAGIC) : len(MAGIC) + _FIELDS.size])
     version, flags, length = _FIELDS.unpack(fields)
     if version > FORMAT_VERSION:
         raise StateFileError(
@@ -145,7 +158,9 @@ def unpack(blob: bytes, check_plain: bool = True) -> Any:
     return data
 
 
-def _parse_payload(blob: bytes, fields: bytes, flags: int, length: int, payload: memoryview) -> Any:
+def _parse_payload(
+    blob: bytes | bytearray, fields: bytes, flags: int, length: int, payload: memoryview
+) -> Any:
     if len(payload) != length:
         raise StateFileError(
             f"truncated or padded rngstate file: header announces {length} payload bytes, "
@@ -155,6 +170,7 @@ def _parse_payload(blob: bytes, fields: bytes, flags: int, length: int, payload:
         raise StateFileError("checksum mismatch: the rngstate file is corrupt (changed after writing)")
     if flags != 0:
         raise StateFileError(f"unsupported flags {flags:#06x} in the file header")
+    _walk(payload)
     try:
         with _gc.paused():
             data = msgpack.unpackb(
@@ -164,12 +180,115 @@ def _parse_payload(blob: bytes, fields: bytes, flags: int, length: int, payload:
                 ext_hook=_ext_hook,
                 object_hook=None,
                 use_list=True,
+                max_ext_len=_MAX_BIGINT_BYTES,
             )
     except StateFileError:
         raise
     except Exception as exc:  # msgpack raises many types for bad payloads
         raise StateFileError(f"the payload is not valid msgpack: {exc}") from None
     return data
+
+
+# Cost estimates (bytes of Python memory, 64-bit CPython) of what msgpack builds per item;
+# a slot in a list or dict adds 8 (list) or ~40 (dict entry incl. its share of the table).
+_LIST, _DICT, _SLOT, _ENTRY, _INT, _STR = 56, 64, 8, 40, 32, 49
+# First byte -> (kind, size of the length field or of the value).  Kinds: "int", "str", "bin",
+# "ext", "fixext", "array", "map", "bad" (nil, bool, float, 0xc1: never in a state file).
+_TOKENS: dict[int, tuple[str, int]] = {
+    **{b: ("int", 0) for b in [*range(0x00, 0x80), *range(0xE0, 0x100)]},
+    **{b: ("map", -1) for b in range(0x80, 0x90)},
+    **{b: ("array", -1) for b in range(0x90, 0xA0)},
+    **{b: ("str", -1) for b in range(0xA0, 0xC0)},
+    0xC4: ("bin", 1), 0xC5: ("bin", 2), 0xC6: ("bin", 4),
+    0xC7: ("ext", 1), 0xC8: ("ext", 2), 0xC9: ("ext", 4),
+    0xCC: ("int", 1), 0xCD: ("int", 2), 0xCE: ("int", 4), 0xCF: ("int", 8),
+    0xD0: ("int", 1), 0xD1: ("int", 2), 0xD2: ("int", 4), 0xD3: ("int", 8),
+    0xD4: ("fixext", 1), 0xD5: ("fixext", 2), 0xD6: ("fixext", 4), 0xD7: ("fixext", 8),
+    0xD8: ("fixext", 16),
+    0xD9: ("str", 1), 0xDA: ("str", 2), 0xDB: ("str", 4),
+    0xDC: ("array", 2), 0xDD: ("array", 4), 0xDE: ("map", 2), 0xDF: ("map", 4),
+}
+
+_TABLE = [_TOKENS.get(first, ("bad", 0)) for first in range(256)]
+_ONE_BYTE = frozenset([*range(0x00, 0x80), 0x80, 0x90, 0xA0, *range(0xE0, 0x100)])
+_RUN = re.compile(rb"[\x00-\x80\x90\xa0\xe0-\xff]+")  # fixints, {}, [], "" (a singleton)
+_TOO_BIG = (
+    f"the payload would take more than {MEMORY_FACTOR} times its size in memory "
+    "(millions of tiny containers): refused as hostile or corrupt"
+)
+
+
+def _walk(payload: memoryview) -> None:
+    """Check the msgpack structure without building it: one top-level value, nesting at most
+    _MAX_DEPTH, declared sizes that fit the bytes left, only the big-integer extension, no
+    nil/bool/float, and an estimated Python memory cost within MEMORY_FACTOR x the payload."""
+    data = payload.cast("B") if payload.format != "B" else payload
+    end, offset, cost = len(data), 0, 0
+    budget = MEMORY_FACTOR * end + _MEMORY_ALLOWANCE
+    pending = [1]  # items still expected at each open nesting level
+    while pending:
+        if pending[-1] == 0:
+            pending.pop()
+            continue
+        pending[-1] -= 1
+        if offset >= end:
+            raise StateFileError("the payload ends inside a value (a declared size is too large)")
+        first = data[offset]
+        if first in _ONE_BYTE:  # a run of one-byte values (fixints, empty containers): in bulk
+            stop = min(end, offset + 1 + pending[-1])
+            run = _RUN.match(data, offset, stop).end() - offset  # type: ignore[union-attr]
+            chunk = bytes(data[offset : offset + run])
+            empty = chunk.count(0x80) + chunk.count(0x90)
+            cost += (_DICT + _SLOT) * empty + _SLOT * (run - empty)
+            pending[-1] -= run - 1
+            offset += run
+            if cost > budget:
+                raise StateFileError(_TOO_BIG)
+            continue
+        kind, size = _TABLE[first]
+        offset += 1
+        if size > 0:
+            if offset + size > end:
+                raise StateFileError("the payload ends inside a value")
+            length = int.from_bytes(data[offset : offset + size], "big")
+        else:
+            length = first & (0x1F if kind == "str" else 0x0F)
+        if kind == "int":
+            offset += size
+            cost += _SLOT if size == 0 else _INT + _SLOT  # fixints are CPython's cached ints
+            continue
+        if kind == "bad":
+            raise StateFileError(f"the payload holds a msgpack value of type {first:#04x} (nil, bool, float "
+                                 "or reserved); only plain data is allowed")
+        if kind in ("array", "map"):
+            offset += max(size, 0)
+            items = length * 2 if kind == "map" else length
+            if items > end - offset:  # every item takes at least one byte
+                raise StateFileError(f"a msgpack {kind} declares {length} items but only "
+                                     f"{end - offset} bytes follow")
+            if len(pending) > _MAX_DEPTH:
+                raise StateFileError(f"the payload is nested deeper than {_MAX_DEPTH} levels")
+            cost += (_DICT + _ENTRY * length) if kind == "map" else (_LIST + _SLOT * length)
+            pending.append(items)
+        else:  # str, bin, ext, fixext: a length, then (ext) a type byte, then the bytes
+            if kind == "fixext":
+                length = size
+            else:
+                offset += max(size, 0)
+            if kind in ("ext", "fixext"):
+                if offset >= end or data[offset] != _BIGINT_EXT or not 0 < length <= _MAX_BIGINT_BYTES:
+                    code = data[offset] if offset < end else -1
+                    raise StateFileError(f"unknown msgpack extension type {code} ({length} bytes)")
+                offset += 1
+            if offset + length > end:
+                raise StateFileError(f"a msgpack {kind} declares {length} bytes but only "
+                                     f"{end - offset} follow")
+            offset += length
+            cost += _STR + length + _SLOT
+        if cost > budget:
+            raise StateFileError(_TOO_BIG)
+    if offset != end:
+        raise StateFileError(f"{end - offset} bytes of junk after the payload's value")
 
 
 def _check_plain(value: Any, depth: int) -> None:
@@ -187,81 +306,99 @@ def _check_plain(value: Any, depth: int) -> None:
         raise StateFileError(f"the payload holds a {type(value).__name__}; only plain data is allowed")
 
 
-def temporary_path(path: Path) -> Path:
-    """The one temporary file ``write_atomic`` uses for ``path`` (reused, so at most one)."""
-    return path.with_name(f".{path.name}.rngstate-tmp")
+def temporaries(path: Path) -> list[Path]:
+    """Temporary files of saves to ``path`` that did not finish (their process died)."""
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    return [path.parent / n for n in names if n.startswith(prefix) and n.endswith(_TMP_SUFFIX)]
 
 
 def write_atomic(path: str | os.PathLike[str], *chunks: bytes | memoryview) -> None:
     """Write ``chunks`` to ``path`` so that a crash leaves either the old or the new file.
 
-    The temporary file is locked while it is written and renamed, so processes saving to the
-    same path at once (every rank of a job, say) take turns instead of writing into one file.
-    A temporary file left by a killed process is reused, hence cleaned up, by the next save.
+    The data goes to a new temporary file in the same folder, created the way
+    ``tempfile.mkstemp`` does (unique name, exclusive create, never through a symbolic link),
+    which is fsynced and renamed onto ``path``.  Saves into one folder hold a lock on the folder
+    while they write, so processes saving to the same path at once take turns, and a temporary
+    file left behind by a killed save is removed by the next save to that path.  Errors name
+    ``path``, never the temporary file.
     """
     target = Path(path)
-    temporary = temporary_path(target)
-    fd = _open_locked(temporary)
+    try:
+        directory = _open_directory(target.parent)
+        try:
+            if directory is not None and _lock(directory):
+                for stale in temporaries(target):  # their writers died holding the lock
+                    stale.unlink(missing_ok=True)
+            _write_new(target, chunks)
+            if directory is not None:
+                # Some file systems cannot fsync a folder; the rename is still atomic.
+                with contextlib.suppress(OSError):
+                    os.fsync(directory)
+        finally:
+            if directory is not None:
+                _unlock(directory)  # explicitly: the lock must go even if close() fails
+                os.close(directory)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot save {os.fspath(path)!r}: {exc.strerror or exc}") from None
+
+
+def _write_new(target: Path, chunks: tuple[bytes | memoryview, ...]) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=_TMP_SUFFIX, dir=target.parent)
     replaced = False
     try:
+        if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+            os.fchmod(fd, 0o666 & ~_umask())  # what a plain open() would have given
         for chunk in chunks:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
         os.fsync(fd)
-        os.replace(temporary, target)
+        os.replace(name, target)
         replaced = True
-    except BaseException:
-        if not replaced:  # still locked by us: nobody else is using this temporary file
-            temporary.unlink(missing_ok=True)
-        raise
-    finally:
-        os.close(fd)  # releases the lock
-    _fsync_directory(target.parent)
-
-
-def _open_locked(temporary: Path) -> int:
-    """Open ``temporary`` for writing, empty, holding an exclusive lock on it."""
-    while True:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            if fcntl is not None and not _lock(fd, temporary):
-                os.close(fd)  # the save we waited for renamed this file onto its target
-                continue
-            try:
-                os.ftruncate(fd, 0)
-            except BaseException:
-                temporary.unlink(missing_ok=True)  # ours: we hold its lock
-                raise
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-
-def _lock(fd: int, temporary: Path) -> bool:
-    """Wait for the lock on ``fd``; False when the file is no longer the one at ``temporary``."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except OSError:  # a file system without locks: write unserialized, as before
-        return True
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(temporary))
-    except FileNotFoundError:
-        return False
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
+        if not replaced:
+            Path(name).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask without changing it (os.umask sets it, which races with threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _open_directory(directory: Path) -> int | None:
+    try:
+        return os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # some platforms cannot open folders: no lock, no folder fsync
+        return None
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _lock(fd: int) -> bool:
+    """Wait for the exclusive lock on the folder ``fd``; False where locks are unavailable."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # a file system without locks: write unserialized
+        return False
+    return True
 
 
 def read(path: str | os.PathLike[str], check_plain: bool = True) -> Any:
@@ -280,23 +417,51 @@ def read(path: str | os.PathLike[str], check_plain: bool = True) -> Any:
     except ValueError as exc:  # a NUL byte in the path
         raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc}") from None
     try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise StateFileError(f"{os.fspath(path)!r} is a directory, not a state file")
-        if not stat.S_ISREG(info.st_mode):
-            raise StateFileError(f"{os.fspath(path)!r} is not a regular file (a pipe or a device?)")
-        if info.st_size == 0:
-            blob: bytes | mmap.mmap = b""
-        else:  # map instead of read: no 100 MB copy for large states
-            blob = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    except OSError as exc:
-        raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
+        blob = _read_regular(fd, os.fspath(path))
     finally:
-        os.close(fd)  # the map holds its own reference to the file
+        os.close(fd)
     try:
-        return unpack(blob, check_plain)  # type: ignore[arg-type]  # mmap is a bytes-like buffer
+        return unpack(blob, check_plain)
     except StateFileError as exc:
         raise StateFileError(f"{os.fspath(path)}: {exc}") from None
+
+
+def read_bytes(path: str | os.PathLike[str]) -> bytearray:
+    """The bytes of the regular file ``path`` (at most MAX_FILE_BYTES); StateFileError else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise StateFileError(f"cannot read {os.fspath(path)!r}: {exc.strerror}") from None
+    try:
+        return _read_regular(fd, os.fspath(path))
     finally:
-        if isinstance(blob, mmap.mmap):
-            blob.close()
+        os.close(fd)
+
+
+def _read_regular(fd: int, name: str) -> bytearray:
+    """Read the open file ``fd`` into memory.  Never mapped: a mapped file that another process
+    truncates kills the reader with SIGBUS; a read just comes back short."""
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise StateFileError(f"{name!r} is a directory, not a state file")
+        if not stat.S_ISREG(info.st_mode):
+            raise StateFileError(f"{name!r} is not a regular file (a pipe or a device?)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise StateFileError(
+                f"{name!r} has {info.st_size} bytes, more than any state file "
+                f"({MAX_FILE_BYTES} at most)"
+            )
+        buffer = bytearray(info.st_size)
+        view, filled = memoryview(buffer), 0
+        while filled < info.st_size:
+            count = os.readv(fd, [view[filled:]])
+            if count == 0:  # truncated while we read: unpack reports a short file
+                break
+            filled += count
+        del view
+        if filled < info.st_size:
+            del buffer[filled:]
+        return buffer
+    except OSError as exc:
+        raise StateFileError(f"cannot read {name!r}: {exc.strerror}") from None

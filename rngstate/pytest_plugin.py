@@ -61,15 +61,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _parse(text: str, where: str) -> int:
+    from rngstate import _check
     from rngstate.derive import MAX_SEED
+    from rngstate.errors import InvalidSeedError
 
     try:
-        value = int(text.strip())
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise pytest.UsageError(f"{where}: {text!r} is not an integer in [0, {MAX_SEED}]")
-    return value
+        return _check.seed_text(text, where, MAX_SEED)
+    except InvalidSeedError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:

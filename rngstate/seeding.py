@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
-from rngstate import backends
+from rngstate import _check, backends
 from rngstate.backends import importhook
 from rngstate.derive import MAX_SEED, check_seed, derive_bytes, derived_int, split_path
-from rngstate.errors import InvalidSeedError, NoRootSeedError
+from rngstate.errors import NoRootSeedError
 from rngstate.runtime import RUNTIME
 
 logger = logging.getLogger(__name__)
@@ -22,12 +22,7 @@ def _seed_from_environment() -> int:
             f"seed_everything() got no seed and {SEED_VARIABLE} is not set: pass a seed, "
             f"e.g. seed_everything(42), or run under `rngstate run --seed 42 -- ...`"
         )
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise InvalidSeedError(
-            f"{SEED_VARIABLE}={text!r} is not an integer in [0, {MAX_SEED}]"
-        ) from None
+    return _check.seed_text(text, SEED_VARIABLE, MAX_SEED)
 
 
 def seed_everything(seed: int | None = None, *, deterministic: bool = False) -> int:

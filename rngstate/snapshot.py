@@ -112,8 +112,7 @@ def _plan(
         if name not in decoded.streams:
             problems.append(
                 f"the live stream {name!r} is not in the state (it was captured before "
-                f"{backends.framework_of(name)} was in use); restore with strict=False to "
-                "leave it as it is"
+                f"{backends.framework_of(name)} was in use); strict=False leaves it as it is"
             )
     for key, tracked in RUNTIME.tracked.items():
         if key not in decoded.generators:

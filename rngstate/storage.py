@@ -94,6 +94,8 @@ def load(path: str | os.PathLike[str], *, rank: int | None = None, reshard: bool
     derivation for the new rank.  Any problem with the file raises
     :class:`~rngstate.StateFileError`.
     """
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 0):
+        raise TopologyError(f"load(rank=...) takes a rank: an int >= 0, got {_check.show(rank)}")
     data = fileformat.read(path, check_plain=False)  # decode() below checks every value
     if isinstance(data, dict) and COLLECTIVE in data:
         return _load_collective(path, data, rank, reshard)
@@ -127,6 +129,7 @@ def _load_collective(
             "reshard=True to re-derive per-rank streams for a job of another size"
         )
     index = wanted if wanted < world_size else 0
+    blob: bytes | bytearray
     if entries == "shards":
         blob = _read_shard(path, items[index], index)
     else:
@@ -143,7 +146,7 @@ def _check_blob(path: str | os.PathLike[str], blob: Any, index: int) -> bytes:
     return blob
 
 
-def _read_shard(path: str | os.PathLike[str], entry: Any, index: int) -> bytes:
+def _read_shard(path: str | os.PathLike[str], entry: Any, index: int) -> bytes | bytearray:
     try:
         _check.mapping(entry, f"shards[{index}]", ("file", "digest"))
         name = _check.text(entry["file"], f"shards[{index}].file")
@@ -153,10 +156,7 @@ def _read_shard(path: str | os.PathLike[str], entry: Any, index: int) -> bytes:
     if not name or "\0" in name or os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
         raise StateFileError(f"{os.fspath(path)}: shard name {name!r} must be a plain file name")
     shard = Path(path).with_name(name)
-    try:
-        blob = shard.read_bytes()
-    except OSError as exc:
-        raise StateFileError(f"cannot read shard {os.fspath(shard)!r}: {exc.strerror}") from None
+    blob = fileformat.read_bytes(shard)  # a regular file of bounded size, like the index
     if hashlib.blake2b(blob, digest_size=32).digest() != digest:
         raise StateFileError(f"shard {os.fspath(shard)!r} does not match its index (corrupt or replaced)")
     return blob

@@ -36,10 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 KINDS = (  # (name, share of the cases)
-    ("mutated file", 0.35),
-    ("random bytes", 0.10),
-    ("mutated dict", 0.35),
-    ("mutated dict in a file", 0.20),
+    ("mutated file", 0.30),
+    ("random bytes", 0.05),
+    ("mutated dict", 0.30),
+    ("mutated dict in a file", 0.15),
+    ("hostile structure", 0.10),  # valid checksum, hostile msgpack structure (issue 12)
+    ("type swap", 0.10),  # one field of a real state holds a value of another type
 )
 
 
@@ -66,6 +68,14 @@ def run_case(fuzz: Any, seed: int, index: int, folder: Path) -> tuple[str, str]:
         return kind, fuzz.guarded(fuzz.check_file, blob, folder / "case", strict)
     if kind == "random bytes":
         return kind, fuzz.guarded(fuzz.check_file, fuzz.random_file(rng), folder / "case", strict)
+    if kind == "hostile structure":
+        blob = fuzz.container(fuzz.hostile_payload(rng))
+        return kind, fuzz.guarded(fuzz.check_file, blob, folder / "case", strict)
+    if kind == "type swap":
+        base = rng.choice(fuzz.base_states())
+        path, name = rng.choice(fuzz.type_swaps(base))
+        blob = fuzz.fileformat.pack(fuzz.swapped(base, path, name))
+        return kind, fuzz.guarded(fuzz.check_file, blob, folder / "case", strict)
     mutated = fuzz.mutate_dict(rng, rng.choice(fuzz.base_states()))
     if kind == "mutated dict":
         return kind, fuzz.guarded(fuzz.check_dict, mutated, strict)

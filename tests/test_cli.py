@@ -155,8 +155,8 @@ def corrupt_copy(tmp_path: Path) -> Path:
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         ([], "no command given"),
         (["inspect", "--colour", "x"], "unrecognized arguments"),
-        (["run", "--seed", "abc", "--", "true"], "--seed: 'abc' is not an integer in [0, 4294967295]"),
-        (["run", "--seed", "-3", "--", "true"], "--seed: '-3' is not an integer in [0, 4294967295]"),
+        (["run", "--seed", "abc", "--", "true"], "--seed: 'abc' is not a seed; write an integer in [0, "),
+        (["run", "--seed", "-3", "--", "true"], "--seed: '-3' is not a seed; write an integer in [0, "),
         (["run", "--seed", "1"], "run needs a command after `--`"),
     ],
 )
@@ -242,3 +242,79 @@ def test_run_child_environment_leaves_parent_alone() -> None:
     before = dict(os.environ)
     main(["run", "--seed", "4", "--deterministic", "--", sys.executable, "-c", "pass"])
     assert dict(os.environ) == before
+
+
+# -- hostile files and terminals (issue 12, item 7) -----------------------------------------------
+
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e\r\nfake line"
+
+
+def hostile_file(tmp_path: Path) -> Path:
+    """A well-formed state whose metadata holds escape sequences and unexpected types."""
+    from rngstate import fileformat
+
+    rngstate.seed_everything(1)
+    rngstate.torch.generator("loader")
+    data = rngstate.capture().to_dict()
+    data["metadata"] = {
+        "cuda_devices": 5,  # a number where a list of names belongs
+        "torch": ESCAPES,
+        "determinism": [ESCAPES],
+        "évil" + ESCAPES: [1, b"\x1b", {"k": ESCAPES}],
+    }
+    path = tmp_path / "hostile.rngstate"
+    path.write_bytes(fileformat.pack(data))
+    return path
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_inspect_never_sends_control_characters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], json_output: bool
+) -> None:
+    path = hostile_file(tmp_path)
+    code, out, err = run_main(capsys, "inspect", *(["--json"] if json_output else []), path)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert not any(c != "\n" and not c.isprintable() for c in out), out
+    assert not any(line.startswith("fake line") for line in lines)
+    assert "\\x1b" in out or "\\u001b" in out
+
+
+def test_diff_never_sends_control_characters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = hostile_file(tmp_path)
+    other = make_state(tmp_path / "b.rngstate")
+    code, out, err = run_main(capsys, "diff", path, other and tmp_path / "b.rngstate")
+    assert code == 1 and err == ""
+    assert not any(c != "\n" and not c.isprintable() for c in out), out
+
+
+def test_inspect_survives_an_ascii_only_terminal(tmp_path: Path) -> None:
+    path = hostile_file(tmp_path)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C", "PYTHONUTF8": "0"}
+    for argv in (["inspect", str(path)], ["inspect", str(tmp_path / "missing-é")]):
+        result = subprocess.run([sys.executable, "-m", "rngstate", *argv], capture_output=True, env=env)
+        assert b"Traceback" not in result.stderr, result.stderr.decode()
+        assert all(byte < 128 for byte in result.stdout + result.stderr)
+        assert result.returncode in (0, 2) and result.stderr.count(b"\n") <= 1
+
+
+@pytest.mark.parametrize("text", ["+7", "1_000", "\u0667", "7.0", "0x10", "-1", "4294967296", " ", ""])
+def test_seed_is_plain_ascii_decimal_everywhere(
+    text: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rngstate.errors import InvalidSeedError
+
+    message = "is not a seed; write an integer in [0, 4294967295] in plain decimal digits (0-9)"
+    code, _, err = run_main(capsys, "run", "--seed", text, "--", sys.executable, "-c", "pass")
+    assert code == 2 and message in err and err.count("\n") == 1
+    monkeypatch.setenv("RNGSTATE_SEED", text)
+    with pytest.raises(InvalidSeedError, match=re.escape(message)):
+        rngstate.seed_everything()
+    code, _, err = run_main(capsys, "run", "--", sys.executable, "-c", "pass")
+    assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("text", ["0", "7", " 42 ", "007", "4294967295"])
+def test_plain_decimal_seeds_are_taken(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNGSTATE_SEED", text)
+    assert rngstate.seed_everything() == int(text)

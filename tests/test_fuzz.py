@@ -70,16 +70,37 @@ def base_states() -> tuple[dict[str, Any], ...]:
         rich["streams"]["paddle.cpu"] = synthetic_paddle_cpu()
         rich["substreams"]["a"]["paddle.cpu"] = synthetic_paddle_cpu()
     old = fileformat.read(DATA / "v1.rngstate")
-    return rich, old
+    return rich, old, numpy_state()
+
+
+BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
+
+
+def numpy_state() -> dict[str, Any]:
+    """Every NumPy bit generator: the global on PCG64 (np.random.set_bit_generator) and tracked
+    Generators and RandomStates of each kind, with Gaussian caches and buffered uint32s."""
+    saved = RUNTIME.__dict__.copy()
+    try:
+        RUNTIME.reset()
+        rngstate.seed_everything(8)
+        np.random.set_bit_generator(np.random.PCG64(3))
+        np.random.standard_normal()
+        for name in BIT_GENERATORS:
+            rngstate.track(np.random.Generator(getattr(np.random, name)(1)), f"gen.{name}").integers(9)
+            rngstate.track(np.random.RandomState(getattr(np.random, name)(2)), f"rs.{name}").standard_normal()
+        return rngstate.capture().to_dict()
+    finally:
+        np.random.set_bit_generator(np.random.MT19937(0))
+        RUNTIME.__dict__.update(saved)
 
 
 @cache
 def base_files() -> tuple[bytes, ...]:
     """Valid files: the states above, and collective files (every rank's file in one)."""
-    rich, old = base_states()
+    rich, old, numpy = base_states()
     rich_blob, old_blob = fileformat.pack(rich), fileformat.pack(old)
     collective = {"rngstate_collective": 1, "world_size": 2, "ranks": [rich_blob, old_blob]}
-    return rich_blob, old_blob, fileformat.pack(collective)
+    return rich_blob, old_blob, fileformat.pack(collective), fileformat.pack(numpy)
 
 
 # -- mutators (a random.Random drives them: hypothesis' or a seeded one) ---------------------
@@ -262,6 +283,66 @@ def random_file(rng: random.Random) -> bytes:
     return prefix + rng.randbytes(size)
 
 
+def hostile_payload(rng: random.Random) -> bytes:
+    """A payload with a valid checksum but a hostile structure: deep nesting, declared sizes
+    far beyond the bytes that follow, unknown extension types, millions of tiny containers,
+    nil/bool/float where plain data belongs; alone or spliced into a real state."""
+    op = rng.randrange(7)
+    if op == 0:  # deep nesting of arrays or maps
+        depth = rng.choice([65, 66, 200, 1100, 100_000])
+        opener = rng.choice([b"\x91", b"\x81\xa1k"])
+        body = opener * depth + rng.choice([b"\x01", b"\xc0", b""])
+    elif op == 1:  # a huge declared size
+        head = rng.choice([b"\xdd", b"\xdf", b"\xc6", b"\xdb", b"\xc9", b"\xdc", b"\xde", b"\xc5", b"\xda"])
+        width = 2 if head in (b"\xdc", b"\xde", b"\xc5", b"\xda") else 4
+        body = head + rng.choice([2**(8 * width) - 1, 2**(8 * width - 1), 70_000 % 2**(8 * width)]).to_bytes(
+            width, "big") + rng.randbytes(rng.randrange(64))
+    elif op == 2:  # an extension type other than the big integer (or a bad big integer)
+        code = rng.choice([-1, 0, 1, 2, 3, 127, -128])  # -1: msgpack's timestamp
+        size = rng.choice([0, 1, 2, 4, 8, 12, 16, 65, 300])
+        fixed = {1: b"\xd4", 2: b"\xd5", 4: b"\xd6", 8: b"\xd7", 16: b"\xd8"}
+        head = fixed[size] if size in fixed and rng.random() < 0.5 else b"\xc8" + size.to_bytes(2, "big")
+        body = b"\x81\xa6schema" + head + (code % 256).to_bytes(1, "big") + rng.randbytes(size)
+    elif op == 3:  # many tiny containers
+        count = rng.choice([10_000, 300_000, 2_000_000])
+        unit = rng.choice([b"\x80", b"\x90", b"\x91\x90", b"\x81\xa0\x90", b"\xa0"])
+        body = b"\xdd" + count.to_bytes(4, "big") + unit * count
+    elif op == 4:  # nil, bool or float in place of plain data
+        body = msgpack.packb({"schema": rng.choice([None, True, 1.0]), "streams": {}})
+    else:  # one hostile value spliced into a real state, in place of any field
+        state = copy.deepcopy(rng.choice(base_states()))
+        path = rng.choice(paths(state)[1:])
+        marker = "\x00HOSTILE\x00"
+        get(state, path[:-1])[path[-1]] = marker
+        blob = fileformat.pack(state)[fileformat.HEADER_SIZE:]
+        inner = hostile_payload(rng) if rng.random() < 0.5 else b"\xc0"
+        body = blob.replace(msgpack.packb(marker), inner, 1)
+    return body
+
+
+# Values of every type a field can be swapped to (a "type swap" of a real file).
+SWAPS: dict[str, Any] = {"int": 7, "big int": 2**100, "str": "7", "bytes": b"\x07", "list": [7],
+                         "dict": {"k": 7}, "empty list": [], "empty dict": {}}
+
+
+def type_swaps(state: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Every (field, new type) pair where the new type differs from the field's own."""
+    out = []
+    for path in paths(state)[1:]:
+        value = get(state, path)
+        own = type(value)
+        for name, swap in SWAPS.items():
+            if type(swap) is not own:
+                out.append((path, name))
+    return out
+
+
+def swapped(state: dict[str, Any], path: tuple[Any, ...], name: str) -> dict[str, Any]:
+    data = copy.deepcopy(state)
+    get(data, path[:-1])[path[-1]] = copy.deepcopy(SWAPS[name])
+    return data
+
+
 # -- the properties --------------------------------------------------------------------------
 
 
@@ -377,7 +458,7 @@ def live_state() -> None:
 
 
 @FUZZ
-@given(rng=st.randoms(use_true_random=False), which=st.integers(0, 2), strict=st.booleans())
+@given(rng=st.randoms(use_true_random=False), which=st.integers(0, 3), strict=st.booleans())
 def test_mutated_files(folder: Path, rng: random.Random, which: int, strict: bool) -> None:
     guarded(check_file, mutate_file(rng, base_files()[which]), folder / "mutated", strict)
 
@@ -415,7 +496,7 @@ def test_made_up_payloads(folder: Path, value: Any, shape: str) -> None:
 
 
 @FUZZ
-@given(rng=st.randoms(use_true_random=False), which=st.integers(0, 1), strict=st.booleans())
+@given(rng=st.randoms(use_true_random=False), which=st.integers(0, 2), strict=st.booleans())
 def test_mutated_state_dicts(rng: random.Random, which: int, strict: bool) -> None:
     guarded(check_dict, mutate_dict(rng, base_states()[which]), strict)
 
@@ -423,7 +504,7 @@ def test_mutated_state_dicts(rng: random.Random, which: int, strict: bool) -> No
 @FUZZ
 @given(rng=st.randoms(use_true_random=False), strict=st.booleans())
 def test_mutated_states_through_files(folder: Path, rng: random.Random, strict: bool) -> None:
-    mutated = mutate_dict(rng, base_states()[rng.randrange(2)])
+    mutated = mutate_dict(rng, base_states()[rng.randrange(3)])
     try:
         blob = fileformat.pack(mutated)
     except rngstate.StateFileError:  # not plain data: the dict path covers it
@@ -436,9 +517,8 @@ def test_bases_are_valid(folder: Path) -> None:
     base_states()
     RUNTIME.refresh()  # strict unless another test imported a framework the bases predate
     strict = set(RUNTIME.active) <= {"python", "numpy", "torch.cpu"}
-    for blob in base_files()[:2]:
+    for blob in base_files():
         assert guarded(check_file, blob, folder / "base", strict) == "restored"
-    assert guarded(check_file, base_files()[2], folder / "base", strict) == "restored"
     for data in base_states():
         assert guarded(check_dict, data, strict) == "restored"
 
@@ -451,3 +531,103 @@ def test_the_checks_catch_escapes() -> None:
 
     with pytest.raises(FuzzError, match="KeyError escaped"):
         guarded(leaks, None)
+
+
+# -- structure-aware cases (issue 12) --------------------------------------------------------
+
+
+@FUZZ
+@given(rng=st.randoms(use_true_random=False))
+def test_hostile_structures_are_refused(folder: Path, rng: random.Random) -> None:
+    """A valid checksum around a hostile structure: refused with StateFileError, quickly, without
+    building millions of objects (the memory test is in test_reliability)."""
+    outcome = guarded(check_file, container(hostile_payload(rng)), folder / "hostile")
+    assert outcome.startswith("refused") or outcome == "restored"
+
+
+@pytest.mark.parametrize("which", [0, 2])
+def test_type_swap_on_every_field(folder: Path, which: int) -> None:
+    """Every field of a real file, in turn, holds a value of every other type."""
+    base = base_states()[which]
+    outcomes: dict[str, int] = {}
+    for path, name in type_swaps(base):
+        data = swapped(base, path, name)
+        outcome = guarded(check_file, fileformat.pack(data), folder / "swap")
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("refused", 0) > 100, outcomes
+
+
+class ProtocolRandom:
+    """A user object tracked through the ``__rngstate_get__`` protocol (the kind "object")."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def __rngstate_get__(self) -> Any:
+        return rngstate.generator_state(self.rng)
+
+    def __rngstate_set__(self, state: Any) -> None:
+        rngstate.set_generator_state(self.rng, state)
+
+
+def _numpy_draws(g: Any, n: int) -> list[Any]:
+    return [*g.random(n).tolist(), g.standard_normal(), *g.integers(0, 2**32, 3, dtype=np.uint32).tolist()]
+
+
+def _legacy_draws(g: Any, n: int) -> list[Any]:
+    return [*g.random_sample(n).tolist(), g.standard_normal(), *g.randint(0, 2**31, 3).tolist()]
+
+
+KINDS: dict[str, tuple[Callable[[int], Any], Callable[[Any, int], list[Any]]]] = {
+    "python.Random": (random.Random, lambda g, n: [*(g.random() for _ in range(n)), g.gauss(0, 1)]),
+    "torch.Generator": (
+        lambda s: torch.Generator().manual_seed(s),
+        lambda g, n: [*torch.rand(n, generator=g).tolist(), *torch.randn(3, generator=g).tolist()],
+    ),
+    "object": (ProtocolRandom, lambda g, n: [g.rng.random() for _ in range(n)]),
+    **{f"numpy.Generator {b}": (lambda s, b=b: np.random.Generator(getattr(np.random, b)(s)), _numpy_draws)
+       for b in BIT_GENERATORS},
+    **{
+        f"numpy.RandomState {b}": (
+            lambda s, b=b: np.random.RandomState(getattr(np.random, b)(s)), _legacy_draws
+        )
+        for b in BIT_GENERATORS
+    },
+}
+
+
+def global_draws(n: int) -> list[Any]:
+    return [*(random.random() for _ in range(n)), random.gauss(0, 1), *np.random.random(n).tolist(),
+            np.random.standard_normal(), *torch.rand(n).tolist(), *torch.randn(3).tolist()]
+
+
+@FUZZ
+@given(kind=st.sampled_from(sorted(KINDS)), seed=st.integers(0, 2**32 - 1), before=st.integers(0, 1500),
+       after=st.integers(1, 1500), through=st.sampled_from(["state", "dict", "file"]),
+       global_bits=st.sampled_from(BIT_GENERATORS))
+def test_restore_continues_like_the_uninterrupted_stream(
+    folder: Path, kind: str, seed: int, before: int, after: int, through: str, global_bits: str
+) -> None:
+    """For every generator kind (and the global streams, NumPy's on every bit generator):
+    restore(capture()) after random draws continues exactly like the uninterrupted stream."""
+    make, draw = KINDS[kind]
+    RUNTIME.reset()  # a fresh runtime per example (the fixture is per test)
+    rngstate.seed_everything(seed)
+    if global_bits != "MT19937":
+        np.random.set_bit_generator(getattr(np.random, global_bits)(seed))
+    try:
+        generator = rngstate.track(make(seed), "g")
+        draw(generator, before)
+        global_draws(before % 700)
+        state = rngstate.capture()
+        if through == "dict":
+            state = rngstate.RNGState.from_dict(state.to_dict())
+        elif through == "file":
+            state = rngstate.load(rngstate.save(folder / "property", state) and folder / "property")
+        expected = (draw(generator, after), global_draws(after % 700))
+        draw(generator, 17)
+        global_draws(5)
+        rngstate.restore(state)
+        assert (draw(generator, after), global_draws(after % 700)) == expected
+    finally:
+        np.random.set_bit_generator(np.random.MT19937(0))

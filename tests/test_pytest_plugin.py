@@ -123,9 +123,11 @@ def test_ini_option(inner: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "ini", "message"),
     [
-        (["--rngstate-seed=abc"], "", "--rngstate-seed: 'abc' is not an integer in [[]0, 4294967295]"),
-        (["--rngstate-seed=-1"], "", "--rngstate-seed: '-1' is not an integer*"),
-        ([], "[pytest]\nrngstate_seed = 2**40\n", "ini option rngstate_seed: '2[*][*]40' is not an integer*"),
+        (["--rngstate-seed=abc"], "", "--rngstate-seed: 'abc' is not a seed; write an integer in [[]0, 4294967295]"),  # noqa: E501
+        (["--rngstate-seed=-1"], "", "--rngstate-seed: '-1' is not a seed*"),
+        (["--rngstate-seed=+7"], "", "--rngstate-seed: '+7' is not a seed*plain decimal digits*"),
+        (["--rngstate-seed=1_000"], "", "--rngstate-seed: '1_000' is not a seed*"),
+        ([], "[pytest]\nrngstate_seed = 2**40\n", "ini option rngstate_seed: '2[*][*]40' is not a seed*"),
     ],
 )
 def test_bad_seed_is_a_usage_error(inner: pytest.Pytester, args: list[str], ini: str, message: str) -> None:

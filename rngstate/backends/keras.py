@@ -98,6 +98,9 @@ def _ints(values: Any) -> list[int]:
     return [int(x) for x in (values.numpy() if hasattr(values, "numpy") else values)]
 
 
+# Invariants of a SeedGenerator state: exactly [seed, counter], integers in 64 bits here and,
+# when written (write_state), within the live variable's dtype (int32, uint32 or int64 by Keras
+# backend); any such pair is a state Keras can reach.
 def check_values(plain: Plain, where: str) -> tuple[int, int]:
     """Validate a ``[seed, counter]`` pair."""
     pair = _check.sequence(plain, where, 2)

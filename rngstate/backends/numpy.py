@@ -25,6 +25,16 @@ _DOUBLE = struct.Struct(">d")
 
 # bit generator -> ({field of state["state"]: spec}, {top-level field: spec})
 # spec: ("array", little-endian dtype, length) or ("int", low, high)
+# Invariants (what NumPy produces; decode_bit_generator_state refuses everything else):
+# * MT19937: 624 uint32 words and pos in [0, 624] (624: twist before the next draw); not the
+#   all-zero table, which draws zeros forever (legacy standard_normal would never return);
+# * PCG64, PCG64DXSM: 128-bit state and increment, the increment odd;
+# * Philox: 4 x u64 counter, 2 x u64 key, 4 x u64 output buffer, buffer_pos in [0, 4]
+#   (4: buffer used up); SFC64: 4 x u64 words;
+# * all but MT19937: has_uint32 0 or 1 and a uint32 uinteger (the half-used 64-bit draw);
+# * legacy (RandomState, global): has_gauss 0 or 1, gauss any double;
+# * the bit generator type must be the live object's (a RandomState's C generator cannot be
+#   swapped; only the global switches, through np.random.set_bit_generator).
 _SCHEMAS: dict[str, tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]]] = {
     "MT19937": ({"key": ("array", "<u4", 624), "pos": ("int", 0, 624)}, {}),
     "PCG64": (
@@ -152,10 +162,29 @@ def _seed_sequence(material: bytes) -> np.random.SeedSequence:
 
 
 def _set_random_state(random_state: np.random.RandomState, snapshot: dict[str, Any]) -> None:
+    """Apply a validated legacy state.  A RandomState's bit generator is fixed in C when the
+    object is built: assigning ``random_state._bit_generator`` only rebinds a Python attribute
+    while the C generator keeps pointing into the old object's memory, which then gets freed
+    (draws from freed memory, heap corruption).  So a state of another bit generator type is
+    installed into the global through NumPy's own ``np.random.set_bit_generator``, and refused
+    for a tracked RandomState."""
     name = snapshot["bit_generator"]
-    if type(random_state._bit_generator).__name__ != name:
-        # The state belongs to another bit generator type (np.random.set_bit_generator was used).
-        random_state._bit_generator = getattr(np.random, name)()
+    live = type(random_state._bit_generator).__name__
+    if live != name:
+        if random_state is not np.random.mtrand._rand:
+            raise InvalidStateError(
+                f"cannot restore a {name} state into a RandomState using {live}; create it "
+                f"with the same bit generator: np.random.RandomState(np.random.{name}())"
+            )
+        switch = getattr(np.random, "set_bit_generator", None)
+        if switch is None:
+            raise InvalidStateError(
+                f"the state's np.random uses {name}; NumPy {np.__version__} cannot switch the "
+                "global's bit generator (np.random.set_bit_generator needs NumPy >= 1.25)"
+            )
+        bit_generator = getattr(np.random, name)()
+        bit_generator.state = snapshot
+        switch(bit_generator)  # the global's documented switch
     random_state.set_state(snapshot)
 
 

@@ -2,8 +2,11 @@
 
 Paddle keeps a generator's state in a ``GeneratorState`` whose ``__getstate__()`` is
 ``(device, seed, offset, engine)``, ``engine`` being the text form of a ``std::mt19937_64``
-(312 decimal words and the position, space separated) as a list of byte values.  Two facts
-shape this file:
+(312 decimal words and the position, space separated) as a list of byte values.  Paddle 3.x
+builds with CUDA/HIP/XPU/custom devices before the engine was added return only
+``(device, seed, offset)`` (paddle/fluid/pybind/generator_py.cc): a GPU generator draws from
+its Philox seed and offset, so that is its whole state; such a GPU state is kept without an
+engine and rebuilt from those three fields.  Two facts shape this file:
 
 * calling ``__setstate__`` on an object that ``get_rng_state()`` returned silently does
   nothing; an object made with ``GeneratorState.__new__`` and then given its state restores
@@ -39,6 +42,12 @@ _U64 = 2**64 - 1
 _UPPER_MASK = _U64 ^ (2**31 - 1)
 _CPU_DEVICE = -1  # the device field of the CPU generator's state
 _KEYS = ("device", "seed", "offset", "mt", "pos")
+_PHILOX_KEYS = _KEYS[:3]  # a GPU state from a build whose GeneratorState has no engine
+# Invariants checked by check_state (what Paddle produces; everything else is refused):
+# * device: -1 for the CPU generator, i >= 0 for GPU i, and the position it is restored to;
+# * seed, offset: unsigned 64-bit (Paddle reports the seed unsigned, reads it signed);
+# * engine (CPU always; GPU when the build has it): 312 words < 2**64 and pos in [0, 312]
+#   (libstdc++ twists when pos == 312), not all-zero in the bits a twist reads.
 
 
 def _paddle() -> Any:
@@ -54,7 +63,7 @@ class PaddleState:
 
     __slots__ = ("_built", "device", "mt", "offset", "pos", "seed")
 
-    def __init__(self, device: int, seed: int, offset: int, mt: bytes, pos: int) -> None:
+    def __init__(self, device: int, seed: int, offset: int, mt: bytes | None, pos: int | None) -> None:
         self.device = device
         self.seed = seed
         self.offset = offset
@@ -64,6 +73,7 @@ class PaddleState:
 
     def engine_text(self) -> bytes:
         """The engine in the text form libstdc++ writes and reads."""
+        assert self.mt is not None  # only called for states with an engine
         words = _MT.unpack(self.mt)
         return " ".join(map(str, (*words, self.pos))).encode("ascii")
 
@@ -74,7 +84,10 @@ class PaddleState:
             state = core.GeneratorState.__new__(core.GeneratorState)
             # Paddle reads the seed as a signed 64-bit integer but reports it unsigned.
             seed = self.seed - 2**64 if self.seed >= 2**63 else self.seed
-            state.__setstate__((self.device, seed, self.offset, list(self.engine_text())))
+            fields: tuple[Any, ...] = (self.device, seed, self.offset)
+            if self.mt is not None:
+                fields += (list(self.engine_text()),)
+            state.__setstate__(fields)
             self._built = state
         return self._built
 
@@ -88,7 +101,9 @@ def check_state(plain: Plain, where: str, device: int) -> PaddleState:
     >>> check_state(state, "s", -1).pos
     312
     """
-    _check.mapping(plain, where, _KEYS)
+    _check.mapping(plain, where)
+    engine = "mt" in plain or "pos" in plain or device == _CPU_DEVICE  # the CPU draws from it
+    _check.mapping(plain, where, _KEYS if engine else _PHILOX_KEYS)
     found = _check.integer(plain["device"], f"{where}.device", -1, 2**31 - 1)
     if found != device:
         raise InvalidStateError(
@@ -97,6 +112,8 @@ def check_state(plain: Plain, where: str, device: int) -> PaddleState:
         )
     seed = _check.integer(plain["seed"], f"{where}.seed", 0, _U64)
     offset = _check.integer(plain["offset"], f"{where}.offset", 0, _U64)
+    if not engine:
+        return PaddleState(found, seed, offset, None, None)
     mt = _check.blob(plain["mt"], f"{where}.mt", _MT.size)
     pos = _check.integer(plain["pos"], f"{where}.pos", 0, MT_WORDS)
     words = _MT.unpack(mt)
@@ -111,14 +128,21 @@ def check_state(plain: Plain, where: str, device: int) -> PaddleState:
 def encode_state(state: Any) -> Plain:
     """Plain form of a live ``GeneratorState`` (or a decoded :class:`PaddleState`)."""
     if isinstance(state, PaddleState):
-        return {
-            "device": state.device,
-            "seed": state.seed,
-            "offset": state.offset,
-            "mt": state.mt,
-            "pos": state.pos,
-        }
-    device, seed, offset, engine = state.__getstate__()
+        plain: dict[str, Plain] = {"device": state.device, "seed": state.seed, "offset": state.offset}
+        if state.mt is not None:
+            plain.update(mt=state.mt, pos=state.pos)
+        return plain
+    fields = state.__getstate__()
+    if len(fields) == 3 and int(fields[0]) != _CPU_DEVICE:  # a GPU build without the engine
+        device, seed, offset = fields
+        return {"device": int(device), "seed": int(seed) & _U64, "offset": int(offset)}
+    if len(fields) != 4:
+        raise RNGStateError(
+            f"Paddle {_paddle().__version__} gave a {len(fields)}-field generator state for "
+            f"device {fields[0] if fields else '?'}; rngstate restores (device, seed, offset, "
+            "engine) states and GPU (device, seed, offset) states; please report this build"
+        )
+    device, seed, offset, engine = fields
     tokens = bytes(engine).split(b" ")
     if len(tokens) != MT_WORDS + 1:
         raise RNGStateError(

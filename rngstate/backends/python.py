@@ -68,6 +68,9 @@ def _encode(state: _PyState) -> Plain:
     }
 
 
+# Invariants (random.setstate's own checks plus ours): version 3; 624 uint32 words; pos in
+# [0, 624] (624: twist before the next draw, which is where seeding leaves it); not the all-zero
+# table (zeros forever: normalvariate would loop); has_gauss 0 or 1, gauss any double.
 def _decode(plain: Plain, where: str) -> _PyState:
     _check.mapping(plain, where, ("version", "mt", "pos", "has_gauss", "gauss"))
     version = _check.integer(plain["version"], f"{where}.version", 3, 3)

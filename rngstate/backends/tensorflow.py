@@ -313,6 +313,11 @@ def _ints(value: Any) -> list[int]:
     return [int(x) for x in (value.numpy() if hasattr(value, "numpy") else value)]
 
 
+# Invariants of a tf.random.Generator state: alg 1 (Philox: 128-bit counter in two int64
+# words, then a 64-bit key), 2 (ThreeFry: two words) or 3 (auto-select, sized like Philox);
+# exactly STATE_SIZES[alg] int64 words, since the kernels read that many; any bits are a valid
+# position.  The op-seed stream ("tensorflow.ops"): an int64 global seed and the python
+# stream's random.Random invariants, both present or both absent.
 def check_generator_state(plain: Plain, where: str) -> tuple[int, list[int]]:
     """Validate ``{"alg": int, "state": [int64, ...]}`` of a ``tf.random.Generator``."""
     _check.mapping(plain, where, ("alg", "state"))

@@ -25,6 +25,14 @@ logger = logging.getLogger(__name__)
 # CPUGeneratorImplState: legacy pod {i64 initial_seed, i32 left, i32 seeded, u64 next,
 # u64 state[624], f64 normal_x, normal_y, normal_rho, i32 normal_is_valid, pad}, then
 # f32 next_float_normal_sample, bool valid, pad.
+# Invariants of a state torch produces (ATen's at::mt19937, checked by check_cpu_state):
+# * seeded == 1; every word < 2**32 (the engine keeps 32-bit words);
+# * a draw does ``if (--left == 0) twist(); return state[next++]``, a twist sets left = 624 and
+#   next = 0, and manual_seed sets left = 1, next = 0.  So either (left, next) == (1, 0) or
+#   left + next == 625 with 1 <= left <= 624.  torch itself only checks 1 <= left <= 624 and
+#   next <= 624: left = next = 624 passes it and then reads 622 words past the table;
+# * not the all-zero table (draws zeros forever: normal samplers never return);
+# * the two "cached normal valid" flags are 0 or 1 (a bool holding 2 is undefined behaviour).
 CPU_STATE_SIZE = 5056
 _MT_N = 624
 _CPU_HEAD = struct.Struct("<qiiQ")
@@ -32,7 +40,8 @@ _CPU_WORDS = struct.Struct(f"<{_MT_N}Q")
 _NORMAL_VALID = struct.Struct("<i")
 _NORMAL_VALID_OFFSET = _CPU_HEAD.size + _CPU_WORDS.size + 24
 _FLOAT_VALID_OFFSET = 5052
-# CUDA Philox state: u64 seed, i64 offset (torch requires the offset to be a multiple of 4).
+# CUDA Philox state (CUDAGeneratorImpl::get_state): u64 seed, i64 offset.  Invariants: 16
+# bytes; offset >= 0 (torch counts it up from 0) and a multiple of 4 (torch refuses others).
 CUDA_STATE_SIZE = 16
 _CUDA = struct.Struct("<Qq")
 
@@ -45,7 +54,8 @@ def check_cpu_state(data: bytes, where: str) -> bytes:
     """Raise InvalidStateError unless ``data`` is a CPU generator state torch accepts."""
     _check.blob(data, where, CPU_STATE_SIZE)
     _seed, left, seeded, next_index = _CPU_HEAD.unpack_from(data)
-    if seeded != 1 or not 1 <= left <= _MT_N or next_index > _MT_N:
+    position_ok = (left, next_index) == (1, 0) or (1 <= left <= _MT_N and left + next_index == _MT_N + 1)
+    if seeded != 1 or not position_ok:
         raise InvalidStateError(
             f"{where}: not a valid mt19937 state (left={left}, seeded={seeded}, next={next_index})"
         )

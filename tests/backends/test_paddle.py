@@ -358,3 +358,48 @@ def test_gpu_model_change_warns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(paddle.device.cuda, "get_device_name", lambda i=None: "Other GPU")
     with pytest.warns(RNGStateWarning, match="Fake GPU.*Other GPU.*Paddle GPU random streams"):
         rngstate.restore(state)
+
+
+class PhiloxOnlyState:
+    """A GeneratorState as Paddle 3.x GPU builds pickle it: ``(device, seed, offset)``, no
+    engine (paddle/fluid/pybind/generator_py.cc under PADDLE_WITH_CUDA)."""
+
+    def __init__(self, device: int, seed: int, offset: int) -> None:
+        self.fields = (device, seed, offset)
+
+    def __getstate__(self) -> tuple[int, int, int]:
+        return self.fields
+
+
+def test_gpu_state_without_engine_round_trips() -> None:
+    stream = backends.stream("paddle.gpu")
+    live = [PhiloxOnlyState(0, 2**64 - 5, 40), PhiloxOnlyState(1, 9, 0)]
+    plain = stream.encode(live)
+    assert plain == [{"device": 0, "seed": 2**64 - 5, "offset": 40}, {"device": 1, "seed": 9, "offset": 0}]
+    decoded = stream.decode(plain, "s")
+    assert stream.encode(decoded) == plain
+    built = decoded[0].build()  # a real GeneratorState: Paddle takes the 3-field form too
+    device, seed, offset = built.__getstate__()[:3]
+    assert (device, seed & (2**64 - 1), offset) == (0, 2**64 - 5, 40)
+
+
+@pytest.mark.parametrize(
+    ("plain", "match"),
+    [
+        ({"device": 0, "seed": 1, "offset": -4}, "offset"),
+        ({"device": 0, "seed": 2**64, "offset": 0}, "seed"),
+        ({"device": 0, "seed": 1, "offset": 0, "pos": 3}, "missing"),
+        ({"device": 0, "seed": "1", "offset": 0}, "integer"),
+        ({"device": 1, "seed": 1, "offset": 0}, "device 1"),
+    ],
+)
+def test_gpu_state_without_engine_is_validated(plain: dict[str, Any], match: str) -> None:
+    with pytest.raises(rngstate.InvalidStateError, match=match):
+        paddle_backend.check_state(plain, "s", 0)
+
+
+def test_cpu_state_needs_its_engine() -> None:
+    with pytest.raises(rngstate.InvalidStateError, match="missing"):
+        paddle_backend.check_state({"device": -1, "seed": 1, "offset": 0}, "s", -1)
+    with pytest.raises(rngstate.RNGStateError, match="3-field"):
+        paddle_backend.encode_state(PhiloxOnlyState(-1, 1, 0))

@@ -46,9 +46,26 @@ def test_accepted_states_are_accepted_by_torch() -> None:
     # Everything the validator lets through, torch must take and draw from without error.
     stream = backends.stream("torch.cpu")
     data = bytearray(live_state())
-    struct.pack_into("<iiQ", data, 8, 624, 1, 624)
+    struct.pack_into("<iiQ", data, 8, 1, 1, 624)  # the last word is next; then a twist
     stream.set_state(stream.decode(bytes(data), "s"))
     torch.rand(1000)
+
+
+@pytest.mark.parametrize("draws", [0, 1, 2, 623, 624, 625, 1000, 1248, 1249])
+def test_every_position_torch_produces_passes(draws: int) -> None:
+    generator = torch.Generator().manual_seed(11)
+    torch.rand(draws, generator=generator)
+    check_cpu_state(generator.get_state().numpy().tobytes(), "s")
+
+
+@pytest.mark.parametrize(("left", "next_index"), [(624, 624), (2, 624), (300, 400), (1, 5), (624, 0)])
+def test_positions_reading_past_the_table_are_refused(left: int, next_index: int) -> None:
+    # torch's own check (1 <= left <= 624, next <= 624) accepts these; draws would then read
+    # words past the 624-word table (left + next must be 625, or left 1 and next 0).
+    data = bytearray(live_state())
+    struct.pack_into("<iiQ", data, 8, left, 1, next_index)
+    with pytest.raises(rngstate.InvalidStateError, match="mt19937"):
+        check_cpu_state(bytes(data), "s")
 
 
 def test_cuda_state_validation() -> None:
