@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 import rngstate
 from rngstate import backends, fileformat
+from rngstate.backends.objects import generator_state, set_generator_state
 from rngstate.errors import InvalidStateError, TopologyError
 from rngstate.runtime import RUNTIME
 
@@ -564,10 +565,10 @@ class ProtocolRandom:
         self.rng = random.Random(seed)
 
     def __rngstate_get__(self) -> Any:
-        return rngstate.generator_state(self.rng)
+        return generator_state(self.rng)
 
     def __rngstate_set__(self, state: Any) -> None:
-        rngstate.set_generator_state(self.rng, state)
+        set_generator_state(self.rng, state)
 
 
 def _numpy_draws(g: Any, n: int) -> list[Any]:

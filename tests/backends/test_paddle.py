@@ -394,12 +394,12 @@ def test_gpu_state_without_engine_round_trips() -> None:
     ],
 )
 def test_gpu_state_without_engine_is_validated(plain: dict[str, Any], match: str) -> None:
-    with pytest.raises(rngstate.InvalidStateError, match=match):
+    with pytest.raises(InvalidStateError, match=match):
         paddle_backend.check_state(plain, "s", 0)
 
 
 def test_cpu_state_needs_its_engine() -> None:
-    with pytest.raises(rngstate.InvalidStateError, match="missing"):
+    with pytest.raises(InvalidStateError, match="missing"):
         paddle_backend.check_state({"device": -1, "seed": 1, "offset": 0}, "s", -1)
     with pytest.raises(rngstate.RNGStateError, match="3-field"):
         paddle_backend.encode_state(PhiloxOnlyState(-1, 1, 0))

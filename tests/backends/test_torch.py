@@ -64,7 +64,7 @@ def test_positions_reading_past_the_table_are_refused(left: int, next_index: int
     # words past the 624-word table (left + next must be 625, or left 1 and next 0).
     data = bytearray(live_state())
     struct.pack_into("<iiQ", data, 8, left, 1, next_index)
-    with pytest.raises(rngstate.InvalidStateError, match="mt19937"):
+    with pytest.raises(InvalidStateError, match="mt19937"):
         check_cpu_state(bytes(data), "s")
 
 
