@@ -40,6 +40,7 @@ from rngstate.errors import (
 from rngstate.scope import rng_scope
 from rngstate.seeding import seed_everything
 from rngstate.snapshot import RNGStateWarning, capture, restore
+from rngstate.stateful import stateful
 from rngstate.state import RNGState
 from rngstate.storage import load, save
 from rngstate.tracking import track
@@ -87,6 +88,7 @@ __all__ = [
     "save",
     "seed_everything",
     "set_generator_state",
+    "stateful",
     "track",
     "worker_init_fn",
 ]
