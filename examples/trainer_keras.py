@@ -161,7 +161,9 @@ def demo(plain: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", action="store_true", help="one training run (else: the whole demo)")
     parser.add_argument("--stop-at", type=int, default=0, help="back up at this step and die")
     parser.add_argument("--checkpoint", default="keras_backup", help="backup folder (resumed if present)")

@@ -135,7 +135,8 @@ def train(args: argparse.Namespace) -> None:
         disable_tqdm=True,
     )
     trainer_class = transformers.Trainer if args.plain else Trainer
-    trainer = trainer_class(model=model, args=training_args, train_dataset=AugmentedPoints(args.model == "bert"))
+    dataset = AugmentedPoints(args.model == "bert")
+    trainer = trainer_class(model=model, args=training_args, train_dataset=dataset)
     if args.stop_at:
         trainer.add_callback(DieAfterSaving(args.stop_at))
     trainer.train(resume_from_checkpoint=True if args.resume == "last" else args.resume)
@@ -169,11 +170,13 @@ def demo(plain: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", action="store_true", help="one training run (else: the whole demo)")
     parser.add_argument("--stop-at", type=int, default=0, help="save a checkpoint at this step and die")
     parser.add_argument("--checkpoint", default="transformers_out", help="output_dir of the Trainer")
-    parser.add_argument("--resume", help="checkpoint folder to resume from ('last': the newest in --checkpoint)")
+    parser.add_argument("--resume", help="checkpoint folder ('last': the newest in --checkpoint)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", choices=("mlp", "bert"), default="mlp")

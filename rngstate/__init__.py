@@ -40,8 +40,8 @@ from rngstate.errors import (
 from rngstate.scope import rng_scope
 from rngstate.seeding import seed_everything
 from rngstate.snapshot import RNGStateWarning, capture, restore
-from rngstate.stateful import stateful
 from rngstate.state import RNGState
+from rngstate.stateful import stateful
 from rngstate.storage import load, save
 from rngstate.tracking import track
 

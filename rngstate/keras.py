@@ -60,7 +60,9 @@ def _read_progress(folder: Path) -> dict[str, Any]:
     try:
         progress = json.loads((folder / "progress.json").read_text())
     except (OSError, ValueError) as exc:
-        raise KerasResumeError(f"{folder}: unreadable backup ({exc}); delete the folder to start over") from None
+        raise KerasResumeError(
+            f"{folder}: unreadable backup ({exc}); delete the folder to start over"
+        ) from None
     if not isinstance(progress, dict) or progress.get("format") != PROGRESS_FORMAT:
         raise KerasResumeError(f"{folder}: not an rngstate.keras backup (progress.json)")
     if progress.get("version", 0) > PROGRESS_VERSION:
@@ -91,7 +93,8 @@ def _build_callback() -> type:
         def __init__(self, backup_dir: str | os.PathLike[str], *, save_freq: int | str = "epoch",
                      data: Any = None, delete_on_end: bool = False) -> None:
             super().__init__()
-            if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            steps = not isinstance(save_freq, bool) and isinstance(save_freq, int) and save_freq >= 1
+            if save_freq != "epoch" and not steps:
                 raise KerasResumeError(f"save_freq must be 'epoch' or a positive int, got {save_freq!r}")
             if data is not None and not callable(getattr(data, "set_epoch", None)):
                 raise KerasResumeError(
@@ -184,6 +187,7 @@ def __getattr__(name: str) -> Any:
     if name == "RNGStateCallback":
         callback = _build_callback()
         callback.__module__ = __name__
+        callback.__qualname__ = "RNGStateCallback"
         globals()[name] = callback
         return callback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -141,7 +141,7 @@ def _keep_rngstate_samplers(trainer: Any) -> None:
     """Under DDP Lightning re-creates every training loader with a ``DistributedSampler``
     (``use_distributed_sampler``).  An rngstate loader already shards by rank, and a rebuilt
     one would lose its resumable order; exempt exactly those loaders."""
-    connector = getattr(trainer, "_data_connector", None)
+    connector: Any = getattr(trainer, "_data_connector", None)
     requires = getattr(connector, "_requires_distributed_sampler", None)
     if requires is None or getattr(requires, "_rngstate", False):
         return  # another Lightning: _check_loaders reports a rebuilt loader
@@ -180,7 +180,7 @@ def _ignore_next_set_epoch(sampler: LoaderSampler, epoch: int) -> None:
         if new_epoch != epoch or start is not None:
             sampler.set_epoch(new_epoch, start)
 
-    sampler.set_epoch = set_epoch  # type: ignore[method-assign]
+    sampler.set_epoch = set_epoch  # type: ignore[method-assign,assignment]
 
 
 def _count_whole_epochs(trainer: Any, loaders: list[Any]) -> None:
@@ -209,6 +209,7 @@ def __getattr__(name: str) -> Any:
     if name == "RNGStateCallback":
         callback = _build_callback()
         callback.__module__ = __name__
+        callback.__qualname__ = "RNGStateCallback"
         globals()[name] = callback
         return callback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

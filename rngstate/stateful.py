@@ -29,7 +29,8 @@ class RNGStateful:
         _check.mapping(state_dict, "RNG state dict", (FORMAT_KEY, "world_size", "rank0"))
         if state_dict[FORMAT_KEY] != FORMAT_VERSION:
             raise InvalidStateError("RNG state dict: not made by rngstate.stateful().state_dict()")
-        restore(RNGState.from_dict(fileformat.unpack(_check.blob(state_dict["rank0"], "RNG state dict.rank0"))))
+        blob = _check.blob(state_dict["rank0"], "RNG state dict.rank0")
+        restore(RNGState.from_dict(fileformat.unpack(blob)))
 
 
 def stateful() -> RNGStateful:

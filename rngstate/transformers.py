@@ -162,10 +162,10 @@ class RNGStateMixin:
             **options,
         )
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+    def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``Trainer.train``; a resume continues exactly where the checkpoint was saved."""
         callback_type = _callback_type()
-        callbacks = [c for c in self.callback_handler.callbacks if isinstance(c, callback_type)]
+        callbacks: list[Any] = [c for c in self.callback_handler.callbacks if isinstance(c, callback_type)]
         if not callbacks:
             raise DataLoaderError("RNGStateMixin: the RNGStateCallback was removed from this trainer")
         if resume_from_checkpoint is True:
@@ -189,6 +189,7 @@ def __getattr__(name: str) -> Any:
     if name == "RNGStateCallback":
         callback = _build_callback()
         callback.__module__ = __name__
+        callback.__qualname__ = "RNGStateCallback"
         globals()[name] = callback
         return callback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

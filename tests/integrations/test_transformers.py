@@ -22,14 +22,16 @@ def test_resume_mid_epoch_with_fewer_workers(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "checkpoint-8").glob("rngstate*")) == [
         "rngstate.state", "rngstate_loader.json"
     ]
-    resumed = EXAMPLE.final("--checkpoint", str(tmp_path), "--resume", str(tmp_path / "checkpoint-8"), "--workers", "0")
+    resume = ("--checkpoint", str(tmp_path), "--resume", str(tmp_path / "checkpoint-8"))
+    resumed = EXAMPLE.final(*resume, "--workers", "0")
     assert resumed == EXAMPLE.reference("--workers", "2")
 
 
 @slow
 def test_tiny_bert_from_a_config_resumes_from_the_last_checkpoint(tmp_path: Path) -> None:
     EXAMPLE.interrupted(tmp_path, 9, "--model", "bert", "--workers", "0")
-    resumed = EXAMPLE.final("--model", "bert", "--checkpoint", str(tmp_path), "--resume", "last", "--workers", "1")
+    resume = ("--checkpoint", str(tmp_path), "--resume", "last")
+    resumed = EXAMPLE.final("--model", "bert", *resume, "--workers", "1")
     assert resumed == EXAMPLE.reference("--model", "bert", "--workers", "0")
 
 
