@@ -87,3 +87,14 @@ def test_a_checkpoint_from_another_world_size_is_refused() -> None:
         own_rank({**saved, "world_size": 2, "ranks": saved["ranks"] * 2})
     with pytest.raises(InvalidStateError, match="format"):
         own_rank({**saved, "format": "something else"})
+
+
+def test_the_callback_follows_pytorch_lightning_when_that_is_imported() -> None:
+    out = run_python(
+        """
+        import pytorch_lightning, rngstate.lightning
+        callback = rngstate.lightning.RNGStateCallback
+        print(issubclass(callback, pytorch_lightning.Callback), callback.__qualname__)
+        """
+    )
+    assert out.split() == ["True", "RNGStateCallback"]
