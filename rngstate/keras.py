@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rngstate._trainers import replace_folder
 from rngstate.errors import RNGStateError
 from rngstate.storage import load, save
 
@@ -35,20 +36,15 @@ class KerasResumeError(RNGStateError):
 
 
 def _write_backup(folder: Path, model: Any, progress: dict[str, Any]) -> None:
-    """Write weights, optimizer variables, every generator and the progress into ``folder``,
-    replacing the previous backup only once the new one is complete."""
-    partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".old")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    np.savez(partial / "weights.npz", *model.get_weights())
-    np.savez(partial / "optimizer.npz", *[np.asarray(v.numpy()) for v in model.optimizer.variables])
-    save(partial / "rng.state")
-    (partial / "progress.json").write_text(json.dumps(progress))
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(partial, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Weights, optimizer variables, every generator and the progress, into ``folder``."""
+
+    def write(partial: Path) -> None:
+        np.savez(partial / "weights.npz", *model.get_weights())
+        np.savez(partial / "optimizer.npz", *[np.asarray(v.numpy()) for v in model.optimizer.variables])
+        save(partial / "rng.state")
+        (partial / "progress.json").write_text(json.dumps(progress))
+
+    replace_folder(folder, write)
 
 
 def _arrays(path: Path) -> list[np.ndarray]:

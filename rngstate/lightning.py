@@ -23,8 +23,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rngstate import _check, fileformat
+from rngstate._trainers import is_rngstate_loader
 from rngstate.backends import torch as torch_backend
-from rngstate.data import DataLoaderError, LoaderSampler, ResumableLoader
+from rngstate.data import DataLoaderError
 from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError
 from rngstate.snapshot import capture, restore
@@ -97,7 +98,8 @@ def _build_callback() -> type:
         ``trainer.fit(..., ckpt_path=...)`` resumes, right before the first training batch.
 
         It also keeps Lightning from rebuilding an ``rngstate.torch.DataLoader`` under DDP
-        (that loader shards by rank itself) and checks that nothing else rebuilt it.
+        (that loader shards by rank itself) and keeps Lightning's loop counters right on a
+        mid-epoch resume.
 
         >>> import lightning.pytorch as pl, rngstate.lightning      # doctest: +SKIP
         >>> trainer = pl.Trainer(callbacks=[rngstate.lightning.RNGStateCallback(),  # doctest: +SKIP
@@ -124,11 +126,11 @@ def _build_callback() -> type:
             self._pending = own_rank(state_dict)
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            loaders = _check_loaders(trainer)
+            loaders = _rngstate_loaders(trainer)
             _count_whole_epochs(trainer, loaders)
             for loader in loaders:
                 if loader.position > 0:
-                    _ignore_next_set_epoch(loader.sampler, loader.epoch)
+                    _ignore_next_set_epoch(loader, loader.epoch)
             if self._pending is not None:
                 pending, self._pending = self._pending, None
                 restore(pending)
@@ -144,43 +146,40 @@ def _keep_rngstate_samplers(trainer: Any) -> None:
     connector: Any = getattr(trainer, "_data_connector", None)
     requires = getattr(connector, "_requires_distributed_sampler", None)
     if requires is None or getattr(requires, "_rngstate", False):
-        return  # another Lightning: _check_loaders reports a rebuilt loader
+        return  # another Lightning version, or already done
 
     def requires_distributed_sampler(dataloader: Any) -> bool:
-        return not isinstance(dataloader, ResumableLoader) and bool(requires(dataloader))
+        return not is_rngstate_loader(dataloader) and bool(requires(dataloader))
 
     requires_distributed_sampler._rngstate = True  # type: ignore[attr-defined]
     connector._requires_distributed_sampler = requires_distributed_sampler
 
 
-def _check_loaders(trainer: Any) -> list[Any]:
-    """The rngstate loaders among the training loaders; DataLoaderError if one was rebuilt."""
+def _rngstate_loaders(trainer: Any) -> list[Any]:
+    """The rngstate loaders among the training loaders Lightning iterates."""
     combined = getattr(trainer.fit_loop, "_combined_loader", None)
-    flat = list(getattr(combined, "flattened", []))
-    found = []
-    for loader in flat:
-        if isinstance(loader, ResumableLoader):
-            if not isinstance(getattr(loader, "sampler", None), LoaderSampler):
-                raise DataLoaderError(
-                    "Lightning replaced the sampler of an rngstate.torch.DataLoader, so it cannot "
-                    "resume exactly: pass Trainer(use_distributed_sampler=False) (the rngstate "
-                    "loader shards by rank itself)"
-                )
-            found.append(loader)
-    return found
+    return [loader for loader in getattr(combined, "flattened", []) if is_rngstate_loader(loader)]
 
 
-def _ignore_next_set_epoch(sampler: LoaderSampler, epoch: int) -> None:
+def _ignore_next_set_epoch(loader: Any, epoch: int) -> None:
     """Lightning resumes by creating the iterator (at the restored position) and then calling
-    ``set_epoch(epoch)``, which would set the loader's count of taken samples back to 0 while
-    the iterator continues from the saved position; that one call is skipped."""
+    ``set_epoch(epoch)`` on the loader's samplers, which would set the loader's count of taken
+    samples back to 0 while the iterator continues from the saved position; that one call is
+    skipped.  The objects are the ones Lightning's ``_set_sampler_epoch`` calls."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    candidates = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
+    targets = {id(c): c for c in candidates if callable(getattr(c, "set_epoch", None))}
+    for target in targets.values():
+        _skip_once(target, epoch)
 
-    def set_epoch(new_epoch: int, start: int | None = None) -> None:
-        del sampler.set_epoch  # type: ignore[method-assign]  # one call only
-        if new_epoch != epoch or start is not None:
-            sampler.set_epoch(new_epoch, start)
 
-    sampler.set_epoch = set_epoch  # type: ignore[method-assign,assignment]
+def _skip_once(target: Any, epoch: int) -> None:
+    def set_epoch(new_epoch: int, *args: Any, **kwargs: Any) -> None:
+        del target.set_epoch  # one call only; the class's method is back
+        if new_epoch != epoch or args or kwargs:
+            target.set_epoch(new_epoch, *args, **kwargs)
+
+    target.set_epoch = set_epoch
 
 
 def _count_whole_epochs(trainer: Any, loaders: list[Any]) -> None:

@@ -9,11 +9,10 @@ import importlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from rngstate.data import ResumableLoader
+from rngstate._trainers import is_rngstate_loader, replace_folder
 from rngstate.errors import RNGStateError
 from rngstate.snapshot import restore
 from rngstate.storage import load, save
@@ -30,19 +29,15 @@ class PaddleResumeError(RNGStateError):
 
 def _write_backup(folder: Path, model: Any, loader: Any, progress: dict[str, Any]) -> None:
     """Weights and optimizer (``paddle.Model.save``), every generator, the loader position and
-    the progress, into ``folder``; the previous backup is replaced only once this one is complete."""
-    partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".old")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    model.save(str(partial / "model"))
-    save(partial / "rng.state")
-    (partial / "loader.json").write_text(json.dumps(loader.state_dict()))
-    (partial / "progress.json").write_text(json.dumps(progress))
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(partial, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    the progress, into ``folder``."""
+
+    def write(partial: Path) -> None:
+        model.save(str(partial / "model"))
+        save(partial / "rng.state")
+        (partial / "loader.json").write_text(json.dumps(loader.state_dict()))
+        (partial / "progress.json").write_text(json.dumps(progress))
+
+    replace_folder(folder, write)
 
 
 def _read_progress(folder: Path) -> dict[str, Any]:
@@ -79,7 +74,7 @@ def build_callback() -> type:
 
         def __init__(self, backup_dir: str | os.PathLike[str], train_data: Any, *, save_freq: int) -> None:
             super().__init__()
-            if not isinstance(train_data, ResumableLoader):
+            if not is_rngstate_loader(train_data):
                 raise PaddleResumeError(
                     "train_data must be the rngstate.paddle.DataLoader passed to Model.fit, got "
                     f"{type(train_data).__name__}"

@@ -33,7 +33,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rngstate.data import DataLoaderError, ResumableLoader
+from rngstate._trainers import is_rngstate_loader
+from rngstate.data import DataLoaderError
 from rngstate.snapshot import restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save
@@ -76,8 +77,8 @@ def _build_callback() -> type:
                     "callback expects (hyperparameter search runs are not supported)"
                 )
             save(folder / STATE_FILE)  # collective under torch.distributed: every rank calls on_save
-            loader = kwargs.get("train_dataloader")
-            if isinstance(loader, ResumableLoader) and state.is_world_process_zero:
+            loader: Any = kwargs.get("train_dataloader")
+            if is_rngstate_loader(loader) and state.is_world_process_zero:
                 # Data parallel ranks take the same number of batches: one position fits all.
                 (folder / LOADER_FILE).write_text(json.dumps(loader.state_dict()))
 
@@ -91,8 +92,8 @@ def _build_callback() -> type:
                     f"{folder} holds no {STATE_FILE}: it was not saved with "
                     "rngstate.transformers.RNGStateCallback, so it cannot resume exactly"
                 )
-            loader = kwargs.get("train_dataloader")
-            if isinstance(loader, ResumableLoader):
+            loader: Any = kwargs.get("train_dataloader")
+            if is_rngstate_loader(loader):
                 loader.load_state_dict(json.loads((folder / LOADER_FILE).read_text()))
             self._pending = load(folder / STATE_FILE)
 
