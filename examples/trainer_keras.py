@@ -47,8 +47,8 @@ class Points(keras.utils.PyDataset):
     """Batch ``i`` of epoch ``e``: an order from rngstate, NumPy noise and a Python coin flip
     seeded from (e, i) -- the same whichever thread loads it, and when."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers=workers)  # Keras loads batches in this many threads
         self.sampler = rngstate.ResumableSampler(len(LABELS), name="train")  # rngstate
         self.epoch = 0
 
@@ -124,7 +124,7 @@ def train(args: argparse.Namespace) -> None:
         backup: Any = keras.callbacks.BackupAndRestore(args.checkpoint, save_freq=args.stop_at or "epoch")
     else:
         rngstate.seed_everything(args.seed)  # rngstate
-        data = Points()
+        data = Points(args.workers)
         backup = rngstate.keras.RNGStateCallback(  # rngstate
             args.checkpoint, save_freq=args.stop_at or "epoch", data=data
         )
@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--stop-at", type=int, default=0, help="back up at this step and die")
     parser.add_argument("--checkpoint", default="keras_backup", help="backup folder (resumed if present)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="PyDataset worker threads")
     parser.add_argument("--plain", action="store_true", help="Keras alone, without rngstate")
     args = parser.parse_args()
     if args.run:

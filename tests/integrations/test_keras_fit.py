@@ -17,9 +17,9 @@ slow = pytest.mark.slow
 
 
 @slow
-def test_resume_mid_epoch(tmp_path: Path) -> None:
-    # 6 steps per epoch: step 8 is the second batch of epoch 1.
-    EXAMPLE.interrupted(tmp_path / "backup", 8)
+def test_resume_mid_epoch_with_other_worker_threads(tmp_path: Path) -> None:
+    # 6 steps per epoch: step 8 is the second batch of epoch 1; PyDataset(workers=3), then 1.
+    EXAMPLE.interrupted(tmp_path / "backup", 8, "--workers", "3")
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
         "optimizer.npz", "progress.json", "rng.state", "weights.npz"
     ]
