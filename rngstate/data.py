@@ -755,12 +755,30 @@ class LoaderSampler(ResumableSampler):
         super().__init__(n, name=name, shuffle=shuffle, rank=rank, world_size=world_size)
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self._opened: int | None = None  # the iteration the owning loader began, until it ends
 
     def _min_remaining(self) -> int:
         return self.batch_size if self.drop_last and self.batch_size else 1
 
+    def _begin(self) -> int:
+        token = super()._begin()
+        self._opened = token
+        return token
+
     def __iter__(self) -> Iterator[SampleKey]:  # type: ignore[override]
         # The loader called _begin() already; the framework may call iter() later, lazily.
+        # A loader rebuilt around this sampler by another library (accelerate's prepare or
+        # skip_first_batches, Lightning's sampler replacement) iterates it without _begin:
+        # it would neither count positions nor move to the next epoch.
+        if self._root is None or self._opened != self._iteration:
+            raise DataLoaderError(
+                f"{self.path}: this rngstate loader's sampler is iterated by another DataLoader "
+                "(accelerator.prepare, accelerate's skip_first_batches or a framework that rebuilt "
+                "the loader), which cannot resume exactly. Iterate the rngstate loader itself: do "
+                "not pass it to accelerator.prepare (register it with "
+                "accelerator.register_for_checkpointing instead; batches are on the CPU, move them "
+                "with .to(accelerator.device))"
+            )
         return self._yield_keys(self._iteration, self.order(self.epoch), self._start)
 
     def _yield_keys(self, token: int, order: np.ndarray, start: int) -> Iterator[SampleKey]:
@@ -784,6 +802,7 @@ class LoaderSampler(ResumableSampler):
         """Iteration ``token`` ended: its epoch is finished."""
         if token == self._iteration:
             self.position = self.length
+            self._opened = None
 
 
 class ResumingIterator:

@@ -54,3 +54,7 @@ class InitializationError(RNGStateError, TypeError, ValueError):
     """``init_by_name`` got something it cannot initialize: not a model of its framework, an
     ``init_fn`` that is not callable, or weights that do not exist yet (meta device, lazy
     modules, an unbuilt Keras model)."""
+
+
+class KerasResumeError(RNGStateError):
+    """The Keras backup cannot be written or resumed exactly."""

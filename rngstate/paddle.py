@@ -183,3 +183,25 @@ def _build_dataloader() -> type:
 
 
 __getattr__ = lazy_loader(globals(), _build_dataloader)
+
+
+# -- paddle.Model.fit: RNGStateCallback (rngstate/paddle_fit.py), built on first use ----------
+
+if TYPE_CHECKING:
+    RNGStateCallback: Any
+
+_loader_getattr = __getattr__
+
+
+def _getattr_with_fit_callback(name: str) -> Any:
+    if name == "RNGStateCallback":
+        callback = importlib.import_module("rngstate.paddle_fit").build_callback()
+        callback.__module__ = __name__
+        callback.__qualname__ = "RNGStateCallback"
+        globals()[name] = callback
+        return callback
+    return _loader_getattr(name)
+
+
+# Through globals(): a second `__getattr__ =` would be a redefinition to type checkers.
+globals()["__getattr__"] = _getattr_with_fit_callback

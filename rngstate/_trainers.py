@@ -1,0 +1,39 @@
+"""Small pieces the trainer integrations share (no framework is imported here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+LOADER_MODULES = ("rngstate.torch", "rngstate.paddle")
+
+
+def is_rngstate_loader(obj: Any) -> bool:
+    """True for an ``rngstate.torch.DataLoader`` or ``rngstate.paddle.DataLoader`` (or a
+    subclass), recognised without importing either framework."""
+    classes = type(obj).__mro__
+    return any(klass.__module__ in LOADER_MODULES and klass.__qualname__ == "DataLoader" for klass in classes)
+
+
+def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(partial)`` on a fresh sibling folder, then put it in place of ``folder``:
+    a crash while writing leaves the previous backup whole.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "backup"
+    >>> replace_folder(target, lambda p: (p / "a.txt").write_text("1"))
+    >>> [p.name for p in target.iterdir()]
+    ['a.txt']
+    """
+    partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    write(partial)
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(partial, folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,217 @@
+"""Lightning integration: every random generator inside Lightning's own checkpoint.
+
+``import rngstate.lightning`` imports nothing; ``rngstate.lightning.RNGStateCallback`` imports
+``lightning.pytorch`` (or ``pytorch_lightning`` when only that is installed, or only that is
+imported) on first use.
+
+>>> import rngstate.lightning
+>>> callbacks = [rngstate.lightning.RNGStateCallback()]  # doctest: +SKIP
+
+With ``rngstate.seed_everything`` and a ``train_dataloader()`` returning
+``rngstate.torch.DataLoader(..., name=...)``, ``trainer.fit(model, ckpt_path=...)`` after a
+mid-epoch ``ModelCheckpoint`` ends with the weights of a run that never stopped.  Lightning
+saves and restores the loader's position itself (the loader is ``Stateful``); the callback adds
+the generators, one entry per rank, as plain data (the checkpoint loads with
+``torch.load(..., weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rngstate import _check, fileformat
+from rngstate._trainers import is_rngstate_loader
+from rngstate.backends import torch as torch_backend
+from rngstate.data import DataLoaderError
+from rngstate.distributed import TopologyError, rank_info
+from rngstate.errors import InvalidStateError
+from rngstate.snapshot import capture, restore
+from rngstate.state import RNGState
+
+if TYPE_CHECKING:
+    RNGStateCallback: Any
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "rngstate.lightning"
+STATE_VERSION = 1
+
+
+def _lightning() -> Any:
+    """``lightning.pytorch``, or ``pytorch_lightning`` when that is the one in use."""
+    if "pytorch_lightning" in sys.modules and "lightning.pytorch" not in sys.modules:
+        return importlib.import_module("pytorch_lightning")
+    try:
+        return importlib.import_module("lightning.pytorch")
+    except ImportError:
+        try:
+            return importlib.import_module("pytorch_lightning")
+        except ImportError:
+            raise ImportError(
+                "rngstate.lightning.RNGStateCallback needs Lightning: pip install lightning"
+            ) from None
+
+
+def capture_ranks() -> dict[str, Any]:
+    """Every rank's state, as plain data.  Collective under a process group: Lightning calls
+    ``state_dict`` on every rank while it dumps a checkpoint (only rank 0 writes it)."""
+    state = capture().to_dict()
+    group = torch_backend.process_group() if "torch" in sys.modules else None
+    world_size = 1 if group is None else group[1]
+    ranks = [state]
+    if world_size > 1:
+        blobs = torch_backend.gather_bytes(fileformat.pack(state))
+        if blobs is not None:  # rank 0: the one whose checkpoint is written
+            ranks = [fileformat.unpack(blob) for blob in blobs]
+    return {"format": STATE_FORMAT, "version": STATE_VERSION, "world_size": world_size, "ranks": ranks}
+
+
+def own_rank(saved: Any) -> RNGState:
+    """This rank's entry of :func:`capture_ranks`, validated."""
+    where = "rngstate.lightning checkpoint entry"
+    _check.mapping(saved, where, ("format", "version", "world_size", "ranks"))
+    _check.text(saved["format"], f"{where}: format", (STATE_FORMAT,))
+    version = _check.integer(saved["version"], f"{where}: version", 1, 2**31)
+    if version > STATE_VERSION:
+        raise InvalidStateError(f"{where}: version {version} is newer than {STATE_VERSION}; upgrade rngstate")
+    world_size = _check.integer(saved["world_size"], f"{where}: world_size", 1, 2**31)
+    ranks = _check.sequence(saved["ranks"], f"{where}: ranks", world_size)
+    live = rank_info()
+    if world_size != live.world_size:
+        raise TopologyError(
+            f"the checkpoint holds the random state of {world_size} ranks, this job has "
+            f"{live.world_size}: mid-epoch randomness cannot continue on another number of ranks. "
+            "Resume with the same number of devices"
+        )
+    return RNGState.from_dict(ranks[live.rank])
+
+
+def _build_callback() -> type:
+    pl = _lightning()
+
+    class RNGStateCallback(pl.Callback):  # type: ignore[misc,name-defined]
+        """Puts every random generator (Python, NumPy, torch CPU and CUDA, tracked generators,
+        substreams; each rank's own) into Lightning's checkpoints and restores it when
+        ``trainer.fit(..., ckpt_path=...)`` resumes, right before the first training batch.
+
+        It also keeps Lightning from rebuilding an ``rngstate.torch.DataLoader`` under DDP
+        (that loader shards by rank itself) and keeps Lightning's loop counters right on a
+        mid-epoch resume.
+
+        >>> import lightning.pytorch as pl, rngstate.lightning      # doctest: +SKIP
+        >>> trainer = pl.Trainer(callbacks=[rngstate.lightning.RNGStateCallback(),  # doctest: +SKIP
+        ...                                 pl.callbacks.ModelCheckpoint(every_n_train_steps=50)])
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._pending: RNGState | None = None
+
+        @property
+        def state_key(self) -> str:
+            return "rngstate"
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            _keep_rngstate_samplers(trainer)
+
+        def state_dict(self) -> dict[str, Any]:
+            return capture_ranks()
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            # Applied in on_train_start: Lightning restores callbacks before it builds the
+            # loaders and runs the sanity check, which would draw from the restored state.
+            self._pending = own_rank(state_dict)
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            loaders = _rngstate_loaders(trainer)
+            _count_whole_epochs(trainer, loaders)
+            for loader in loaders:
+                if loader.position > 0:
+                    _ignore_next_set_epoch(loader, loader.epoch)
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                restore(pending)
+                logger.info("rngstate: random state restored from the checkpoint")
+
+    return RNGStateCallback
+
+
+def _keep_rngstate_samplers(trainer: Any) -> None:
+    """Under DDP Lightning re-creates every training loader with a ``DistributedSampler``
+    (``use_distributed_sampler``).  An rngstate loader already shards by rank, and a rebuilt
+    one would lose its resumable order; exempt exactly those loaders."""
+    connector: Any = getattr(trainer, "_data_connector", None)
+    requires = getattr(connector, "_requires_distributed_sampler", None)
+    if requires is None or getattr(requires, "_rngstate", False):
+        return  # another Lightning version, or already done
+
+    def requires_distributed_sampler(dataloader: Any) -> bool:
+        return not is_rngstate_loader(dataloader) and bool(requires(dataloader))
+
+    requires_distributed_sampler._rngstate = True  # type: ignore[attr-defined]
+    connector._requires_distributed_sampler = requires_distributed_sampler
+
+
+def _rngstate_loaders(trainer: Any) -> list[Any]:
+    """The rngstate loaders among the training loaders Lightning iterates."""
+    combined = getattr(trainer.fit_loop, "_combined_loader", None)
+    return [loader for loader in getattr(combined, "flattened", []) if is_rngstate_loader(loader)]
+
+
+def _ignore_next_set_epoch(loader: Any, epoch: int) -> None:
+    """Lightning resumes by creating the iterator (at the restored position) and then calling
+    ``set_epoch(epoch)`` on the loader's samplers, which would set the loader's count of taken
+    samples back to 0 while the iterator continues from the saved position; that one call is
+    skipped.  The objects are the ones Lightning's ``_set_sampler_epoch`` calls."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    candidates = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
+    targets = {id(c): c for c in candidates if callable(getattr(c, "set_epoch", None))}
+    for target in targets.values():
+        _skip_once(target, epoch)
+
+
+def _skip_once(target: Any, epoch: int) -> None:
+    def set_epoch(new_epoch: int, *args: Any, **kwargs: Any) -> None:
+        del target.set_epoch  # one call only; the class's method is back
+        if new_epoch != epoch or args or kwargs:
+            target.set_epoch(new_epoch, *args, **kwargs)
+
+    target.set_epoch = set_epoch
+
+
+def _count_whole_epochs(trainer: Any, loaders: list[Any]) -> None:
+    """Lightning counts the batches of a resumed epoch from the start of the epoch, but sizes
+    the epoch with ``len(loader)`` taken after the loader's position was restored (the batches
+    left).  Size it from the loader lengths Lightning took before restoring the position."""
+    if not loaders:
+        return
+    fit_loop = trainer.fit_loop
+    combined = getattr(fit_loop, "_combined_loader", None)
+    fetcher = getattr(fit_loop, "_data_fetcher", None)
+    limits = getattr(combined, "limits", None)
+    if not limits or fetcher is None or not hasattr(fetcher, "length"):
+        raise DataLoaderError(
+            "rngstate.lightning does not know this Lightning version's training loop "
+            f"({type(fit_loop).__name__} without _combined_loader.limits / _data_fetcher.length); "
+            "resume from an end-of-epoch checkpoint, or use a Lightning version from 2.2 to 2.6"
+        )
+    whole = min(limits) if getattr(combined, "_mode", "max_size_cycle") == "min_size" else max(limits)
+    fit_loop.max_batches = whole
+    if fetcher.length is not None:
+        fetcher.length = whole
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RNGStateCallback":
+        callback = _build_callback()
+        callback.__module__ = __name__
+        callback.__qualname__ = "RNGStateCallback"
+        globals()[name] = callback
+        return callback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["RNGStateCallback"]

@@ -1,0 +1,117 @@
+"""``paddle.Model.fit`` (the high-level API): exact mid-epoch resume through its callbacks.
+
+Imported by ``rngstate.paddle.RNGStateCallback`` on first use; it imports paddle then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from rngstate._trainers import is_rngstate_loader, replace_folder
+from rngstate.errors import RNGStateError
+from rngstate.snapshot import restore
+from rngstate.storage import load, save
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_FORMAT = "rngstate.paddle.fit"
+PROGRESS_VERSION = 1
+
+
+class PaddleResumeError(RNGStateError):
+    """The ``paddle.Model.fit`` backup cannot be written or resumed exactly."""
+
+
+def _write_backup(folder: Path, model: Any, loader: Any, progress: dict[str, Any]) -> None:
+    """Weights and optimizer (``paddle.Model.save``), every generator, the loader position and
+    the progress, into ``folder``."""
+
+    def write(partial: Path) -> None:
+        model.save(str(partial / "model"))
+        save(partial / "rng.state")
+        (partial / "loader.json").write_text(json.dumps(loader.state_dict()))
+        (partial / "progress.json").write_text(json.dumps(progress))
+
+    replace_folder(folder, write)
+
+
+def _read_progress(folder: Path) -> dict[str, Any]:
+    try:
+        progress = json.loads((folder / "progress.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise PaddleResumeError(
+            f"{folder}: unreadable backup ({exc}); delete the folder to start over"
+        ) from None
+    if not isinstance(progress, dict) or progress.get("format") != PROGRESS_FORMAT:
+        raise PaddleResumeError(f"{folder}: not an rngstate.paddle backup (progress.json)")
+    if progress.get("version", 0) > PROGRESS_VERSION:
+        raise PaddleResumeError(f"{folder}: written by a newer rngstate; upgrade rngstate")
+    return progress
+
+
+def build_callback() -> type:
+    callbacks = importlib.import_module("paddle.callbacks")
+
+    class RNGStateCallback(callbacks.Callback):  # type: ignore[misc,name-defined]
+        """Backs up ``paddle.Model.fit`` every ``save_freq`` steps (weights, optimizer, every
+        random generator, the loader's position) into ``backup_dir``; ``fit`` called again with
+        the same callback and the same ``epochs`` resumes exactly, even mid-epoch.
+
+        ``train_data`` must be the ``rngstate.paddle.DataLoader`` given to ``fit`` (a bare
+        Dataset would get Paddle's own loader, which cannot resume).  ``Model.fit`` always
+        counts epochs from 0: after a resume the callback stops ``fit`` once the original
+        number of epochs is done, so epoch numbers seen by other callbacks are counted from
+        the resume.
+
+        >>> backup = rngstate.paddle.RNGStateCallback("backup", loader, save_freq=50)  # doctest: +SKIP
+        >>> model.fit(loader, epochs=5, callbacks=[backup])  # doctest: +SKIP
+        """
+
+        def __init__(self, backup_dir: str | os.PathLike[str], train_data: Any, *, save_freq: int) -> None:
+            super().__init__()
+            if not is_rngstate_loader(train_data):
+                raise PaddleResumeError(
+                    "train_data must be the rngstate.paddle.DataLoader passed to Model.fit, got "
+                    f"{type(train_data).__name__}"
+                )
+            if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1:
+                raise PaddleResumeError(f"save_freq must be a positive int (steps), got {save_freq!r}")
+            self.folder = Path(backup_dir)
+            self.loader = train_data
+            self.save_freq = save_freq
+            self._steps = 0
+            self._epoch = 0  # the loader's epoch that fit's current epoch trains
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self._steps = 0
+            if not (self.folder / "progress.json").exists():
+                return
+            progress = _read_progress(self.folder)
+            self.model.load(str(self.folder / "model"))
+            self.loader.load_state_dict(json.loads((self.folder / "loader.json").read_text()))
+            restore(load(self.folder / "rng.state"))
+            self._steps = progress["steps"]
+            logger.info("rngstate.paddle: resumed after step %d from %s", self._steps, self.folder)
+
+        def on_train_batch_begin(self, step: int, logs: Any = None) -> None:
+            if step == 0:  # the loader's iteration has begun: its epoch is the one trained now
+                self._epoch = self.loader.epoch
+
+        def on_train_batch_end(self, step: int, logs: Any = None) -> None:
+            self._steps += 1
+            if self._steps % self.save_freq == 0:
+                progress = {"format": PROGRESS_FORMAT, "version": PROGRESS_VERSION, "steps": self._steps}
+                _write_backup(self.folder, self.model, self.loader, progress)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            # fit counts epochs from 0 again after a resume; the loader knows the real one.
+            epochs = (self.params or {}).get("epochs")
+            if epochs is not None and self._epoch + 1 >= epochs:
+                self.model.stop_training = True
+
+    return RNGStateCallback

@@ -1,0 +1,199 @@
+"""Hugging Face ``transformers.Trainer`` integration: exact mid-epoch resume with dataloader workers.
+
+``import rngstate.transformers`` imports nothing; its classes import ``transformers`` (and torch)
+on first use.
+
+Two pieces:
+
+* :class:`RNGStateCallback` writes every random generator into each checkpoint folder as an
+  rngstate file (``rngstate.state``, msgpack, never a pickle; one entry per rank under
+  torch.distributed) and the rngstate loader's position as ``rngstate_loader.json``; on
+  resume it restores both, the generators right before the first resumed step (after the
+  Trainer's own ``rng_state.pth`` was loaded).
+* :class:`RNGStateMixin`, the unavoidable hook: put it before ``Trainer`` in your trainer's
+  bases.  Its ``get_train_dataloader`` returns an ``rngstate.torch.DataLoader`` built from the
+  Trainer's dataset, batch size, collator and ``dataloader_*`` arguments, and its ``train``
+  turns on ``ignore_data_skip`` (the loader continues at its saved position itself; the
+  Trainer's ``skip_first_batches`` would rebuild it) and tells the callback which checkpoint
+  to resume from.  The loader is not passed through ``accelerator.prepare``; the Trainer
+  moves each batch to the device itself.
+
+>>> import rngstate, rngstate.transformers                       # doctest: +SKIP
+>>> class Trainer(rngstate.transformers.RNGStateMixin, transformers.Trainer):  # doctest: +SKIP
+...     pass
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rngstate._trainers import is_rngstate_loader
+from rngstate.data import DataLoaderError
+from rngstate.snapshot import restore
+from rngstate.state import RNGState
+from rngstate.storage import load, save
+
+if TYPE_CHECKING:
+    RNGStateCallback: Any
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "rngstate.state"
+LOADER_FILE = "rngstate_loader.json"
+
+
+def _checkpoint_folder(args: Any, state: Any) -> Path:
+    # The folder Trainer._save_checkpoint has just written (without hyperparameter search).
+    transformers_utils = importlib.import_module("transformers.trainer_utils")
+    return Path(args.output_dir) / f"{transformers_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+
+
+def _build_callback() -> type:
+    transformers = importlib.import_module("transformers")
+
+    class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-defined]
+        """Saves the random state (and the rngstate loader's position) in each checkpoint
+        folder and restores them when training resumes.  Use it with :class:`RNGStateMixin`,
+        which adds it when missing.
+
+        >>> trainer.add_callback(rngstate.transformers.RNGStateCallback())  # doctest: +SKIP
+        """
+
+        def __init__(self) -> None:
+            self.resume_from: str | None = None  # set by RNGStateMixin.train
+            self._pending: RNGState | None = None
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = _checkpoint_folder(args, state)
+            if not folder.is_dir():
+                raise DataLoaderError(
+                    f"rngstate: the Trainer did not write the checkpoint folder {folder} this "
+                    "callback expects (hyperparameter search runs are not supported)"
+                )
+            save(folder / STATE_FILE)  # collective under torch.distributed: every rank calls on_save
+            loader: Any = kwargs.get("train_dataloader")
+            if is_rngstate_loader(loader) and state.is_world_process_zero:
+                # Data parallel ranks take the same number of batches: one position fits all.
+                (folder / LOADER_FILE).write_text(json.dumps(loader.state_dict()))
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._pending = None
+            if self.resume_from is None:
+                return
+            folder = Path(self.resume_from)
+            if not (folder / STATE_FILE).is_file():
+                raise DataLoaderError(
+                    f"{folder} holds no {STATE_FILE}: it was not saved with "
+                    "rngstate.transformers.RNGStateCallback, so it cannot resume exactly"
+                )
+            loader: Any = kwargs.get("train_dataloader")
+            if is_rngstate_loader(loader):
+                loader.load_state_dict(json.loads((folder / LOADER_FILE).read_text()))
+            self._pending = load(folder / STATE_FILE)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            # The Trainer restores its own rng_state.pth at the start of the resumed epoch;
+            # the first step begins after it and after the batch was fetched.
+            if self._pending is not None:
+                pending, self._pending = self._pending, None
+                restore(pending)
+                logger.info("rngstate: random state restored from %s", self.resume_from)
+
+    return RNGStateCallback
+
+
+def _callback_type() -> type:
+    built = globals().get("RNGStateCallback")
+    return built if built is not None else __getattr__("RNGStateCallback")  # type: ignore[no-any-return]
+
+
+class RNGStateMixin:
+    """Put before ``transformers.Trainer`` (or any subclass of it) in your trainer's bases: the
+    train loader becomes an ``rngstate.torch.DataLoader`` and ``train(resume_from_checkpoint=...)``
+    resumes exactly, mid-epoch, with any ``dataloader_num_workers``.
+
+    >>> class Trainer(rngstate.transformers.RNGStateMixin, transformers.Trainer):  # doctest: +SKIP
+    ...     pass
+    """
+
+    args: Any
+    train_dataset: Any
+    data_collator: Any
+    callback_handler: Any
+    _train_batch_size: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        callback_type = _callback_type()
+        if not any(isinstance(c, callback_type) for c in self.callback_handler.callbacks):
+            self.add_callback(callback_type())  # type: ignore[attr-defined]
+
+    def get_train_dataloader(self) -> Any:
+        """An ``rngstate.torch.DataLoader`` named ``"train"`` over ``train_dataset``."""
+        torch_loader = importlib.import_module("rngstate.torch").DataLoader
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        dataset, collator = self.train_dataset, self.data_collator
+        datasets = importlib.import_module("datasets") if _has("datasets") else None
+        if datasets is not None and isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="training")  # type: ignore[attr-defined]
+        else:
+            collator = self._get_collator_with_removed_columns(collator, description="training")  # type: ignore[attr-defined]
+        args = self.args
+        options: dict[str, Any] = {
+            "pin_memory": args.dataloader_pin_memory,
+            "persistent_workers": args.dataloader_persistent_workers,
+        }
+        if args.dataloader_num_workers > 0 and args.dataloader_prefetch_factor is not None:
+            options["prefetch_factor"] = args.dataloader_prefetch_factor
+        return torch_loader(
+            dataset,
+            name="train",
+            batch_size=self._train_batch_size,
+            shuffle=True,
+            collate_fn=collator,
+            num_workers=args.dataloader_num_workers,
+            drop_last=args.dataloader_drop_last,
+            **options,
+        )
+
+    def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``; a resume continues exactly where the checkpoint was saved."""
+        callback_type = _callback_type()
+        callbacks: list[Any] = [c for c in self.callback_handler.callbacks if isinstance(c, callback_type)]
+        if not callbacks:
+            raise DataLoaderError("RNGStateMixin: the RNGStateCallback was removed from this trainer")
+        if resume_from_checkpoint is True:
+            trainer_utils = importlib.import_module("transformers.trainer_utils")
+            resume_from_checkpoint = trainer_utils.get_last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
+        resume = os.fspath(resume_from_checkpoint) if resume_from_checkpoint else None
+        for callback in callbacks:
+            callback.resume_from = resume
+        # The rngstate loader restarts at its saved position; Trainer must not skip batches too.
+        self.args.ignore_data_skip = True
+        return super().train(resume, *args, **kwargs)  # type: ignore[misc]
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RNGStateCallback":
+        callback = _build_callback()
+        callback.__module__ = __name__
+        callback.__qualname__ = "RNGStateCallback"
+        globals()[name] = callback
+        return callback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["RNGStateCallback", "RNGStateMixin"]

@@ -1,0 +1,44 @@
+"""Runs ``examples/trainer_*.py`` trainings, each in its own process, read by their weights hash."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+class TrainerExample:
+    """One ``examples/trainer_*.py`` script; uninterrupted runs are cached per option list."""
+
+    def __init__(self, name: str) -> None:
+        self.path = ROOT / "examples" / name
+        self._reference: dict[tuple[str, ...], str] = {}
+
+    def run(self, *args: str) -> str:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("RNGSTATE_SEED", None)
+        result = subprocess.run(
+            [sys.executable, str(self.path), "--run", *args],
+            capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+        )
+        assert result.returncode == 0, result.stderr[-4000:]
+        return result.stdout
+
+    def final(self, *args: str) -> str:
+        output = self.run(*args)
+        match = re.search(r"final weights ([0-9a-f]{16})", output)
+        assert match, output
+        return match.group(1)
+
+    def reference(self, *args: str) -> str:
+        if args not in self._reference:
+            self._reference[args] = self.final(*args)
+        return self._reference[args]
+
+    def interrupted(self, folder: Path, stop_at: int, *args: str) -> None:
+        output = self.run("--stop-at", str(stop_at), "--checkpoint", str(folder), *args)
+        assert f"checkpoint saved at step {stop_at}" in output, output
