@@ -34,3 +34,12 @@ class MissingBackendError(RNGStateError):
 
 class BackendRegistrationError(RNGStateError, ValueError):
     """A stream or generator kind could not be registered (bad name, name taken, wrong type)."""
+
+
+class DataLoaderError(RNGStateError, ValueError):
+    """A loader or sampler was configured or used in a way that cannot resume exactly (a
+    ``ValueError`` too, as torch's DataLoader raises for bad arguments)."""
+
+
+class DataLoaderTypeError(DataLoaderError, TypeError):
+    """A loader argument has the wrong type (a ``TypeError`` too, as torch raises there)."""

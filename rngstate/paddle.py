@@ -13,7 +13,9 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
+from rngstate.data.loader import ResumableLoader, ResumingIterator, lazy_loader
+from rngstate.data.seeding import preserve_streams
+from rngstate.errors import DataLoaderError
 
 if TYPE_CHECKING:
     DataLoader: Any

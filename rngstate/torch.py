@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from rngstate import backends
 from rngstate.backends import torch as torch_backend
-from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
+from rngstate.data.loader import ResumableLoader, ResumingIterator, lazy_loader
+from rngstate.data.seeding import preserve_streams
+from rngstate.errors import DataLoaderError
 from rngstate.tracking import tracked_generator
 
 if TYPE_CHECKING:
