@@ -84,7 +84,7 @@ class SeededCollate:
     """Wraps a ``collate_fn`` so that randomness in it (mixup, cutmix) derives from (root,
     loader path, epoch, position of the batch's first sample), not from the worker.
 
-    >>> from rngstate.data import SeededCollate
+    >>> from rngstate.data.wrappers import SeededCollate
     >>> SeededCollate(list, ("loader",))([1, 2])
     [1, 2]
     """
