@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from rngstate.errors import RNGStateError
 
@@ -85,3 +86,34 @@ def rank_component() -> str:
 def is_rank_component(part: str) -> bool:
     """True for the component ``rng_scope(..., per_rank=True)`` adds."""
     return part.startswith(RANK_PREFIX) and part[len(RANK_PREFIX) :].isdigit()
+
+
+def group_rank(group: Any) -> tuple[int, int]:
+    """(rank within ``group``, size of ``group``) for a ``torch.distributed`` ProcessGroup or a
+    1-D DeviceMesh (``mesh["dp"]``): what a loader shards by under tensor parallelism.
+
+    >>> import rngstate.distributed
+    >>> rngstate.distributed.group_rank(None)
+    Traceback (most recent call last):
+    rngstate.distributed.TopologyError: group_rank: expected a torch.distributed ProcessGroup or a 1-D DeviceMesh, got None
+    """
+    torch_dist = sys.modules.get("torch.distributed")
+    mesh_module = sys.modules.get("torch.distributed.device_mesh")
+    mesh_type = getattr(mesh_module, "DeviceMesh", None)
+    if mesh_type is not None and isinstance(group, mesh_type):
+        if group.ndim != 1:
+            raise TopologyError(
+                f"group_rank: the DeviceMesh has {group.ndim} dimensions; pass one, e.g. mesh['dp']"
+            )
+        group = group.get_group()
+    process_group = getattr(torch_dist, "ProcessGroup", None)
+    if process_group is None or not isinstance(group, process_group):
+        raise TopologyError(
+            "group_rank: expected a torch.distributed ProcessGroup or a 1-D DeviceMesh, "
+            f"got {type(group).__name__ if group is not None else None}"
+        )
+    assert torch_dist is not None
+    rank, size = int(torch_dist.get_rank(group)), int(torch_dist.get_world_size(group))
+    if rank < 0:
+        raise TopologyError("group_rank: this process is not a member of the group")
+    return rank, size

@@ -15,7 +15,7 @@ import numpy as np
 
 from rngstate import _check
 from rngstate.derive import MAX_SEED, derive_bytes, split_path
-from rngstate.distributed import TopologyError, rank_info
+from rngstate.distributed import TopologyError, group_rank, rank_info
 from rngstate.errors import DataLoaderError, InvalidStateError
 from rngstate.runtime import RUNTIME
 
@@ -100,7 +100,10 @@ class ResumableSampler:
 
     Under data parallelism it shards like ``DistributedSampler``: ``rank`` and ``world_size``
     default to :func:`rngstate.rank_info` (the process group, else ``RANK``/``WORLD_SIZE``);
-    every rank draws the same epoch order, pads it by repeating its start to a multiple of
+    with ``group=`` (a ``torch.distributed`` ProcessGroup or a 1-D DeviceMesh, such as the
+    data-parallel dimension under tensor parallelism) they come from that group instead, so
+    every tensor-parallel rank of one replica reads the same samples.  Every rank draws the
+    same epoch order, pads it by repeating its start to a multiple of
     ``world_size`` and takes every ``world_size``-th index from its rank.  Positions count this
     rank's samples.  Pass ``world_size=1`` to give every rank the whole dataset.
 
@@ -128,12 +131,13 @@ class ResumableSampler:
         shuffle: bool = True,
         rank: int | None = None,
         world_size: int | None = None,
+        group: Any = None,
     ) -> None:
         self.n = check_count(n, "ResumableSampler: n")
         if not isinstance(shuffle, bool):
             raise DataLoaderError(f"ResumableSampler: shuffle must be a bool, got {_check.show(shuffle)}")
         self.shuffle = shuffle
-        self.rank, self.world_size = shard(rank, world_size)
+        self.rank, self.world_size = shard(rank, world_size, group)
         self.length = share(self.n, self.world_size)
         self.parts = RUNTIME.current_parts() + split_path(name)
         self.path = "/".join(self.parts)
@@ -314,8 +318,13 @@ def share(n: int, world_size: int) -> int:
     return -(-n // world_size)
 
 
-def shard(rank: Any, world_size: Any) -> tuple[int, int]:
-    """Validated (rank, world_size); what is not given comes from the job (rank_info)."""
+def shard(rank: Any, world_size: Any, group: Any = None) -> tuple[int, int]:
+    """Validated (rank, world_size); from ``group`` when given, else what is not given comes
+    from the job (rank_info)."""
+    if group is not None:
+        if rank is not None or world_size is not None:
+            raise DataLoaderError("pass either group= or rank=/world_size=, not both")
+        rank, world_size = group_rank(group)
     if rank is None or world_size is None:
         info = rank_info()
         if world_size is None:
@@ -335,3 +344,12 @@ def shard(rank: Any, world_size: Any) -> tuple[int, int]:
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
         raise DataLoaderError(f"rank must be an int in [0, world_size={world_size}), got {_check.show(rank)}")
     return rank, world_size
+
+
+def sampler_at(
+    parts: tuple[str, ...], n: int, *, shuffle: bool, rank: int, world_size: int
+) -> ResumableSampler:
+    """A sampler whose path is ``parts`` (a loader's), whatever scope is open now."""
+    sampler = ResumableSampler(n, name="loader", shuffle=shuffle, rank=rank, world_size=world_size)
+    sampler.parts, sampler.path = parts, "/".join(parts)
+    return sampler

@@ -42,7 +42,6 @@ class Seeder:
     def __init__(self) -> None:
         self._modules_seen = -1
         self._streams: list[tuple[Stream, bytes]] = []
-        self.in_worker = False  # set in DataLoader worker processes: nothing to put back there
 
     def streams(self) -> list[tuple[Stream, bytes]]:
         # Only imports change which streams are active; same trick as Runtime.refresh.
@@ -60,17 +59,16 @@ class Seeder:
             self._streams = found
         return self._streams
 
-    def seed(self, root: int, parts: tuple[str, ...]) -> None:
+    def seed(self, root: int, parts: tuple[str, ...]) -> bytes:
+        """Seed every sample stream from (root, parts); returns the derived key."""
         key = derive_bytes(root, parts, "sample")
         blake2b = hashlib.blake2b
         for stream, name in self.streams():
             stream.seed_from_material(blake2b(key, digest_size=32, key=name).digest())
+        return key
 
-    def save(self) -> list[tuple[Stream, Any]] | None:
-        """The outer states to put back after a sample; None in a worker (nothing else runs
-        between samples there, so the copies are not worth it)."""
-        if self.in_worker:
-            return None
+    def save(self) -> list[tuple[Stream, Any]]:
+        """The states of the sample streams, to put back after loading."""
         return [(stream, stream.get_state()) for stream, _name in self.streams()]
 
     @staticmethod
@@ -84,10 +82,10 @@ LOCAL = threading.local()  # the sample and batch being loaded by this thread
 
 
 @contextlib.contextmanager
-def seeded(root: int, parts: tuple[str, ...]) -> Iterator[None]:
-    """Seed the sample streams for a block; in the training process the outer state is put
-    back afterwards (dropout must not see the loading)."""
-    saved = SEEDER.save()
+def seeded(root: int, parts: tuple[str, ...], put_back: bool = True) -> Iterator[None]:
+    """Seed the sample streams for a block; with ``put_back`` (the training process: dropout
+    must not see the loading) the outer state is put back afterwards."""
+    saved = SEEDER.save() if put_back else None
     try:
         SEEDER.seed(root, parts)
         yield
@@ -117,6 +115,12 @@ def preserve_streams() -> Iterator[None]:
     finally:
         for stream, snapshot in saved:
             stream.set_state(snapshot)
+
+
+def scope_root(key: bytes) -> int:
+    """A 32-bit root (like every root seed) for the scopes opened where ``key`` seeded the
+    streams: a DataLoader worker, or one sample being loaded."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4, key=b"#scopes").digest(), "big")
 
 
 def sample_parts(parts: tuple[str, ...], epoch: int, position: int) -> tuple[str, ...]:

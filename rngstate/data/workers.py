@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from rngstate.data.seeding import SEEDER
+from rngstate.data.seeding import SEEDER, scope_root
 from rngstate.derive import MAX_SEED, check_seed
 from rngstate.errors import DataLoaderError, NoRootSeedError, RNGStateError
 from rngstate.runtime import RUNTIME
@@ -51,7 +51,9 @@ def worker_init_fn(worker_id: int) -> None:
     Pass it as ``worker_init_fn=rngstate.worker_init_fn`` to ``torch.utils.data.DataLoader`` or
     ``paddle.io.DataLoader``.  Each worker's generators derive from the root seed, the seed the
     framework drew for this epoch's workers and ``worker_id``, so every worker and every epoch
-    differs (NumPy included, which forked workers otherwise share) and a rerun repeats.
+    differs (NumPy included, which forked workers otherwise share) and a rerun repeats.  Scopes
+    opened in the worker (``rngstate.rng_scope`` in ``__getitem__``) derive from the worker's
+    seed too, so they also differ across workers and epochs.
 
     Randomness then depends on ``num_workers``; for randomness per sample, independent of the
     workers and resumable mid-epoch, use ``rngstate.torch.DataLoader`` or
@@ -70,15 +72,18 @@ def worker_init_fn(worker_id: int) -> None:
             "paddle.io.DataLoader worker (pass it as worker_init_fn=rngstate.worker_init_fn)"
         )
     framework, info = found
-    SEEDER.in_worker = True
     # torch's info.seed is base_seed + worker_id, Paddle's is base_seed: both change per epoch.
     parts = ("#worker", framework, str(int(info.seed)), str(int(worker_id)))
-    SEEDER.seed(_worker_root(), parts)
+    key = SEEDER.seed(_worker_root(), parts)
+    # Scopes too: the worker inherited its parent's substreams, which every worker would repeat.
+    RUNTIME.rebase(scope_root(key))
 
 
 class LoaderWorkerInit:
-    """The ``worker_init_fn`` the rngstate loaders install: marks the process as a worker,
-    seeds its generators for code outside ``__getitem__``, then calls the user's function."""
+    """The ``worker_init_fn`` rngstate.paddle.DataLoader installs: seeds the worker's
+    generators for code outside ``__getitem__`` from (root, loader path, epoch, worker id),
+    then calls the user's function.  (Paddle draws its workers' base seed from NumPy's global
+    generator; torch's loader derives that base seed instead.)"""
 
     def __init__(self, user_fn: Callable[[int], Any] | None, parts: tuple[str, ...]) -> None:
         self.user_fn = user_fn
@@ -87,7 +92,6 @@ class LoaderWorkerInit:
         self.epoch = 0
 
     def __call__(self, worker_id: int) -> None:
-        SEEDER.in_worker = True
         SEEDER.seed(self.root, (*self.parts, "#worker", str(self.epoch), str(int(worker_id))))
         if self.user_fn is not None:
             self.user_fn(worker_id)
