@@ -117,6 +117,10 @@ def _build_dataloader() -> type:
         >>> checkpoint = {"loader": loader.state_dict(), "rng": rngstate.capture().to_dict()}
         """
 
+        worker_init_fn: Any
+        batch_sampler: Any
+        collate_fn: Any
+
         def __init__(
             self,
             dataset: Any,
@@ -137,7 +141,8 @@ def _build_dataloader() -> type:
             **kwargs: Any,
         ) -> None:
             if feed_list is not None or not return_list:
-                raise DataLoaderError(f"rngstate.paddle.DataLoader does not take feed_list=: {_UNSUPPORTED['feed_list']}")
+                why = _UNSUPPORTED["feed_list"]
+                raise DataLoaderError(f"rngstate.paddle.DataLoader does not take feed_list=: {why}")
             if batch_size is None and batch_sampler is None:
                 raise DataLoaderError(
                     "rngstate.paddle.DataLoader needs a batch_size (Paddle loads batch_size=None "
@@ -220,9 +225,11 @@ def _build_dataloader() -> type:
     class _Batches:
         """What Paddle's iterators take as the batch sampler: the pass iter(loader) began."""
 
+        _pass: Pass | None
+
         def __init__(self, loader: Any) -> None:
             self._loader = loader
-            self._pass: Pass | None = None
+            self._pass = None
 
         def __len__(self) -> int:
             return int(self._loader._rng_len(self._pass))

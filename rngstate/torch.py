@@ -16,12 +16,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rngstate import backends
 from rngstate.backends import torch as torch_backend
-from rngstate.data.loader import BATCH_SAMPLER, ORDER, SAMPLER, Pass, ResumableLoader, count_batches, lazy_loader
+from rngstate.data.loader import (
+    BATCH_SAMPLER,
+    ITERABLE,
+    ORDER,
+    SAMPLER,
+    Pass,
+    ResumableLoader,
+    count_batches,
+    lazy_loader,
+)
 from rngstate.data.sampler import share
-from rngstate.data.seeding import preserve_streams
+from rngstate.data.seeding import SEEDER, Isolated, preserve_streams, seeded
+from rngstate.data.workers import WorkerScopes
 from rngstate.data.wrappers import SeededCollate, Unbatch
 from rngstate.derive import derive_bytes
-from rngstate.errors import DataLoaderError
 from rngstate.tracking import tracked_generator
 
 if TYPE_CHECKING:
@@ -84,6 +93,9 @@ def _build_dataloader() -> type:
         """
 
         _rng_ready = False
+        collate_fn: Any
+        generator: Any
+        worker_init_fn: Any
 
         def __init__(
             self,
@@ -107,13 +119,11 @@ def _build_dataloader() -> type:
             group: Any = None,
             **kwargs: Any,
         ) -> None:
-            if isinstance(dataset, torch_data.IterableDataset):
-                raise DataLoaderError(
-                    "rngstate.torch.DataLoader needs a map-style dataset (__getitem__ and "
-                    "__len__): an IterableDataset has no positions to resume from"
-                )
-            own_order = sampler is None and batch_sampler is None
+            iterable = isinstance(dataset, torch_data.IterableDataset)
+            own_order = sampler is None and batch_sampler is None and not iterable
             mode = ORDER if own_order else SAMPLER if batch_sampler is None else BATCH_SAMPLER
+            if iterable:
+                mode = ITERABLE  # torch rejects a sampler, a batch_sampler and shuffle for it
             self._rng_setup(
                 dataset,
                 name=name,
@@ -141,31 +151,51 @@ def _build_dataloader() -> type:
         @property
         def _auto_collation(self) -> bool:
             # Every fetch gets a list (a SeededBatch): without batching, a list of one.
-            return self._rng_ready or self.batch_sampler is not None
+            if self._rng_ready and self._rng_mode != ITERABLE:
+                return True
+            return self.batch_sampler is not None
 
         @property
         def _index_sampler(self) -> Any:
-            if not self._rng_ready:
+            if not self._rng_ready or self._rng_mode == ITERABLE:
                 return super()._index_sampler
             return _Batches(self)
 
+        def __len__(self) -> int:
+            if self._rng_mode == ITERABLE:
+                return int(super().__len__())
+            return self._rng_len()
+
         def __iter__(self) -> Any:
             current = self._rng_begin()
-            iterator = super().__iter__()
-            return count_batches(iterator, current)
+            if current.dataset_state is not None:  # resume through the dataset's own state
+                self.dataset.load_state_dict(current.dataset_state)
+            iterator = count_batches(super().__iter__(), current)
+            if self._rng_mode == ITERABLE:
+                if current.dataset_state is not None:
+                    current.taken = current.start
+                else:  # replay the epoch with the same seeds up to the saved position
+                    for _ in range(current.start):
+                        try:
+                            next(iterator)
+                        except StopIteration:
+                            break
+            return iterator
 
         def _get_iterator(self) -> Any:
             # What the iterator and its workers take from the loader while it is built: the
             # collate_fn seeded per batch, and a base seed derived for this epoch.
             current = self._rng_pending
-            user = (self.collate_fn, self.generator)
+            user = (self.collate_fn, self.generator, self.worker_init_fn)
             collate = self.collate_fn
-            own = collate not in (torch_data.default_collate, torch_data.default_convert)
-            if not self._rng_batching:
-                collate = Unbatch(collate)
-            if own:  # randomness in the user's collate_fn (mixup) is seeded per batch
-                collate = SeededCollate(collate)
+            if self._rng_mode != ITERABLE:
+                own = collate not in (torch_data.default_collate, torch_data.default_convert)
+                if not self._rng_batching:
+                    collate = Unbatch(collate)
+                if own:  # randomness in the user's collate_fn (mixup) is seeded per batch
+                    collate = SeededCollate(collate)
             self.collate_fn = collate
+            self.worker_init_fn = WorkerScopes(self.worker_init_fn)
             if self.generator is None and current is not None:
                 base = torch.Generator()
                 parts = (*self._rng_parts, "#workers", str(current.epoch))
@@ -173,15 +203,29 @@ def _build_dataloader() -> type:
                 base.manual_seed(int.from_bytes(material[:8], "big") >> 1)
                 self.generator = base
             try:
+                if self._rng_mode == ITERABLE and self.num_workers == 0 and current is not None:
+                    return self._rng_iterable_here(current)
                 with preserve_streams():
                     return super()._get_iterator()
             finally:
-                self.collate_fn, self.generator = user
+                self.collate_fn, self.generator, self.worker_init_fn = user
+
+        def _rng_iterable_here(self, current: Pass) -> Any:
+            """An IterableDataset read in this process: ``iter(dataset)`` and every ``next``
+            see the sample streams seeded from (root, loader path, epoch, worker 0), swapped in
+            around each ``next`` so that training and loading do not shift each other."""
+            parts = (*self._rng_parts, "#worker", str(current.epoch), "0")
+            with preserve_streams(), seeded(current.root, parts):
+                iterator = super()._get_iterator()
+                inner = SEEDER.save()
+            fetcher = iterator._dataset_fetcher
+            fetcher.dataset_iter = Isolated(fetcher.dataset_iter, inner)
+            return iterator
 
         def _rng_seed_sampler_generators(self, root: int, parts: tuple[str, ...]) -> Any:
             return _seeding_generators(torch, self._rng_source, root, parts)
 
-    class _OrderSampler(torch_data.Sampler[int]):
+    class _OrderSampler(torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
         """``loader.sampler`` of a loader that uses rngstate's own order: iterating it yields
         the indices of the next epoch; ``set_epoch`` sets the loader's epoch."""
 
@@ -213,9 +257,11 @@ def _build_dataloader() -> type:
     class _Batches:
         """The index source torch's iterators read (``loader._index_sampler``)."""
 
+        _pass: Pass | None
+
         def __init__(self, loader: DataLoader[Any]) -> None:
             self._loader = loader
-            self._pass: Pass | None = None
+            self._pass = None
 
         def __len__(self) -> int:
             return self._loader._rng_len(self._pass)
@@ -236,7 +282,7 @@ def _build_dataloader() -> type:
 def _seeding_generators(torch: Any, source: Any, root: int, parts: tuple[str, ...]) -> Iterator[None]:
     """Seed the ``torch.Generator`` a sampler owns (RandomSampler, WeightedRandomSampler,
     SubsetRandomSampler take one) from (root, parts) for the block, then put it back."""
-    found = []
+    found: list[tuple[Any, Any]] = []
     for owner in (source, getattr(source, "sampler", None)):
         generator = getattr(owner, "generator", None)
         if isinstance(generator, torch.Generator) and all(g is not generator for g, _ in found):

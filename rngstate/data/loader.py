@@ -20,18 +20,69 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from rngstate import _check
 from rngstate.data.sampler import ResumableSampler, SamplerState, check_count, sampler_at, shard, share
 from rngstate.data.seeding import seeded
 from rngstate.data.wrappers import SeededBatch
-from rngstate.derive import split_path
+from rngstate.derive import MAX_SEED, split_path
 from rngstate.errors import DataLoaderError, DataLoaderTypeError, InvalidStateError
 from rngstate.runtime import RUNTIME
 
 logger = logging.getLogger(__name__)
 
-ORDER, SAMPLER, BATCH_SAMPLER = "order", "sampler", "batch_sampler"
+ORDER, SAMPLER, BATCH_SAMPLER, ITERABLE = "order", "sampler", "batch_sampler", "iterable"
+ITERABLE_FORMAT = "rngstate.loader.iterable"
+DATASET_STATE, FAST_FORWARD = "dataset_state_dict", "fast_forward"
+
+
+@dataclass(frozen=True)
+class IterableState:
+    """Where a loader over an IterableDataset stands: batches taken of an epoch, and how a
+    resume gets back there (``dataset_state_dict``: the dataset's own ``state_dict``, saved
+    here; ``fast_forward``: the epoch is replayed with the same seeds and the batches skipped).
+
+    >>> state = IterableState("train", 1, 3, False, 0, 2, FAST_FORWARD, None)
+    >>> IterableState.from_dict(state.to_dict()) == state
+    True
+    """
+
+    path: str
+    epoch: int
+    batches: int
+    finished: bool
+    root_seed: int | None
+    num_workers: int
+    resume: str
+    dataset_state: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (the dataset's state as its ``state_dict`` gave it)."""
+        return {"format": ITERABLE_FORMAT, "version": 1, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, state: Any, where: str = "IterableState") -> IterableState:
+        """Validate a :meth:`to_dict`; raises :class:`~rngstate.errors.InvalidStateError`."""
+        keys = ("format", "version", *(field.name for field in fields(cls)))
+        _check.mapping(state, where, keys)
+        _check.text(state["format"], f"{where}: format", (ITERABLE_FORMAT,))
+        _check.integer(state["version"], f"{where}: version", 1, 1)
+        for flag in ("finished",):
+            if not isinstance(state[flag], bool):
+                raise InvalidStateError(f"{where}: {flag} must be a bool, got {_check.show(state[flag])}")
+        root = state["root_seed"]
+        return cls(
+            path=_check.text(state["path"], f"{where}: path"),
+            epoch=_check.integer(state["epoch"], f"{where}: epoch", 0, 2**63),
+            batches=_check.integer(state["batches"], f"{where}: batches", 0, 2**63),
+            finished=state["finished"],
+            root_seed=None if root is None else _check.integer(root, f"{where}: root_seed", 0, MAX_SEED),
+            num_workers=_check.integer(state["num_workers"], f"{where}: num_workers", 0, 2**31),
+            resume=_check.text(state["resume"], f"{where}: resume", (DATASET_STATE, FAST_FORWARD)),
+            dataset_state=state["dataset_state"],
+        )
 
 
 class Pass:
@@ -45,6 +96,7 @@ class Pass:
         self.length: int | None = None  # samples in this rank's epoch, once known
         self.taken = 0  # batches the training loop took
         self.finished = False
+        self.dataset_state: Any = None  # an IterableDataset's saved state_dict to resume from
 
     def position(self) -> int:
         """Samples of the epoch taken, as ``state_dict`` saves it (the whole epoch once done)."""
@@ -123,7 +175,7 @@ class ResumableLoader:
         self._rng_drawn: tuple[int, int, list[Any]] | None = None  # (epoch, root, sampler output)
         self._rng_epoch = 0
         self._rng_start: int | None = None  # set_epoch's start for the next pass
-        self._rng_restored: SamplerState | None = None
+        self._rng_restored: SamplerState | IterableState | None = None
         self._rng_last: Pass | None = None
         self._rng_pending: Pass | None = None
 
@@ -132,10 +184,15 @@ class ResumableLoader:
     def _rng_plan(self) -> tuple[int, int]:
         """(epoch, start) of the next pass, without committing to it."""
         restored = self._rng_restored
+        if isinstance(restored, IterableState):
+            if restored.finished and self._rng_start is None:
+                return restored.epoch + 1, 0
+            return restored.epoch, restored.batches
         if restored is not None:
             # A finished saved epoch moves on, unless set_epoch asked for that epoch again.
             pinned = self._rng_start is not None
-            if not pinned and self._rng_remaining(restored.epoch, restored.position, restored.root_seed) is False:
+            left = self._rng_remaining(restored.epoch, restored.position, restored.root_seed)
+            if not pinned and left is False:
                 return restored.epoch + 1, 0
             return restored.epoch, restored.position
         if self._rng_start is not None:
@@ -175,6 +232,8 @@ class ResumableLoader:
                 "saved with it (rngstate.restore) before iterating, or set_epoch() another epoch"
             )
         current = Pass(epoch, start, root)
+        if isinstance(restored, IterableState) and start > 0 and restored.resume == DATASET_STATE:
+            current.dataset_state = restored.dataset_state
         self._rng_restored = None
         self._rng_start = None
         self._rng_epoch = epoch
@@ -280,7 +339,8 @@ class ResumableLoader:
         epoch = check_count(epoch, "set_epoch: epoch")
         restored = self._rng_restored
         if start is None and restored is not None and restored.epoch == epoch:
-            self._rng_start = restored.position  # continue the saved epoch where it stopped
+            # Continue the saved epoch where it stopped.
+            self._rng_start = restored.batches if isinstance(restored, IterableState) else restored.position
         else:
             self._rng_restored = None
             self._rng_epoch, self._rng_start = epoch, check_count(start or 0, "set_epoch: start")
@@ -297,12 +357,13 @@ class ResumableLoader:
     @property
     def position(self) -> int:
         """Samples of the current epoch (this rank's share) the training loop has taken."""
-        if self._rng_restored is not None:
-            return self._rng_restored.position
+        restored = self._rng_restored
+        if restored is not None:
+            return restored.batches if isinstance(restored, IterableState) else restored.position
         last = self._rng_last
         if last is None:
             return self._rng_start or 0
-        return last.position()
+        return last.taken if self._rng_mode == ITERABLE else last.position()
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch and position as plain data, for the checkpoint.
@@ -313,6 +374,8 @@ class ResumableLoader:
         restored = self._rng_restored
         if restored is not None:
             return restored.to_dict()
+        if self._rng_mode == ITERABLE:
+            return self._rng_iterable_state().to_dict()
         last = self._rng_last
         if last is None or self._rng_start is not None:
             epoch, position, root = self._rng_epoch, self._rng_start or 0, RUNTIME.root
@@ -323,16 +386,53 @@ class ResumableLoader:
             self._rng_world_size,
         ).to_dict()
 
+    def _rng_iterable_state(self) -> IterableState:
+        last, workers = self._rng_last, int(getattr(self, "num_workers", 0))
+        if last is None or self._rng_start is not None:
+            epoch, batches, finished, root = self._rng_epoch, self._rng_start or 0, False, RUNTIME.root
+        else:
+            epoch, batches, finished, root = last.epoch, last.taken, last.finished, last.root
+        dataset = self._rng_dataset
+        own_state = callable(getattr(dataset, "state_dict", None)) and callable(
+            getattr(dataset, "load_state_dict", None)
+        )
+        # Workers iterate copies of the dataset whose state this process cannot see.
+        if own_state and workers == 0 and batches > 0 and not finished:
+            return IterableState(self._rng_path, epoch, batches, finished, root, workers, DATASET_STATE,
+                                 dataset.state_dict())
+        return IterableState(self._rng_path, epoch, batches, finished, root, workers, FAST_FORWARD, None)
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict`: the next iteration (or ``set_epoch`` of the saved
         epoch) starts at the saved position.  Raises InvalidStateError if it does not fit."""
         where = f"{self._rng_path}.load_state_dict"
+        if self._rng_mode == ITERABLE:
+            saved_iterable = IterableState.from_dict(state, where)
+            if saved_iterable.path != self._rng_path:
+                raise InvalidStateError(
+                    f"{where}: the state does not belong here: it was saved by {saved_iterable.path!r}, "
+                    f"this is {self._rng_path!r}"
+                )
+            workers = int(getattr(self, "num_workers", 0))
+            mid_epoch = saved_iterable.batches > 0 and not saved_iterable.finished
+            if mid_epoch and saved_iterable.num_workers != workers:
+                raise DataLoaderError(
+                    f"{where}: the state was saved mid-epoch with num_workers={saved_iterable.num_workers}, "
+                    f"this loader has num_workers={workers}; an IterableDataset's stream is split by "
+                    "worker, so resume with the same num_workers (or start the next epoch)"
+                )
+            self._rng_restored = saved_iterable
+            self._rng_start = None
+            self._rng_epoch = saved_iterable.epoch
+            return
         saved = SamplerState.from_dict(state, where)
         problems = []
         if saved.path != self._rng_path:
             problems.append(f"it was saved by {saved.path!r}, this is {self._rng_path!r}")
         if saved.shuffle != self._rng_shuffle:
-            problems.append(f"it was saved with shuffle={saved.shuffle}, this has shuffle={self._rng_shuffle}")
+            problems.append(
+                f"it was saved with shuffle={saved.shuffle}, this has shuffle={self._rng_shuffle}"
+            )
         if self._rng_mode == ORDER and saved.n != self._rng_n():
             problems.append(f"it covers {saved.n} samples, this dataset has {self._rng_n()}")
         if problems:
@@ -399,7 +499,9 @@ def check_batch_size(batch_size: Any) -> int | None:
     if batch_size is None:
         return None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise DataLoaderTypeError(f"batch_size must be a positive int or None, got {type(batch_size).__name__}")
+        raise DataLoaderTypeError(
+            f"batch_size must be a positive int or None, got {type(batch_size).__name__}"
+        )
     if batch_size < 1:
         raise DataLoaderError(f"batch_size must be a positive int or None, got {batch_size}")
     return batch_size

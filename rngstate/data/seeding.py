@@ -117,6 +117,28 @@ def preserve_streams() -> Iterator[None]:
             stream.set_state(snapshot)
 
 
+class Isolated:
+    """Runs an iterator with the sample streams in a state of their own, swapped in around
+    each ``next``: an IterableDataset read in the training process neither shifts dropout nor
+    depends on it.  ``inner`` is that state to begin with (a :meth:`Seeder.save`)."""
+
+    def __init__(self, iterator: Iterator[Any], inner: list[tuple[Stream, Any]]) -> None:
+        self.iterator = iterator
+        self.inner = inner
+
+    def __iter__(self) -> Isolated:
+        return self
+
+    def __next__(self) -> Any:
+        outer = SEEDER.save()
+        SEEDER.put_back(self.inner)
+        try:
+            return next(self.iterator)
+        finally:
+            self.inner = SEEDER.save()
+            SEEDER.put_back(outer)
+
+
 def scope_root(key: bytes) -> int:
     """A 32-bit root (like every root seed) for the scopes opened where ``key`` seeded the
     streams: a DataLoader worker, or one sample being loaded."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rngstate.data.seeding import SEEDER, scope_root
-from rngstate.derive import MAX_SEED, check_seed
+from rngstate.derive import MAX_SEED, check_seed, derive_bytes
 from rngstate.errors import DataLoaderError, NoRootSeedError, RNGStateError
 from rngstate.runtime import RUNTIME
 
@@ -77,6 +77,24 @@ def worker_init_fn(worker_id: int) -> None:
     key = SEEDER.seed(_worker_root(), parts)
     # Scopes too: the worker inherited its parent's substreams, which every worker would repeat.
     RUNTIME.rebase(scope_root(key))
+
+
+class WorkerScopes:
+    """The ``worker_init_fn`` ``rngstate.torch.DataLoader`` hands its workers (the loader's
+    own attribute stays the user's function): bases the worker's scopes on its own seed, which
+    torch derived from (root, loader path, epoch, worker id), then calls the user's function."""
+
+    def __init__(self, user_fn: Callable[[int], Any] | None) -> None:
+        self.user_fn = user_fn
+
+    def __call__(self, worker_id: int) -> None:
+        found = _framework_worker_info()
+        if found is not None:
+            framework, info = found
+            key = derive_bytes(_worker_root(), ("#worker", framework, str(int(info.seed))), "scopes")
+            RUNTIME.rebase(scope_root(key))
+        if self.user_fn is not None:
+            self.user_fn(worker_id)
 
 
 class LoaderWorkerInit:
