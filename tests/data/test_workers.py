@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +87,49 @@ def test_resumable_sampler_in_a_plain_torch_dataloader() -> None:
     sampler, loader = plain_loader()
     sampler.set_epoch(3, start=8)
     assert [int(i) for b in loader for i in b[:, 0]] == sampler.order(3).tolist()[8:]
+
+
+class Scoped(torch.utils.data.Dataset[torch.Tensor]):
+    """Augments inside a scope: the pattern that repeated across workers and epochs."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with rngstate.rng_scope("aug"):
+            return torch.tensor(
+                [float(index), random.random(), float(np.random.rand()), float(torch.rand(()))]
+            )
+
+
+def scoped_run(workers: int = 2) -> list[torch.Tensor]:
+    rngstate.seed_everything(0)
+    with rngstate.rng_scope("aug"):  # the parent's substream exists before the workers fork
+        random.random()
+    loader = torch.utils.data.DataLoader(
+        Scoped(),
+        batch_size=2,
+        num_workers=workers,
+        worker_init_fn=rngstate.worker_init_fn,
+        generator=rngstate.torch.generator("scoped_loader"),
+    )
+    return [batch for _ in range(2) for batch in loader]
+
+
+def test_scopes_in_plain_loader_workers_differ_across_workers_and_epochs() -> None:
+    first, second = scoped_run(), scoped_run()
+    assert same(first, second)  # reproducible
+    rows = torch.cat(first)
+    for column in (1, 2, 3):  # 2 workers x 2 epochs x 4 samples: all different
+        assert len(set(rows[:, column].tolist())) == 16
+
+
+def test_scopes_in_rngstate_loader_follow_the_sample() -> None:
+    def run(workers: int) -> list[torch.Tensor]:
+        rngstate.seed_everything(0)
+        loader = rngstate.torch.DataLoader(Scoped(), 2, True, num_workers=workers, name="scoped")
+        return [batch for _ in range(2) for batch in loader]
+
+    zero = run(0)
+    assert same(zero, run(2))  # a scope's draws depend on the sample, not on the worker
+    assert len(set(torch.cat(zero)[:, 1].tolist())) == 16
