@@ -140,11 +140,16 @@ def _build_dataloader() -> type:
                 sampler, shuffle = _OrderSampler(self), None
             # torch checks the arguments and sets its attributes (sampler, batch_sampler,
             # batch_size, drop_last, collate_fn, generator) exactly as for its own class.
+            # Keywords: code that records and replays the arguments (Lightning re-creating the
+            # loader with a DistributedSampler) then finds each one under its name.
             super().__init__(
-                dataset, batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
-                pin_memory, drop_last, timeout, worker_init_fn, multiprocessing_context,
-                generator, **kwargs,
+                dataset=dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn,
+                pin_memory=pin_memory, drop_last=drop_last, timeout=timeout,
+                worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context,
+                generator=generator, **kwargs,
             )
+            self.name = name  # public, like the other arguments: a re-created loader keeps it
             self._rng_batching = self.batch_sampler is not None
             self._rng_ready = True
 

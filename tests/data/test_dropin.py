@@ -204,3 +204,13 @@ def test_loader_state_round_trips_and_rejects_other_loaders() -> None:
     other = rngstate.torch.DataLoader(Noisy(), 4, True, name="b")
     with pytest.raises(InvalidStateError, match="saved by 'a', this is 'b'"):
         other.load_state_dict(state)
+
+
+def test_lightning_re_creates_the_loader_with_a_distributed_sampler() -> None:
+    fabric_data = pytest.importorskip("lightning.fabric.utilities.data")
+    rngstate.seed_everything(0)
+    loader = rngstate.torch.DataLoader(Noisy(), batch_size=4, shuffle=True, name="train")
+    sampler = torch.utils.data.DistributedSampler(loader.dataset, num_replicas=2, rank=1, shuffle=True)
+    again = fabric_data._update_dataloader(loader, sampler)
+    assert type(again) is type(loader) and again.sampler is sampler and again.name == "train"
+    assert indices(list(again)) == list(sampler)
