@@ -153,10 +153,13 @@ def _build_dataloader() -> type:
             self._rng_batching = self.batch_sampler is not None
             self._rng_ready = True
 
+        _rng_building = False  # an iterator is being built (it reads the two below)
+
         @property
         def _auto_collation(self) -> bool:
-            # Every fetch gets a list (a SeededBatch): without batching, a list of one.
-            if self._rng_ready and self._rng_mode != ITERABLE:
+            # The iterators fetch a list (a SeededBatch) every time: without batching, a list
+            # of one, which Unbatch hands on alone.  Everyone else sees torch's answer.
+            if self._rng_building and self._rng_mode != ITERABLE:
                 return True
             return self.batch_sampler is not None
 
@@ -207,6 +210,7 @@ def _build_dataloader() -> type:
                 material = derive_bytes(current.root, parts, "torch")
                 base.manual_seed(int.from_bytes(material[:8], "big") >> 1)
                 self.generator = base
+            self._rng_building = True
             try:
                 if self._rng_mode == ITERABLE and self.num_workers == 0 and current is not None:
                     return self._rng_iterable_here(current)
@@ -214,6 +218,7 @@ def _build_dataloader() -> type:
                     return super()._get_iterator()
             finally:
                 self.collate_fn, self.generator, self.worker_init_fn = user
+                self._rng_building = False
 
         def _rng_iterable_here(self, current: Pass) -> Any:
             """An IterableDataset read in this process: ``iter(dataset)`` and every ``next``

@@ -80,7 +80,8 @@ def run(upstream: Path, swap: bool, timeout: float) -> dict[str, str]:
 
 
 def summary(label: str, outcomes: dict[str, str]) -> str:
-    counts = {kind: sum(1 for o in outcomes.values() if o == kind) for kind in ("passed", "failed", "skipped")}
+    kinds = ("passed", "failed", "skipped")
+    counts = {kind: sum(1 for o in outcomes.values() if o == kind) for kind in kinds}
     ran = counts["passed"] + counts["failed"]
     return f"{label}: {counts['passed']}/{ran} passed, {counts['failed']} failed, {counts['skipped']} skipped"
 
