@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rngstate.data.loader import (
     BATCH_SAMPLER,
     ORDER,
+    LoaderPart,
     Pass,
     ResumableLoader,
     check_batch_size,
@@ -206,11 +207,9 @@ def _build_dataloader() -> type:
         def __call__(self) -> Any:
             return self.__iter__()
 
-    class _OrderSampler(io.Sampler):  # type: ignore[misc,name-defined]
+    class _OrderSampler(LoaderPart, io.Sampler):  # type: ignore[misc,name-defined]
         """The sampler inside ``loader.batch_sampler`` when rngstate's own order is used."""
 
-        def __init__(self, loader: Any) -> None:
-            self._loader = loader
 
         def __len__(self) -> int:
             return share(self._loader._rng_n(), self._loader._rng_world_size)
@@ -222,13 +221,13 @@ def _build_dataloader() -> type:
         def set_epoch(self, epoch: int) -> None:
             self._loader.set_epoch(epoch)
 
-    class _Batches:
+    class _Batches(LoaderPart):
         """What Paddle's iterators take as the batch sampler: the pass iter(loader) began."""
 
         _pass: Pass | None
 
         def __init__(self, loader: Any) -> None:
-            self._loader = loader
+            super().__init__(loader)
             self._pass = None
 
         def __len__(self) -> int:

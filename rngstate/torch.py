@@ -21,6 +21,7 @@ from rngstate.data.loader import (
     ITERABLE,
     ORDER,
     SAMPLER,
+    LoaderPart,
     Pass,
     ResumableLoader,
     count_batches,
@@ -235,12 +236,10 @@ def _build_dataloader() -> type:
         def _rng_seed_sampler_generators(self, root: int, parts: tuple[str, ...]) -> Any:
             return _seeding_generators(torch, self._rng_source, root, parts)
 
-    class _OrderSampler(torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
+    class _OrderSampler(LoaderPart, torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
         """``loader.sampler`` of a loader that uses rngstate's own order: iterating it yields
         the indices of the next epoch; ``set_epoch`` sets the loader's epoch."""
 
-        def __init__(self, loader: DataLoader[Any]) -> None:
-            self._loader = loader
 
         def __len__(self) -> int:
             loader = self._loader
@@ -264,17 +263,17 @@ def _build_dataloader() -> type:
             """Shards the epoch is split into (1: every rank loads everything)."""
             return int(self._loader._rng_world_size)
 
-    class _Batches:
+    class _Batches(LoaderPart):
         """The index source torch's iterators read (``loader._index_sampler``)."""
 
         _pass: Pass | None
 
         def __init__(self, loader: DataLoader[Any]) -> None:
-            self._loader = loader
+            super().__init__(loader)
             self._pass = None
 
         def __len__(self) -> int:
-            return self._loader._rng_len(self._pass)
+            return int(self._loader._rng_len(self._pass))
 
         def __iter__(self) -> Iterator[Any]:
             # torch's multiprocessing iterator asks twice while it starts (__init__, _reset):
@@ -283,7 +282,7 @@ def _build_dataloader() -> type:
             if loader._rng_pending is not None or self._pass is None:
                 self._pass = loader._rng_take_pass()
             self._pass.ends.clear()
-            return loader._rng_batches(self._pass)
+            return iter(loader._rng_batches(self._pass))
 
     return DataLoader
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -135,6 +136,22 @@ def count_batches(iterator: Any, current: Pass) -> Any:
         iterator.__class__ = counting
     iterator._rngstate_pass = current
     return iterator
+
+
+class LoaderPart:
+    """What a loader hands its framework (its sampler, its batches): refers back to the loader
+    weakly, so that no cycle keeps a loader, and the workers of its persistent iterator, alive
+    after the program let go of it."""
+
+    def __init__(self, loader: Any) -> None:
+        self._ref = weakref.ref(loader)
+
+    @property
+    def _loader(self) -> Any:
+        loader = self._ref()
+        if loader is None:
+            raise DataLoaderError("the DataLoader this belongs to no longer exists")
+        return loader
 
 
 class ResumableLoader:
@@ -301,18 +318,7 @@ class ResumableLoader:
             step, offset = _replica_of(self._rng_source)
             current.length = sum(len(batch) for batch in batches)
             chunks = _skip_batches(batches, start, self._rng_path)
-        return self._rng_seeded_batches(current, chunks, step, offset)
-
-    def _rng_seeded_batches(
-        self, current: Pass, chunks: Iterator[tuple[int, list[Any]]], step: int, offset: int
-    ) -> Iterator[SeededBatch]:
-        parts, ends = self._rng_parts, current.ends
-        for first, indices in chunks:
-            ends.append(first + len(indices))
-            yield SeededBatch(
-                indices, root=current.root, parts=parts, epoch=current.epoch,
-                first=first * step + offset, step=step,
-            )
+        return _seeded_batches(self._rng_parts, current, chunks, step, offset)
 
     def _rng_len(self, current: Pass | None = None) -> int:
         """Batches of the next pass (``len(loader)``: the rest of the epoch right after a
@@ -382,7 +388,12 @@ class ResumableLoader:
         else:
             epoch, position, root = last.epoch, last.position(), last.root
         return SamplerState(
-            self._rng_path, self._rng_n(), self._rng_shuffle, epoch, position, root,
+            self._rng_path,
+            self._rng_n(),
+            self._rng_shuffle,
+            epoch,
+            position,
+            root,
             self._rng_world_size,
         ).to_dict()
 
@@ -398,8 +409,9 @@ class ResumableLoader:
         )
         # Workers iterate copies of the dataset whose state this process cannot see.
         if own_state and workers == 0 and batches > 0 and not finished:
-            return IterableState(self._rng_path, epoch, batches, finished, root, workers, DATASET_STATE,
-                                 dataset.state_dict())
+            return IterableState(
+                self._rng_path, epoch, batches, finished, root, workers, DATASET_STATE, dataset.state_dict()
+            )
         return IterableState(self._rng_path, epoch, batches, finished, root, workers, FAST_FORWARD, None)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -442,7 +454,12 @@ class ResumableLoader:
             probe = self._rng_order_probe()
             probe.load_state_dict(state)
             saved = SamplerState(
-                saved.path, saved.n, saved.shuffle, probe.epoch, probe.position, saved.root_seed,
+                saved.path,
+                saved.n,
+                saved.shuffle,
+                probe.epoch,
+                probe.position,
+                saved.root_seed,
                 self._rng_world_size,
             )
         self._rng_restored = saved
@@ -451,8 +468,29 @@ class ResumableLoader:
 
     def _rng_order_probe(self) -> ResumableSampler:
         return sampler_at(
-            self._rng_parts, self._rng_n(), shuffle=self._rng_shuffle, rank=self._rng_rank,
+            self._rng_parts,
+            self._rng_n(),
+            shuffle=self._rng_shuffle,
+            rank=self._rng_rank,
             world_size=self._rng_world_size,
+        )
+
+
+def _seeded_batches(
+    parts: tuple[str, ...], current: Pass, chunks: Iterator[tuple[int, list[Any]]], step: int, offset: int
+) -> Iterator[SeededBatch]:
+    """The batches of a pass as SeededBatch lists.  Not a method: the framework iterator holds
+    this generator, and it must not keep the loader (and its persistent workers) alive."""
+    ends = current.ends
+    for first, indices in chunks:
+        ends.append(first + len(indices))
+        yield SeededBatch(
+            indices,
+            root=current.root,
+            parts=parts,
+            epoch=current.epoch,
+            first=first * step + offset,
+            step=step,
         )
 
 
@@ -523,4 +561,14 @@ def lazy_loader(module_globals: dict[str, Any], build: Callable[[], type]) -> Ca
     return module_getattr
 
 
-__all__ = ["BATCH_SAMPLER", "ORDER", "SAMPLER", "Pass", "ResumableLoader", "count_batches", "lazy_loader"]
+__all__ = [
+    "BATCH_SAMPLER",
+    "ITERABLE",
+    "ORDER",
+    "SAMPLER",
+    "LoaderPart",
+    "Pass",
+    "ResumableLoader",
+    "count_batches",
+    "lazy_loader",
+]
