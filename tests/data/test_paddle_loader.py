@@ -70,3 +70,27 @@ def test_paddle_batch_sampler_resumes_exactly() -> None:
     resumed.load_state_dict(state)
     tail = list(resumed) + list(resumed)
     assert rows(head + tail) == rows(full)
+
+
+class ScopedDraws(paddle.io.Dataset):  # type: ignore[misc]
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        with rngstate.rng_scope("aug"):
+            return np.array([index, random.random(), np.random.rand()], dtype="float64")
+
+
+def test_scopes_in_plain_paddle_workers_differ_across_workers_and_epochs() -> None:
+    def run() -> np.ndarray:
+        rngstate.seed_everything(0)
+        with rngstate.rng_scope("aug"):  # the parent's substream exists before the workers start
+            random.random()
+        loader = paddle.io.DataLoader(
+            ScopedDraws(), batch_size=2, num_workers=2, worker_init_fn=rngstate.worker_init_fn
+        )
+        return np.concatenate([np.asarray(batch) for _ in range(2) for batch in loader])
+
+    first, second = run(), run()
+    assert np.array_equal(first, second)
+    assert len(set(first[:, 1].tolist())) == len(set(first[:, 2].tolist())) == 16
