@@ -139,7 +139,7 @@ def compare(name: str, make_plain: Callable[[], Any], make_ours: Callable[[], An
 def per_sample_overhead(name: str, dataset: Images, repeats: int) -> None:
     """What the seeding costs per sample, measured on a dataset that does nothing (hot caches:
     a lower bound), next to what one sample of the image dataset costs."""
-    from rngstate import data
+    from rngstate.data.wrappers import SeededBatch
 
     class Nothing:
         def __len__(self) -> int:
@@ -148,19 +148,26 @@ def per_sample_overhead(name: str, dataset: Images, repeats: int) -> None:
         def __getitem__(self, index: int) -> int:
             return index
 
-    seeded = data.SeededDataset(Nothing(), ("bench",))
-    keys = [data.SampleKey(i, 0, i, 0, 0) for i in range(SAMPLES)]
+    nothing = Nothing()
+
+    def batches(pid: int | None) -> list[SeededBatch]:
+        # pid=None: this process, the training one (generators put back after each batch);
+        # another pid: as a worker sees the batches it was sent.
+        return [
+            SeededBatch(list(range(start, start + BATCH_SIZE)), root=0, parts=("bench",), epoch=0,
+                        first=start, pid=pid)
+            for start in range(0, SAMPLES, BATCH_SIZE)
+        ]
+
+    def load(prepared: list[SeededBatch]) -> None:
+        for batch in prepared:
+            [nothing[index] for index in batch]
 
     def training_process() -> None:
-        for start in range(0, SAMPLES, BATCH_SIZE):
-            seeded.__getitems__(keys[start : start + BATCH_SIZE])
+        load(batches(None))
 
     def worker() -> None:
-        data._IN_WORKER = True
-        try:
-            training_process()
-        finally:
-            data._IN_WORKER = False
+        load(batches(-1))
 
     def images() -> None:
         for i in range(64):

@@ -58,3 +58,10 @@ class InitializationError(RNGStateError, TypeError, ValueError):
 
 class KerasResumeError(RNGStateError):
     """The Keras backup cannot be written or resumed exactly."""
+class DataLoaderError(RNGStateError, ValueError):
+    """A loader or sampler was configured or used in a way that cannot resume exactly (a
+    ``ValueError`` too, as torch's DataLoader raises for bad arguments)."""
+
+
+class DataLoaderTypeError(DataLoaderError, TypeError):
+    """A loader argument has the wrong type (a ``TypeError`` too, as torch raises there)."""

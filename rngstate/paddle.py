@@ -13,16 +13,27 @@ import importlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
+from rngstate.data.loader import (
+    BATCH_SAMPLER,
+    ORDER,
+    LoaderPart,
+    Pass,
+    ResumableLoader,
+    check_batch_size,
+    count_batches,
+    lazy_loader,
+)
+from rngstate.data.sampler import share
+from rngstate.data.seeding import preserve_streams
+from rngstate.data.workers import LoaderWorkerInit
+from rngstate.data.wrappers import SeededCollate
+from rngstate.errors import DataLoaderError
 from rngstate.initialize.paddle import init_by_name as init_by_name
 
 if TYPE_CHECKING:
     DataLoader: Any
 
 _UNSUPPORTED = {
-    "batch_sampler": "the order and the seeds come from rngstate (name=, shuffle=); to keep your "
-    "own, use paddle.io.DataLoader with rngstate.ResumableSampler in a paddle.io.BatchSampler and "
-    "worker_init_fn=rngstate.worker_init_fn",
     "feed_list": "static-graph feeding is not supported; use dynamic mode (return_list=True)",
 }
 
@@ -36,13 +47,14 @@ class _SameThreadBatches:
     Paddle's iterator does (arrays become Tensors, the batch structure is kept).
     """
 
-    def __init__(self, loader: Any, modules: _PaddleModules) -> None:
-        self._batches = iter(loader.batch_sampler)
+    def __init__(self, loader: Any, batches: Any, modules: _PaddleModules) -> None:
+        self._batches = iter(batches)
         self._dataset = loader.dataset
-        self._collate = loader.collate_fn or modules.default_collate_fn
+        collate = loader.collate_fn
+        self._collate = modules.default_collate_fn if collate is None else SeededCollate(collate)
         self._modules = modules
         self._place = loader.places[0] if loader.places else None
-        self._length = len(loader.batch_sampler)
+        self._length = len(batches)
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -51,8 +63,9 @@ class _SameThreadBatches:
         return self._length
 
     def __next__(self) -> Any:
-        keys = next(self._batches)
-        batch = self._collate(self._dataset.__getitems__(keys))
+        indices = next(self._batches)
+        dataset = self._dataset
+        batch = self._collate([dataset[index] for index in indices])
         modules = self._modules
         slots, structure = modules.flatten_batch(batch)
         if not slots:
@@ -84,54 +97,55 @@ def _build_dataloader() -> type:
     io = modules.io
 
     class DataLoader(ResumableLoader, io.DataLoader):  # type: ignore[misc,name-defined]
-        """A ``paddle.io.DataLoader`` whose order, per-sample randomness and position come from
-        rngstate, so training resumes bit-for-bit, even mid-epoch.
+        """``paddle.io.DataLoader`` (same arguments) whose order, per-sample randomness and
+        position come from rngstate, so training resumes bit-for-bit, even mid-epoch.
 
         Same behaviour as ``rngstate.torch.DataLoader``: the order of epoch ``e`` derives from
-        (root seed, scope path, ``name``, ``e``); each sample's loading sees Python ``random``,
-        NumPy and paddle seeded from (root seed, loader path, epoch, position), whatever the
-        worker; creating an iterator does not move NumPy's global generator (Paddle draws its
-        workers' base seed from it); ``set_epoch``, ``state_dict`` and ``load_state_dict``
-        resume mid-epoch; under data parallelism each rank loads its shard (``rank`` and
-        ``world_size`` as for ``rngstate.ResumableSampler``).  With ``num_workers=0`` batches
-        are loaded in the calling thread.
-
-        Other keywords go to ``paddle.io.DataLoader``; ``batch_sampler`` and ``feed_list`` are
-        not accepted, ``batch_size=None`` neither.
+        (root seed, scope path, ``name``, ``e``), or comes from your ``batch_sampler=`` drawn
+        with the global generators seeded from (root seed, loader path, epoch); each sample's
+        loading sees Python ``random``, NumPy and paddle seeded from (root seed, loader path,
+        epoch, position), whatever the worker; each ``iter()`` is a whole epoch; creating an
+        iterator does not move NumPy's global generator (Paddle draws its workers' base seed
+        from it); ``set_epoch``, ``state_dict`` and ``load_state_dict`` resume mid-epoch; the
+        loader's own order is sharded by rank (``rank``/``world_size``/``group`` as for
+        ``rngstate.ResumableSampler``).  With ``num_workers=0`` batches are loaded in the
+        calling thread.  ``feed_list`` (static graph) and ``batch_size=None`` are not accepted.
 
         >>> import rngstate, rngstate.paddle, numpy as np
         >>> _ = rngstate.seed_everything(0)
-        >>> loader = rngstate.paddle.DataLoader(np.arange(10.0), name="train", batch_size=4,
-        ...                                     shuffle=True)
-        >>> loader.set_epoch(0)
+        >>> loader = rngstate.paddle.DataLoader(np.arange(10.0), batch_size=4, shuffle=True,
+        ...                                     name="train")
         >>> first = next(iter(loader))
         >>> checkpoint = {"loader": loader.state_dict(), "rng": rngstate.capture().to_dict()}
         """
 
+        worker_init_fn: Any
+        batch_sampler: Any
+        collate_fn: Any
+
         def __init__(
             self,
             dataset: Any,
-            *,
-            name: str = "loader",
+            feed_list: Any = None,
+            places: Any = None,
+            return_list: bool = True,
+            batch_sampler: Any = None,
             batch_size: int = 1,
             shuffle: bool = False,
-            num_workers: int = 0,
-            collate_fn: Callable[[list[Any]], Any] | None = None,
             drop_last: bool = False,
-            worker_init_fn: Callable[[int], Any] | None = None,
+            collate_fn: Callable[[list[Any]], Any] | None = None,
+            num_workers: int = 0,
+            *args: Any,
+            name: str = "loader",
             rank: int | None = None,
             world_size: int | None = None,
-            return_list: bool = True,
+            group: Any = None,
             **kwargs: Any,
         ) -> None:
-            for key, why in _UNSUPPORTED.items():
-                if kwargs.get(key) is not None:
-                    raise DataLoaderError(f"rngstate.paddle.DataLoader does not take {key}=: {why}")
-            if not return_list:
-                raise DataLoaderError(
-                    "rngstate.paddle.DataLoader supports return_list=True (dynamic mode) only"
-                )
-            if batch_size is None:
+            if feed_list is not None or not return_list:
+                why = _UNSUPPORTED["feed_list"]
+                raise DataLoaderError(f"rngstate.paddle.DataLoader does not take feed_list=: {why}")
+            if batch_size is None and batch_sampler is None:
                 raise DataLoaderError(
                     "rngstate.paddle.DataLoader needs a batch_size (Paddle loads batch_size=None "
                     "without a sampler, so there are no positions to resume from)"
@@ -141,43 +155,91 @@ def _build_dataloader() -> type:
                     "rngstate.paddle.DataLoader needs a map-style dataset (__getitem__ and "
                     "__len__): an IterableDataset has no positions to resume from"
                 )
-            seeded, collate = self._rng_setup(
+            own_order = batch_sampler is None
+            self._rng_setup(
                 dataset,
                 name=name,
-                shuffle=shuffle,
-                batch_size=batch_size,
+                shuffle=bool(shuffle),
+                batch_size=batch_size if own_order else None,
                 drop_last=drop_last,
+                source=batch_sampler,
+                mode=ORDER if own_order else BATCH_SAMPLER,
                 rank=rank,
                 world_size=world_size,
-                collate_fn=collate_fn,
-                worker_init_fn=worker_init_fn,
+                group=group,
             )
+            if own_order:
+                check_batch_size(batch_size)
+                batch_sampler = io.BatchSampler(
+                    sampler=_OrderSampler(self), batch_size=batch_size, drop_last=bool(drop_last)
+                )
             super().__init__(
-                seeded,
-                batch_sampler=io.BatchSampler(
-                    sampler=self._rng_sampler, batch_size=batch_size, drop_last=bool(drop_last)
-                ),
-                collate_fn=collate,
-                num_workers=num_workers,
-                worker_init_fn=self._rng_worker_init,
-                return_list=True,
-                **kwargs,
+                dataset, feed_list, places, return_list, batch_sampler, 1, False, False,
+                collate_fn, num_workers, *args, **kwargs,
             )
-            self.batch_size = batch_size  # Paddle sets None when given a batch_sampler
-            self.drop_last = bool(drop_last)
+            if own_order:
+                self.batch_size = batch_size  # Paddle sets None when given a batch_sampler
+                self.drop_last = bool(drop_last)
+
+        def __len__(self) -> int:
+            return self._rng_len()
 
         def __iter__(self) -> Any:
-            token = self._rng_begin()
+            current = self._rng_begin()
+            batches = _Batches(self)
             if self.num_workers == 0:
-                iterator: Any = _SameThreadBatches(self, modules)
-            else:
-                # Paddle draws the workers' base seed from NumPy's global generator.
+                return count_batches(_SameThreadBatches(self, batches, modules), current)
+            # Paddle's iterators read these from the loader while they start; its workers'
+            # base seed is drawn from NumPy's global generator, put back afterwards.
+            user = (self.batch_sampler, self.collate_fn, self.worker_init_fn)
+            self.batch_sampler = batches
+            if self.collate_fn is not None:
+                self.collate_fn = SeededCollate(self.collate_fn)
+            worker_init = LoaderWorkerInit(self.worker_init_fn, self._rng_parts)
+            worker_init.root, worker_init.epoch = current.root, current.epoch
+            self.worker_init_fn = worker_init
+            try:
                 with preserve_streams():
                     iterator = super().__iter__()
-            return ResumingIterator(iterator, self._rng_sampler, token)
+            finally:
+                self.batch_sampler, self.collate_fn, self.worker_init_fn = user
+            return count_batches(iterator, current)
 
         def __call__(self) -> Any:
             return self.__iter__()
+
+    class _OrderSampler(LoaderPart, io.Sampler):  # type: ignore[misc,name-defined]
+        """The sampler inside ``loader.batch_sampler`` when rngstate's own order is used."""
+
+
+        def __len__(self) -> int:
+            return share(self._loader._rng_n(), self._loader._rng_world_size)
+
+        def __iter__(self) -> Iterator[int]:
+            epoch, _start = self._loader._rng_plan()
+            return iter(self._loader._rng_order(epoch).tolist())
+
+        def set_epoch(self, epoch: int) -> None:
+            self._loader.set_epoch(epoch)
+
+    class _Batches(LoaderPart):
+        """What Paddle's iterators take as the batch sampler: the pass iter(loader) began."""
+
+        _pass: Pass | None
+
+        def __init__(self, loader: Any) -> None:
+            super().__init__(loader)
+            self._pass = None
+
+        def __len__(self) -> int:
+            return int(self._loader._rng_len(self._pass))
+
+        def __iter__(self) -> Iterator[Any]:
+            loader = self._loader
+            if loader._rng_pending is not None or self._pass is None:
+                self._pass = loader._rng_take_pass()
+            self._pass.ends.clear()
+            return iter(loader._rng_batches(self._pass))
 
     return DataLoader
 

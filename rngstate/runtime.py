@@ -433,6 +433,25 @@ class Runtime:
             self.owner = None
 
 
+    # -- DataLoader workers (rngstate.data) --------------------------------------------------
+
+    def rebase(
+        self, root: int | None, substreams: dict[str, dict[str, Any]] | None = None
+    ) -> tuple[int | None, dict[str, dict[str, Any]]]:
+        """Derive scopes from ``root`` from now on, starting from ``substreams`` (default: none,
+        so every scope derives afresh); returns the previous pair, to put back.
+
+        A DataLoader worker inherits its parent's substreams, so a scope in ``__getitem__``
+        would draw the same numbers in every worker and every epoch: ``worker_init_fn``
+        rebases each worker on a root derived from the worker's own seed, and the rngstate
+        loaders rebase each sample on a root derived from its position.
+        """
+        previous = (self.root, self.substreams)
+        self.root = root
+        self.substreams = {} if substreams is None else substreams
+        return previous
+
+
 RUNTIME = Runtime()
 backends.listen(RUNTIME)
 if hasattr(os, "register_at_fork"):

@@ -9,13 +9,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rngstate import backends
 from rngstate.backends import torch as torch_backend
-from rngstate.data import DataLoaderError, ResumableLoader, ResumingIterator, lazy_loader, preserve_streams
+from rngstate.data.loader import (
+    BATCH_SAMPLER,
+    ITERABLE,
+    ORDER,
+    SAMPLER,
+    LoaderPart,
+    Pass,
+    ResumableLoader,
+    count_batches,
+    lazy_loader,
+)
+from rngstate.data.sampler import share
+from rngstate.data.seeding import SEEDER, Isolated, preserve_streams, seeded
+from rngstate.data.workers import WorkerScopes
+from rngstate.data.wrappers import SeededCollate, Unbatch
+from rngstate.derive import derive_bytes
 from rngstate.initialize.torch import init_by_name as init_by_name
 from rngstate.tracking import tracked_generator
 
@@ -36,105 +52,259 @@ def generator(name: str = "generator", *, device: str = "cpu") -> Any:
     return tracked_generator(name, kind, lambda: torch_backend.new_generator(device))
 
 
-_REJECTED = ("sampler", "batch_sampler", "generator")
-
-
 def _build_dataloader() -> type:
     # torch is imported here, when the user first asks for rngstate.torch.DataLoader.
+    torch = importlib.import_module("torch")
     torch_data = importlib.import_module("torch.utils.data")
+    T_co = TypeVar("T_co", covariant=True)
 
-    class DataLoader(ResumableLoader, torch_data.DataLoader):  # type: ignore[misc,name-defined]
-        """A ``torch.utils.data.DataLoader`` whose order, per-sample randomness and position
-        come from rngstate, so training resumes bit-for-bit, even mid-epoch.
+    class DataLoader(ResumableLoader, torch_data.DataLoader[T_co]):  # type: ignore[misc,name-defined]
+        """``torch.utils.data.DataLoader`` (same arguments, same behaviour) whose order,
+        per-sample randomness and position come from rngstate, so training resumes
+        bit-for-bit, even mid-epoch.
 
         * The order of epoch ``e`` derives from (root seed, scope path, ``name``, ``e``).
+          A ``sampler=`` or ``batch_sampler=`` of your own is used instead, drawn with the
+          global generators and its own ``generator`` seeded from (root seed, loader path,
+          epoch), so that a resume replays it exactly; it decides about ranks.
         * Before each sample is loaded, Python ``random``, NumPy's global generator and torch's
           CPU generator (and paddle's, if imported) are seeded from (root seed, loader path,
-          epoch, position in the epoch): results do not depend on ``num_workers``, on which
-          worker loads a sample, on prefetching or on where training resumed.  A ``collate_fn``
-          is seeded per batch the same way.  In the training process the outer generators are
-          put back after each sample, so loading with ``num_workers=0`` does not shift dropout.
-        * Creating an iterator does not touch the training generators (torch draws its workers'
-          base seed from a private generator here).
+          epoch, position in the epoch), and scopes opened there derive from the sample:
+          results do not depend on ``num_workers``, on which worker loads a sample, on
+          prefetching or on where training resumed.  A ``collate_fn`` is seeded per batch the
+          same way.  In the training process the outer generators are put back after each
+          sample, so loading with ``num_workers=0`` does not shift dropout.
+        * Each ``iter()`` is a whole epoch, as with torch: the next one without ``set_epoch``.
+          The workers' base seed (``get_worker_info().seed``) derives from (root seed, loader
+          path, epoch), or is drawn from ``generator=`` when you pass one.
         * ``set_epoch(e)``, ``state_dict()`` (plain data) and ``load_state_dict(sd)``: after a
-          load, ``set_epoch`` of the saved epoch (or none) continues mid-epoch.
-        * Under data parallelism each rank loads its shard, like ``DistributedSampler``
+          load, the next ``iter()`` continues mid-epoch.
+        * Under data parallelism the loader's own order is sharded like ``DistributedSampler``
           (``rank``/``world_size`` default to the process group or ``RANK``/``WORLD_SIZE``;
-          ``world_size=1`` loads everything on every rank).  A sample's randomness depends on
-          its position in the whole epoch, so it is the same whatever the world size.
-
-        Every other keyword goes to ``torch.utils.data.DataLoader``; ``sampler``,
-        ``batch_sampler`` and ``generator`` are not accepted.  Map-style datasets only.
+          ``group=`` shards by a ProcessGroup or 1-D DeviceMesh, e.g. the data-parallel one
+          under tensor parallelism; ``world_size=1`` loads everything on every rank).  A
+          sample's randomness depends on its position in the whole epoch, so it is the same
+          whatever the world size.
 
         >>> import rngstate, rngstate.torch, torch
         >>> _ = rngstate.seed_everything(0)
-        >>> loader = rngstate.torch.DataLoader(torch.arange(10.0), name="train", batch_size=4,
-        ...                                    shuffle=True)
-        >>> loader.set_epoch(0)
+        >>> loader = rngstate.torch.DataLoader(torch.arange(10.0), batch_size=4, shuffle=True,
+        ...                                    name="train")
         >>> first = next(iter(loader))
         >>> checkpoint = {"loader": loader.state_dict(), "rng": rngstate.capture().to_dict()}
         """
 
+        _rng_ready = False
+        collate_fn: Any
+        generator: Any
+        worker_init_fn: Any
+
         def __init__(
             self,
             dataset: Any,
-            *,
-            name: str = "loader",
             batch_size: int | None = 1,
-            shuffle: bool = False,
+            shuffle: bool | None = None,
+            sampler: Any = None,
+            batch_sampler: Any = None,
             num_workers: int = 0,
             collate_fn: Callable[[list[Any]], Any] | None = None,
+            pin_memory: bool = False,
             drop_last: bool = False,
+            timeout: float = 0,
             worker_init_fn: Callable[[int], Any] | None = None,
+            multiprocessing_context: Any = None,
+            generator: Any = None,
+            *,
+            name: str = "loader",
             rank: int | None = None,
             world_size: int | None = None,
+            group: Any = None,
             **kwargs: Any,
         ) -> None:
-            for key in _REJECTED:
-                if kwargs.get(key) is not None:
-                    raise DataLoaderError(
-                        f"rngstate.torch.DataLoader does not take {key}=: the order and the seeds "
-                        "come from rngstate (name=, shuffle=). To keep your own sampler, use "
-                        "torch.utils.data.DataLoader with rngstate.ResumableSampler and "
-                        "worker_init_fn=rngstate.worker_init_fn"
-                    )
-            if isinstance(dataset, torch_data.IterableDataset):
-                raise DataLoaderError(
-                    "rngstate.torch.DataLoader needs a map-style dataset (__getitem__ and "
-                    "__len__): an IterableDataset has no positions to resume from"
-                )
-            seeded, collate = self._rng_setup(
+            iterable = isinstance(dataset, torch_data.IterableDataset)
+            own_order = sampler is None and batch_sampler is None and not iterable
+            mode = ORDER if own_order else SAMPLER if batch_sampler is None else BATCH_SAMPLER
+            if iterable:
+                mode = ITERABLE  # torch rejects a sampler, a batch_sampler and shuffle for it
+            self._rng_setup(
                 dataset,
                 name=name,
-                shuffle=shuffle,
+                shuffle=bool(shuffle),
                 batch_size=batch_size,
                 drop_last=drop_last,
+                source=sampler if batch_sampler is None else batch_sampler,
+                mode=mode,
                 rank=rank,
                 world_size=world_size,
-                collate_fn=collate_fn,
-                worker_init_fn=worker_init_fn,
+                group=group,
             )
+            if own_order:
+                sampler, shuffle = _OrderSampler(self), None
+            # torch checks the arguments and sets its attributes (sampler, batch_sampler,
+            # batch_size, drop_last, collate_fn, generator) exactly as for its own class.
+            # Keywords: code that records and replays the arguments (Lightning re-creating the
+            # loader with a DistributedSampler) then finds each one under its name.
             super().__init__(
-                seeded,
-                batch_size=batch_size,
-                sampler=self._rng_sampler,
-                num_workers=num_workers,
-                collate_fn=collate,
-                drop_last=drop_last,
-                worker_init_fn=self._rng_worker_init,
-                # torch draws each iterator's worker base seed from this generator instead of
-                # the global one; rngstate seeds every sample itself, so its value is unused.
-                generator=torch_backend.new_generator("cpu"),
-                **kwargs,
+                dataset=dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_fn,
+                pin_memory=pin_memory, drop_last=drop_last, timeout=timeout,
+                worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context,
+                generator=generator, **kwargs,
             )
+            self.name = name  # public, like the other arguments: a re-created loader keeps it
+            self._rng_batching = self.batch_sampler is not None
+            self._rng_ready = True
+
+        _rng_building = False  # an iterator is being built (it reads the two below)
+
+        @property
+        def _auto_collation(self) -> bool:
+            # The iterators fetch a list (a SeededBatch) every time: without batching, a list
+            # of one, which Unbatch hands on alone.  Everyone else sees torch's answer.
+            if self._rng_building and self._rng_mode != ITERABLE:
+                return True
+            return self.batch_sampler is not None
+
+        @property
+        def _index_sampler(self) -> Any:
+            if not self._rng_ready or self._rng_mode == ITERABLE:
+                return super()._index_sampler
+            return _Batches(self)
+
+        def __len__(self) -> int:
+            if self._rng_mode == ITERABLE:
+                return int(super().__len__())
+            return self._rng_len()
 
         def __iter__(self) -> Any:
-            token = self._rng_begin()
-            with preserve_streams():
-                iterator = super().__iter__()
-            return ResumingIterator(iterator, self._rng_sampler, token)
+            current = self._rng_begin()
+            if current.dataset_state is not None:  # resume through the dataset's own state
+                self.dataset.load_state_dict(current.dataset_state)
+            iterator = count_batches(super().__iter__(), current)
+            if self._rng_mode == ITERABLE:
+                if current.dataset_state is not None:
+                    current.taken = current.start
+                else:  # replay the epoch with the same seeds up to the saved position
+                    for _ in range(current.start):
+                        try:
+                            next(iterator)
+                        except StopIteration:
+                            break
+            return iterator
+
+        def _get_iterator(self) -> Any:
+            # What the iterator and its workers take from the loader while it is built: the
+            # collate_fn seeded per batch, and a base seed derived for this epoch.
+            current = self._rng_pending
+            user = (self.collate_fn, self.generator, self.worker_init_fn)
+            collate = self.collate_fn
+            if self._rng_mode != ITERABLE:
+                own = collate not in (torch_data.default_collate, torch_data.default_convert)
+                if not self._rng_batching:
+                    collate = Unbatch(collate)
+                if own:  # randomness in the user's collate_fn (mixup) is seeded per batch
+                    collate = SeededCollate(collate)
+            self.collate_fn = collate
+            self.worker_init_fn = WorkerScopes(self.worker_init_fn)
+            if self.generator is None and current is not None:
+                base = torch.Generator()
+                parts = (*self._rng_parts, "#workers", str(current.epoch))
+                material = derive_bytes(current.root, parts, "torch")
+                base.manual_seed(int.from_bytes(material[:8], "big") >> 1)
+                self.generator = base
+            self._rng_building = True
+            try:
+                if self._rng_mode == ITERABLE and self.num_workers == 0 and current is not None:
+                    return self._rng_iterable_here(current)
+                with preserve_streams():
+                    return super()._get_iterator()
+            finally:
+                self.collate_fn, self.generator, self.worker_init_fn = user
+                self._rng_building = False
+
+        def _rng_iterable_here(self, current: Pass) -> Any:
+            """An IterableDataset read in this process: ``iter(dataset)`` and every ``next``
+            see the sample streams seeded from (root, loader path, epoch, worker 0), swapped in
+            around each ``next`` so that training and loading do not shift each other."""
+            parts = (*self._rng_parts, "#worker", str(current.epoch), "0")
+            with preserve_streams(), seeded(current.root, parts):
+                iterator = super()._get_iterator()
+                inner = SEEDER.save()
+            fetcher = iterator._dataset_fetcher
+            fetcher.dataset_iter = Isolated(fetcher.dataset_iter, inner)
+            return iterator
+
+        def _rng_seed_sampler_generators(self, root: int, parts: tuple[str, ...]) -> Any:
+            return _seeding_generators(torch, self._rng_source, root, parts)
+
+    class _OrderSampler(LoaderPart, torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
+        """``loader.sampler`` of a loader that uses rngstate's own order: iterating it yields
+        the indices of the next epoch; ``set_epoch`` sets the loader's epoch."""
+
+
+        def __len__(self) -> int:
+            loader = self._loader
+            return share(loader._rng_n(), loader._rng_world_size)
+
+        def __iter__(self) -> Iterator[int]:
+            loader = self._loader
+            epoch, _start = loader._rng_plan()
+            return iter(loader._rng_order(epoch).tolist())
+
+        def set_epoch(self, epoch: int) -> None:
+            self._loader.set_epoch(epoch)
+
+        @property
+        def rank(self) -> int:
+            """This process's shard (see ``world_size``)."""
+            return int(self._loader._rng_rank)
+
+        @property
+        def world_size(self) -> int:
+            """Shards the epoch is split into (1: every rank loads everything)."""
+            return int(self._loader._rng_world_size)
+
+    class _Batches(LoaderPart):
+        """The index source torch's iterators read (``loader._index_sampler``)."""
+
+        _pass: Pass | None
+
+        def __init__(self, loader: DataLoader[Any]) -> None:
+            super().__init__(loader)
+            self._pass = None
+
+        def __len__(self) -> int:
+            return int(self._loader._rng_len(self._pass))
+
+        def __iter__(self) -> Iterator[Any]:
+            # torch's multiprocessing iterator asks twice while it starts (__init__, _reset):
+            # both times for the pass iter(loader) began.
+            loader = self._loader
+            if loader._rng_pending is not None or self._pass is None:
+                self._pass = loader._rng_take_pass()
+            self._pass.ends.clear()
+            return iter(loader._rng_batches(self._pass))
 
     return DataLoader
+
+
+@contextlib.contextmanager
+def _seeding_generators(torch: Any, source: Any, root: int, parts: tuple[str, ...]) -> Iterator[None]:
+    """Seed the ``torch.Generator`` a sampler owns (RandomSampler, WeightedRandomSampler,
+    SubsetRandomSampler take one) from (root, parts) for the block, then put it back."""
+    found: list[tuple[Any, Any]] = []
+    for owner in (source, getattr(source, "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(g is not generator for g, _ in found):
+            found.append((generator, generator.get_state()))
+    for generator, _state in found:
+        material = derive_bytes(root, parts, "torch.Generator")
+        generator.manual_seed(int.from_bytes(material[:8], "big") >> 1)
+    try:
+        yield
+    finally:
+        for generator, state in found:
+            generator.set_state(state)
 
 
 __getattr__ = lazy_loader(globals(), _build_dataloader)

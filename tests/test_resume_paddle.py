@@ -114,8 +114,8 @@ def test_paddle_batches_look_like_paddles() -> None:
 
 def test_paddle_loader_rejects_what_cannot_resume() -> None:
     rngstate.seed_everything(0)
-    with pytest.raises(rngstate.data.DataLoaderError, match="batch_sampler"):
-        rngstate.paddle.DataLoader(Noisy(), batch_sampler=object())
+    with pytest.raises(rngstate.data.DataLoaderError, match="feed_list"):
+        rngstate.paddle.DataLoader(Noisy(), return_list=False)
     with pytest.raises(rngstate.data.DataLoaderError, match="batch_size"):
         rngstate.paddle.DataLoader(Noisy(), batch_size=None)  # type: ignore[arg-type]
 

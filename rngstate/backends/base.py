@@ -36,6 +36,11 @@ class Stream:
         """Seed from 32 bytes of derived material (a substream's first entry)."""
         raise NotImplementedError
 
+    def seed_from_material(self, material: bytes) -> None:
+        """Seed from 32 bytes of derived material as the rngstate loaders do per sample (by
+        default like :meth:`seed_derived`; NumPy keeps its own, cheaper mapping)."""
+        self.seed_derived(material)
+
     def get_state(self) -> Any:
         """Return an opaque snapshot of the live generator."""
         raise NotImplementedError

@@ -7,7 +7,9 @@ outside its key array), so every field is range-checked here before NumPy sees i
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import logging
+import random
 import struct
 from typing import Any
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream
-from rngstate.backends.python import raw_view
+from rngstate.backends.python import raw_view, state_view
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
 
@@ -70,6 +72,23 @@ logger = logging.getLogger(__name__)
 _MT_RAW_SIZE = 624 * 4 + 4
 _GAUSS_RAW = struct.Struct("=i4xd")
 _MT_POS = struct.Struct("=i")
+_SEEDED_TAIL = _MT_POS.pack(624)  # MT19937 pos right after a legacy seeding
+_NO_GAUSS = _GAUSS_RAW.pack(0, 0.0)
+
+
+def key_words(material: bytes) -> list[int]:
+    """The 32-bit words ``np.random.seed`` gets in :meth:`NumpyStream.seed_from_material`: those
+    of ``int.from_bytes(material[:16], "little")``, least significant first, high zero words
+    dropped (``[0]`` for zero), which is also what CPython's ``random.seed`` of that int feeds
+    to the same MT19937 ``init_by_array``.
+
+    >>> key_words(bytes(32))
+    [0]
+    """
+    words = list(struct.unpack("<4I", material[:16]))
+    while len(words) > 1 and words[-1] == 0:
+        words.pop()
+    return words
 
 
 def _find_gauss_offset() -> int | None:
@@ -229,6 +248,8 @@ class NumpyStream(Stream):
         # The objects the views point into, kept alive while the views exist.
         self._owners: tuple[Any, Any] = (None, None)
         self._views: tuple[memoryview, memoryview] | None = None
+        self._helper = random.Random()  # seeds per sample on the fast path (seed_from_material)
+        self._helper_view: memoryview | None = None  # its raw state; empty: no fast path
         if offset is None:
             logger.info("numpy: raw state copy unavailable, using get_state/set_state")
 
@@ -257,6 +278,55 @@ class NumpyStream(Stream):
 
     def seed_derived(self, material: bytes) -> None:
         _seed_random_state(np.random.mtrand._rand, material)
+
+    def seed_from_material(self, material: bytes) -> None:
+        """Seed the global generator as ``np.random.seed(key_words(material))`` does.
+
+        That call costs ~50 us inside a data pipeline (its small-array conversions run with
+        cold caches).  CPython's ``random.seed`` runs the same MT19937 ``init_by_array`` in C,
+        so the fast path seeds a private ``random.Random`` and copies its 624 words (~10 us);
+        it is used only if it reproduced ``np.random.seed`` exactly when checked at first use.
+        A global that is not MT19937 (``np.random.set_bit_generator``) gets :meth:`seed_derived`.
+        """
+        if type(np.random.mtrand._rand._bit_generator) is not np.random.MT19937:
+            self.seed_derived(material)
+            return
+        if self._helper_view is None:
+            self._helper_view = self._check_fast_seeding()
+        views = self._raw()
+        if self._helper_view.nbytes and views is not None:
+            self._helper.seed(int.from_bytes(material[:16], "little"))
+            mt_view, gauss_view = views
+            mt_view[: 624 * 4] = self._helper_view[4:]
+            mt_view[624 * 4 :] = _SEEDED_TAIL
+            gauss_view[:] = _NO_GAUSS
+        else:
+            np.random.seed(key_words(material))
+
+    def _check_fast_seeding(self) -> memoryview:
+        """The helper generator's raw view if the fast path equals legacy seeding, else empty."""
+        view = state_view(self._helper)
+        if view is None or self._raw() is None:
+            logger.info("numpy per-sample seeding uses np.random.seed (slower)")
+            return memoryview(b"")
+        saved = self.get_state()
+        try:
+            probe = hashlib.blake2b(b"rngstate numpy probe", digest_size=32).digest()
+            np.random.seed(key_words(probe))
+            reference = self.get_state()
+            np.random.seed(12345)  # something else first, so the check below proves a change
+            self._helper.seed(int.from_bytes(probe[:16], "little"))
+            mt_view, gauss_view = self._raw() or (memoryview(b""), memoryview(b""))
+            mt_view[: 624 * 4] = view[4:]
+            mt_view[624 * 4 :] = _SEEDED_TAIL
+            gauss_view[:] = _NO_GAUSS
+            again = self.get_state()
+            if again.mt == reference.mt and again.gauss == reference.gauss:
+                return view
+            logger.info("numpy per-sample seeding: fast path disagrees, using np.random.seed")
+            return memoryview(b"")
+        finally:
+            self.set_state(saved)
 
     def get_state(self) -> Any:
         views = self._raw()

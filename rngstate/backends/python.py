@@ -56,6 +56,34 @@ def _raw_layout_verified() -> bool:
     return target.getstate() == (3, probe.getstate()[1], None) and target.random() == probe.random()
 
 
+_LAYOUT_OK: list[bool] = []  # filled on first use: the layout check allocates
+
+
+def state_view(rng: random.Random) -> memoryview | None:
+    """A writable view of the raw state of ``rng`` (int32 index, then the 624 words, native
+    byte order), or None where that layout is not verified.  Keep ``rng`` alive meanwhile.
+
+    >>> import random
+    >>> view = state_view(random.Random(0))
+    >>> view is None or view.nbytes == 2500
+    True
+    """
+    if not _LAYOUT_OK:
+        _LAYOUT_OK.append(_raw_layout_verified())
+    if not _LAYOUT_OK[0] or type(rng) is not random.Random:
+        return None
+    return raw_view(rng, _RAW_OFFSET, _RAW_SIZE)
+
+
+def install_state(rng: random.Random, snapshot: Any) -> None:
+    """Make ``rng`` hold a python-stream snapshot: ``(raw bytes, gauss_next)`` or a getstate()
+    tuple (the slow path, where no raw view exists)."""
+    if len(snapshot) == 2:
+        rng.setstate((3, _state_from_raw(snapshot[0]), snapshot[1]))
+    else:
+        rng.setstate(snapshot)
+
+
 def _encode(state: _PyState) -> Plain:
     version, internal, gauss_next = state
     return {
@@ -92,7 +120,7 @@ class PythonStream(Stream):
     framework = "random"
 
     def __init__(self) -> None:
-        self._fast = _raw_layout_verified()
+        self._fast = state_view(random.Random()) is not None
         self._instance: random.Random | None = None  # kept alive while _view points into it
         self._view = memoryview(b"")
         if not self._fast:
@@ -107,11 +135,16 @@ class PythonStream(Stream):
     def seed_derived(self, material: bytes) -> None:
         random.seed(derived_int(material, 128))
 
+    def seed_from_material(self, material: bytes) -> None:
+        """Seed ``random`` from derived material, as the rngstate loaders do per sample: the
+        same mapping as :meth:`seed_derived` (golden values in tests/data pin it)."""
+        random.seed(derived_int(material, 128))
+
     def _raw(self) -> memoryview | None:
         instance = random._inst  # the instance behind random.random() & co.
         if instance is not self._instance:
-            fast = self._fast and type(instance) is random.Random
-            self._view = raw_view(instance, _RAW_OFFSET, _RAW_SIZE) if fast else memoryview(b"")
+            view = state_view(instance) if self._fast else None
+            self._view = memoryview(b"") if view is None else view
             self._instance = instance
         return self._view if self._view.nbytes else None
 
@@ -126,10 +159,8 @@ class PythonStream(Stream):
         if len(snapshot) == 2 and view is not None:
             view[:] = snapshot[0]
             random._inst.gauss_next = snapshot[1]  # type: ignore[attr-defined]
-        elif len(snapshot) == 2:
-            random.setstate((3, _state_from_raw(snapshot[0]), snapshot[1]))
         else:
-            random.setstate(snapshot)
+            install_state(random._inst, snapshot)
 
     def exchange(self, snapshot: Any) -> Any:
         view = self._raw()

@@ -160,9 +160,8 @@ class TFOpSeedStream(Stream):
 
     def _raw(self, rng: random.Random) -> memoryview | None:
         if rng is not self._instance:
-            fast = self._fast and type(rng) is random.Random
-            offset, size = python_backend._RAW_OFFSET, python_backend._RAW_SIZE
-            self._view = python_backend.raw_view(rng, offset, size) if fast else memoryview(b"")
+            view = python_backend.state_view(rng) if self._fast else None
+            self._view = memoryview(b"") if view is None else view
             self._instance = rng
         return self._view if self._view.nbytes else None
 
@@ -188,10 +187,8 @@ class TFOpSeedStream(Stream):
         if len(state) == 2 and view is not None:
             view[:] = state[0]
             rng.gauss_next = state[1]
-        elif len(state) == 2:
-            rng.setstate((3, python_backend._state_from_raw(state[0]), state[1]))
         else:
-            rng.setstate(state)
+            python_backend.install_state(rng, state)
 
     def seed(self, seed: int) -> None:
         # tf.random.set_seed(seed) in eager mode; it also clears the kernel cache.

@@ -1,0 +1,124 @@
+"""What the rngstate loaders hand their framework instead of bare index batches and collate_fn.
+
+The user's dataset itself is handed on untouched (workers, ``get_worker_info().dataset`` and
+``loader.dataset`` see it); the seeding rides on the batches of indices instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rngstate.data.seeding import LOCAL, SEEDER, batch_parts, sample_parts, scope_root, seeded
+from rngstate.runtime import RUNTIME
+
+
+class SeededBatch(list[Any]):
+    """A batch of dataset indices that seeds the sample streams right before each index is
+    handed out.
+
+    The frameworks' fetchers load a batch as ``[dataset[i] for i in batch]`` (torch passes the
+    list to ``dataset.__getitems__`` when there is one): iterating it seeds Python, NumPy,
+    torch and paddle from (root, loader path, epoch, position) before each sample loads, and
+    bases the scopes opened there on that sample.  In the training process (``pid``) the outer
+    generators and scopes are put back when the iteration ends; in a worker nothing else runs
+    between samples, so it is not worth the copies.
+
+    >>> import random
+    >>> batch = SeededBatch([7, 3], root=0, parts=("loader",), epoch=0, first=0)
+    >>> state = random.getstate()
+    >>> [(i, round(random.random(), 6)) for i in batch] == [(i, round(random.random(), 6)) for i in batch]
+    True
+    >>> random.getstate() == state
+    True
+    """
+
+    __slots__ = ("batch_start", "epoch", "first", "parts", "pid", "root", "step")
+
+    def __init__(
+        self,
+        indices: list[Any],
+        *,
+        root: int,
+        parts: tuple[str, ...],
+        epoch: int,
+        first: int,
+        step: int = 1,
+        pid: int | None = None,
+    ) -> None:
+        super().__init__(indices)
+        self.root = root
+        self.parts = parts
+        self.epoch = epoch
+        self.first = first  # position of the first sample in the whole (padded) epoch
+        self.step = step  # positions of the next ones: first + k * step (sharded epochs: world size)
+        self.batch_start = first
+        self.pid = os.getpid() if pid is None else pid
+
+    def __reduce__(self) -> Any:
+        # Not the default list pickling: that would iterate, and iterating seeds.
+        fields = (self.root, self.parts, self.epoch, self.first, self.step, self.pid)
+        return (_rebuild, (list.copy(self), *fields))
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._seeding()
+
+    def _seeding(self) -> Iterator[Any]:
+        root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
+        saved = SEEDER.save() if os.getpid() == self.pid else None
+        outer_scopes = RUNTIME.rebase(RUNTIME.root)
+        seed = SEEDER.seed
+        try:
+            for k, index in enumerate(list.__iter__(self)):
+                sample = sample_parts(parts, epoch, first + k * step)
+                LOCAL.sample = (root, sample)
+                RUNTIME.rebase(scope_root(seed(root, sample)))
+                yield index
+        finally:
+            LOCAL.sample = None
+            LOCAL.batch = (root, parts, epoch, self.batch_start, saved is not None)
+            RUNTIME.rebase(*outer_scopes)
+            SEEDER.put_back(saved)
+
+
+def _rebuild(indices: list[Any], root: int, parts: tuple[str, ...], epoch: int, first: int,
+             step: int, pid: int) -> SeededBatch:
+    return SeededBatch(indices, root=root, parts=parts, epoch=epoch, first=first, step=step, pid=pid)
+
+
+class SeededCollate:
+    """Wraps a ``collate_fn`` so that randomness in it (mixup, cutmix) derives from (root,
+    loader path, epoch, position of the batch's first sample), not from the worker.
+
+    >>> SeededCollate(list)([1, 2])
+    [1, 2]
+    """
+
+    def __init__(self, collate_fn: Callable[[list[Any]], Any]) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, batch: list[Any]) -> Any:
+        # The samples of this batch were just loaded by this thread; they left the batch's key.
+        info = getattr(LOCAL, "batch", None)
+        LOCAL.batch = None
+        if info is None:
+            return self.collate_fn(batch)
+        root, parts, epoch, batch_start, in_training_process = info
+        with seeded(root, batch_parts(parts, epoch, batch_start), in_training_process):
+            return self.collate_fn(batch)
+
+
+class Unbatch:
+    """The collate_fn of a loader without automatic batching (``batch_size=None``): the
+    framework fetched a one-sample :class:`SeededBatch`; hand the sample on alone.
+
+    >>> Unbatch(str)([5])
+    '5'
+    """
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        self.convert = convert
+
+    def __call__(self, batch: list[Any]) -> Any:
+        return self.convert(batch[0])
