@@ -70,7 +70,7 @@ _MOVED = {
     "InvalidStateError": "rngstate.errors",
     "MissingBackendError": "rngstate.errors",
     "NoRootSeedError": "rngstate.errors",
-    "NotReproducibleError": "rngstate.diagnostics",
+    "NotReproducibleError": "rngstate.errors",
     "RNGStateWarning": "rngstate.errors",
     "RankInfo": "rngstate.distributed",
     "ReproducibilityReport": "rngstate.diagnostics",

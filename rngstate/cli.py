@@ -28,7 +28,7 @@ from rngstate import __version__, _check, fileformat
 from rngstate.derive import MAX_SEED
 from rngstate.determinism import ENVIRONMENT
 from rngstate.diagnostics import fingerprint, plain_fingerprint
-from rngstate.errors import RNGStateError
+from rngstate.errors import CommandLineError, RNGStateError
 from rngstate.seeding import SEED_VARIABLE
 from rngstate.state import RNGState
 from rngstate.storage import load
@@ -38,10 +38,6 @@ logger = logging.getLogger(__name__)
 PROG = "rngstate"
 EXIT_DIFFERENT = 1
 EXIT_USAGE = 2
-
-
-class CommandLineError(RNGStateError):
-    """Bad command-line input; reported as one line with exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):

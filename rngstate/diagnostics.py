@@ -27,25 +27,16 @@ from typing import Any
 
 from rngstate import backends
 from rngstate.derive import check_seed, derive_bytes
-from rngstate.errors import MissingBackendError, RNGStateError, RNGStateWarning, ScopeError
+from rngstate.errors import DiagnosticsError as DiagnosticsError  # re-exported: it lived here
+from rngstate.errors import MissingBackendError, RNGStateWarning, ScopeError
+from rngstate.errors import NotReproducibleError as NotReproducibleError  # re-exported: it lived here
+from rngstate.errors import UncomparableOutputError as UncomparableOutputError  # (ditto)
 from rngstate.runtime import RUNTIME
 from rngstate.state import RNGState
 
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_LENGTH = 12  # hex digits: 48 bits, plenty to tell runs apart in a log
-
-
-class DiagnosticsError(RNGStateError, ValueError):
-    """A diagnostics helper was called with arguments it cannot use."""
-
-
-class NotReproducibleError(RNGStateError, AssertionError):
-    """Two runs from the same seed produced different outputs (see the message for the first)."""
-
-
-class UncomparableOutputError(DiagnosticsError, TypeError):
-    """``check_reproducible`` cannot compare an output of this type bit for bit."""
 
 
 # -- fingerprint ---------------------------------------------------------------------------------

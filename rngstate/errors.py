@@ -58,6 +58,8 @@ class InitializationError(RNGStateError, TypeError, ValueError):
 
 class KerasResumeError(RNGStateError):
     """The Keras backup cannot be written or resumed exactly."""
+
+
 class DataLoaderError(RNGStateError, ValueError):
     """A loader or sampler was configured or used in a way that cannot resume exactly (a
     ``ValueError`` too, as torch's DataLoader raises for bad arguments)."""
@@ -65,3 +67,19 @@ class DataLoaderError(RNGStateError, ValueError):
 
 class DataLoaderTypeError(DataLoaderError, TypeError):
     """A loader argument has the wrong type (a ``TypeError`` too, as torch raises there)."""
+
+
+class CommandLineError(RNGStateError):
+    """Bad command-line input; reported as one line with exit status 2."""
+
+
+class DiagnosticsError(RNGStateError, ValueError):
+    """A diagnostics helper was called with arguments it cannot use."""
+
+
+class NotReproducibleError(RNGStateError, AssertionError):
+    """Two runs from the same seed produced different outputs (see the message for the first)."""
+
+
+class UncomparableOutputError(DiagnosticsError, TypeError):
+    """``check_reproducible`` cannot compare an output of this type bit for bit."""
