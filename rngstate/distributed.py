@@ -62,7 +62,7 @@ def rank_info() -> RankInfo:
     """
     local_rank = _environment_int(("LOCAL_RANK",), 0)
     if "torch" in sys.modules:
-        from rngstate.backends import torch as torch_backend
+        from rngstate.backends import torch_backend
 
         group = torch_backend.process_group()
         if group is not None:
@@ -122,7 +122,7 @@ def group_component(group: Any) -> str:
 
 
 def _group(group: Any) -> tuple[int, int, str]:
-    from rngstate.backends import torch as torch_backend
+    from rngstate.backends import torch_backend
 
     mesh, dim = group if isinstance(group, tuple) and len(group) == 2 else (group, None)
     kind = torch_backend.group_kind(mesh) if "torch" in sys.modules else None

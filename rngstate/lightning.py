@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rngstate import _check, fileformat
 from rngstate._trainers import is_rngstate_loader
-from rngstate.backends import torch as torch_backend
+from rngstate.backends import torch_backend
 from rngstate.data import DataLoaderError
 from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError

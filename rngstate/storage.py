@@ -26,7 +26,7 @@ COLLECTIVE = "rngstate_collective"
 
 
 def _group() -> tuple[int, int] | None:
-    from rngstate.backends import torch as torch_backend
+    from rngstate.backends import torch_backend
 
     group = torch_backend.process_group() if "torch" in sys.modules else None
     return group if group is not None and group[1] > 1 else None
@@ -61,7 +61,7 @@ def save(
     if group is None:
         fileformat.write_atomic(path, *parts)
         return state
-    from rngstate.backends import torch as torch_backend
+    from rngstate.backends import torch_backend
 
     rank, world_size = group
     blob = b"".join(parts)

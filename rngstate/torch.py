@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rngstate import backends
-from rngstate.backends import torch as torch_backend
+from rngstate.backends import torch_backend
 from rngstate.data.loader import (
     BATCH_SAMPLER,
     ITERABLE,

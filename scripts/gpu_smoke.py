@@ -87,7 +87,7 @@ def no_eager_cuda_start() -> None:
 def state_layout() -> None:
     out = python("""
     import torch
-    from rngstate.backends.torch import check_cuda_state
+    from rngstate.backends.torch_backend import check_cuda_state
     torch.cuda.init()
     states = [g.get_state() for g in torch.cuda.default_generators]
     for i, state in enumerate(states):

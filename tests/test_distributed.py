@@ -258,7 +258,7 @@ def nccl(monkeypatch: pytest.MonkeyPatch, devices: int, current: int, bound: obj
     """The real device choice with only what needs CUDA (and an NCCL group) faked."""
     import torch
 
-    from rngstate.backends import torch as torch_backend
+    from rngstate.backends import torch_backend
 
     calls: list[object] = []
     monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "nccl")

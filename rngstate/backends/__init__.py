@@ -28,23 +28,23 @@ ENTRY_POINT_GROUP = "rngstate.backends"
 
 # stream name -> (framework module, "backend module:class")
 _STREAMS: dict[str, tuple[str, str]] = {
-    "python": ("random", "rngstate.backends.python:PythonStream"),
-    "numpy": ("numpy", "rngstate.backends.numpy:NumpyStream"),
-    "torch.cpu": ("torch", "rngstate.backends.torch:TorchCPUStream"),
-    "torch.cuda": ("torch", "rngstate.backends.torch:TorchCUDAStream"),
-    "paddle.cpu": ("paddle", "rngstate.backends.paddle:PaddleCPUStream"),
-    "paddle.gpu": ("paddle", "rngstate.backends.paddle:PaddleGPUStream"),
-    "tensorflow.ops": ("tensorflow", "rngstate.backends.tensorflow:TFOpSeedStream"),
-    "tensorflow.generator": ("tensorflow", "rngstate.backends.tensorflow:TFGlobalGeneratorStream"),
-    "keras.global": ("keras", "rngstate.backends.keras:KerasGlobalStream"),
+    "python": ("random", "rngstate.backends.python_backend:PythonStream"),
+    "numpy": ("numpy", "rngstate.backends.numpy_backend:NumpyStream"),
+    "torch.cpu": ("torch", "rngstate.backends.torch_backend:TorchCPUStream"),
+    "torch.cuda": ("torch", "rngstate.backends.torch_backend:TorchCUDAStream"),
+    "paddle.cpu": ("paddle", "rngstate.backends.paddle_backend:PaddleCPUStream"),
+    "paddle.gpu": ("paddle", "rngstate.backends.paddle_backend:PaddleGPUStream"),
+    "tensorflow.ops": ("tensorflow", "rngstate.backends.tensorflow_backend:TFOpSeedStream"),
+    "tensorflow.generator": ("tensorflow", "rngstate.backends.tensorflow_backend:TFGlobalGeneratorStream"),
+    "keras.global": ("keras", "rngstate.backends.keras_backend:KerasGlobalStream"),
 }
 _KINDS: dict[str, tuple[str, str]] = {
-    "python.Random": ("random", "rngstate.backends.python:PythonRandomKind"),
-    "numpy.Generator": ("numpy", "rngstate.backends.numpy:NumpyGeneratorKind"),
-    "numpy.RandomState": ("numpy", "rngstate.backends.numpy:NumpyRandomStateKind"),
-    "torch.Generator": ("torch", "rngstate.backends.torch:TorchGeneratorKind"),
-    "tensorflow.Generator": ("tensorflow", "rngstate.backends.tensorflow:TFGeneratorKind"),
-    "keras.SeedGenerator": ("keras", "rngstate.backends.keras:KerasSeedGeneratorKind"),
+    "python.Random": ("random", "rngstate.backends.python_backend:PythonRandomKind"),
+    "numpy.Generator": ("numpy", "rngstate.backends.numpy_backend:NumpyGeneratorKind"),
+    "numpy.RandomState": ("numpy", "rngstate.backends.numpy_backend:NumpyRandomStateKind"),
+    "torch.Generator": ("torch", "rngstate.backends.torch_backend:TorchGeneratorKind"),
+    "tensorflow.Generator": ("tensorflow", "rngstate.backends.tensorflow_backend:TFGeneratorKind"),
+    "keras.SeedGenerator": ("keras", "rngstate.backends.keras_backend:KerasSeedGeneratorKind"),
     # Last: objects with the __rngstate_get__/__rngstate_set__ protocol (and track(get_state=...)).
     "object": ("random", "rngstate.backends.objects:ObjectKind"),
 }

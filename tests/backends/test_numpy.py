@@ -9,7 +9,7 @@ import pytest
 
 import rngstate
 from rngstate import backends
-from rngstate.backends.numpy import decode_bit_generator_state, encode_bit_generator_state
+from rngstate.backends.numpy_backend import decode_bit_generator_state, encode_bit_generator_state
 from rngstate.errors import InvalidStateError
 from tests.conftest import run_python
 

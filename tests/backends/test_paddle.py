@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 import rngstate
 from rngstate import backends
-from rngstate.backends import paddle as paddle_backend
-from rngstate.backends.paddle import MT_WORDS, PaddleState
+from rngstate.backends import paddle_backend
+from rngstate.backends.paddle_backend import MT_WORDS, PaddleState
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning
 from rngstate.runtime import RUNTIME
 from tests.conftest import ROOT, run_python

@@ -9,7 +9,7 @@ import torch
 
 import rngstate
 from rngstate import backends
-from rngstate.backends.torch import CPU_STATE_SIZE, check_cpu_state, check_cuda_state
+from rngstate.backends.torch_backend import CPU_STATE_SIZE, check_cpu_state, check_cuda_state
 from rngstate.errors import InvalidStateError
 from tests.conftest import needs_cuda, run_python
 

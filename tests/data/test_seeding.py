@@ -37,7 +37,7 @@ def test_sample_randomness_golden_vectors() -> None:
 
 def test_numpy_fast_seeding_equals_legacy_seeding() -> None:
     from rngstate import backends
-    from rngstate.backends.numpy import key_words
+    from rngstate.backends.numpy_backend import key_words
     from rngstate.data.seeding import SEEDER
 
     rngstate.seed_everything(0)

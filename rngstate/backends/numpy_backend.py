@@ -17,7 +17,7 @@ import numpy as np
 
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream
-from rngstate.backends.python import raw_view, state_view
+from rngstate.backends.python_backend import raw_view, state_view
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
 

@@ -69,7 +69,7 @@ def read_state(generator: Any) -> Any:
     """An immutable snapshot of ``generator``'s ``[seed, counter]``."""
     variable = _tf_variable(generator)
     if variable is not None:
-        from rngstate.backends.tensorflow import read_variable
+        from rngstate.backends.tensorflow_backend import read_variable
 
         return read_variable(variable)
     return tuple(int(x) for x in np.asarray(generator.state.numpy()).reshape(-1))
@@ -87,7 +87,7 @@ def write_state(generator: Any, values: Any) -> None:
             )
     variable = _tf_variable(generator)
     if variable is not None:
-        from rngstate.backends.tensorflow import assign_variable
+        from rngstate.backends.tensorflow_backend import assign_variable
 
         assign_variable(variable, values)
         return

@@ -37,8 +37,7 @@ import warnings
 from typing import Any
 
 from rngstate import _check
-from rngstate.backends import lazy
-from rngstate.backends import python as python_backend
+from rngstate.backends import lazy, python_backend
 from rngstate.backends.base import GeneratorKind, Plain, Stream
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateError, RNGStateWarning
