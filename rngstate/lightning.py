@@ -129,8 +129,7 @@ def _build_callback() -> type:
             loaders = _rngstate_loaders(trainer)
             _count_whole_epochs(trainer, loaders)
             for loader in loaders:
-                if loader.position > 0:
-                    _ignore_next_set_epoch(loader, loader.epoch)
+                _ignore_next_set_epoch(loader, loader.epoch)
             if self._pending is not None:
                 pending, self._pending = self._pending, None
                 restore(pending)
@@ -162,10 +161,12 @@ def _rngstate_loaders(trainer: Any) -> list[Any]:
 
 
 def _ignore_next_set_epoch(loader: Any, epoch: int) -> None:
-    """Lightning resumes by creating the iterator (at the restored position) and then calling
-    ``set_epoch(epoch)`` on the loader's samplers, which would set the loader's count of taken
-    samples back to 0 while the iterator continues from the saved position; that one call is
-    skipped.  The objects are the ones Lightning's ``_set_sampler_epoch`` calls."""
+    """Lightning creates the training iterator (``FitLoop.setup_data``) before it calls
+    ``set_epoch(epoch)`` on the loader's samplers at the start of that epoch.  On an rngstate
+    loader whose pass has begun, ``set_epoch`` sets up the *next* pass, and the position it saves
+    would read 0 (a fresh run's first epoch) or the resumed start while the iterator goes on;
+    that one call, for the epoch already running, is skipped.  The objects are the ones
+    Lightning's ``_set_sampler_epoch`` calls."""
     batch_sampler = getattr(loader, "batch_sampler", None)
     candidates = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
     targets = {id(c): c for c in candidates if callable(getattr(c, "set_epoch", None))}

@@ -17,13 +17,13 @@ from rngstate.data.loader import (
     BATCH_SAMPLER,
     ORDER,
     LoaderPart,
+    OrderPart,
     Pass,
     ResumableLoader,
     check_batch_size,
     count_batches,
     lazy_loader,
 )
-from rngstate.data.sampler import share
 from rngstate.data.seeding import preserve_streams
 from rngstate.data.workers import LoaderWorkerInit
 from rngstate.data.wrappers import SeededCollate
@@ -208,19 +208,9 @@ def _build_dataloader() -> type:
         def __call__(self) -> Any:
             return self.__iter__()
 
-    class _OrderSampler(LoaderPart, io.Sampler):  # type: ignore[misc,name-defined]
-        """The sampler inside ``loader.batch_sampler`` when rngstate's own order is used."""
-
-
-        def __len__(self) -> int:
-            return share(self._loader._rng_n(), self._loader._rng_world_size)
-
-        def __iter__(self) -> Iterator[int]:
-            epoch, _start = self._loader._rng_plan()
-            return iter(self._loader._rng_order(epoch).tolist())
-
-        def set_epoch(self, epoch: int) -> None:
-            self._loader.set_epoch(epoch)
+    class _OrderSampler(OrderPart, io.Sampler):  # type: ignore[misc,name-defined]
+        """The sampler inside ``loader.batch_sampler`` when rngstate's own order is used
+        (iterating it raises: see ``OrderPart``)."""
 
     class _Batches(LoaderPart):
         """What Paddle's iterators take as the batch sampler: the pass iter(loader) began."""

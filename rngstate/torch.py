@@ -22,12 +22,12 @@ from rngstate.data.loader import (
     ORDER,
     SAMPLER,
     LoaderPart,
+    OrderPart,
     Pass,
     ResumableLoader,
     count_batches,
     lazy_loader,
 )
-from rngstate.data.sampler import share
 from rngstate.data.seeding import SEEDER, Isolated, preserve_streams, seeded
 from rngstate.data.workers import WorkerScopes
 from rngstate.data.wrappers import SeededCollate, Unbatch
@@ -237,22 +237,9 @@ def _build_dataloader() -> type:
         def _rng_seed_sampler_generators(self, root: int, parts: tuple[str, ...]) -> Any:
             return _seeding_generators(torch, self._rng_source, root, parts)
 
-    class _OrderSampler(LoaderPart, torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
-        """``loader.sampler`` of a loader that uses rngstate's own order: iterating it yields
-        the indices of the next epoch; ``set_epoch`` sets the loader's epoch."""
-
-
-        def __len__(self) -> int:
-            loader = self._loader
-            return share(loader._rng_n(), loader._rng_world_size)
-
-        def __iter__(self) -> Iterator[int]:
-            loader = self._loader
-            epoch, _start = loader._rng_plan()
-            return iter(loader._rng_order(epoch).tolist())
-
-        def set_epoch(self, epoch: int) -> None:
-            self._loader.set_epoch(epoch)
+    class _OrderSampler(OrderPart, torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
+        """``loader.sampler`` of a loader that uses rngstate's own order: ``len``, ``set_epoch``
+        (the loader's) and the shard; iterating it raises (see ``OrderPart``)."""
 
         @property
         def rank(self) -> int:

@@ -154,6 +154,31 @@ class LoaderPart:
         return loader
 
 
+class OrderPart(LoaderPart):
+    """``loader.sampler`` of a loader that uses rngstate's own order (the frameworks' facades
+    add their ``Sampler`` base).  The loader never iterates it: its batches come from the pass
+    ``iter(loader)`` begins.  Whoever iterates it rebuilt the loader around it (accelerate's
+    ``prepare`` or ``skip_first_batches``, a framework replacing the loader) and would get
+    batches without per-sample seeds or a saved position; that is refused with what to do."""
+
+    def __len__(self) -> int:
+        loader = self._loader
+        return share(loader._rng_n(), loader._rng_world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        raise DataLoaderError(
+            f"{self._loader._rng_path}: this rngstate loader's sampler is iterated by another "
+            "DataLoader (accelerator.prepare, accelerate's skip_first_batches or a framework that "
+            "rebuilt the loader), which cannot resume exactly. Iterate the rngstate loader itself: "
+            "do not pass it to accelerator.prepare; register it with "
+            "accelerator.register_for_checkpointing; move batches with .to(accelerator.device)"
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """The loader's ``set_epoch`` (what samplers offer to trainers)."""
+        self._loader.set_epoch(epoch)
+
+
 class ResumableLoader:
     """Mixed in before the framework's DataLoader class; see ``rngstate.torch.DataLoader``."""
 
@@ -567,6 +592,7 @@ __all__ = [
     "ORDER",
     "SAMPLER",
     "LoaderPart",
+    "OrderPart",
     "Pass",
     "ResumableLoader",
     "count_batches",

@@ -71,3 +71,6 @@ def test_a_prepared_rngstate_loader_raises_a_clear_error() -> None:
     assert len(list(loader)) == 2  # the loader itself still works
     with pytest.raises(DataLoaderError, match="accelerator.prepare"):
         next(iter(prepared))  # also after the loader has run an epoch
+    skipping = accelerate.skip_first_batches(loader, 1)  # rebuilds it around its sampler too
+    with pytest.raises(DataLoaderError, match="register_for_checkpointing"):
+        next(iter(skipping))

@@ -40,6 +40,20 @@ def test_resumed_twice_in_the_same_epoch(tmp_path: Path) -> None:
 
 
 @slow
+def test_resume_in_the_first_epoch(tmp_path: Path) -> None:
+    # Lightning calls set_epoch(0) after it created the first iterator; the checkpoint of step 3
+    # must still hold the 24 samples taken, not 0.
+    import torch
+
+    EXAMPLE.interrupted(tmp_path, 3, "--workers", "2")
+    checkpoint = torch.load(tmp_path / "interrupted.ckpt", weights_only=True)
+    (loader,) = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert (loader["epoch"], loader["position"]) == (0, 24)
+    resumed = EXAMPLE.final("--resume", str(tmp_path / "interrupted.ckpt"), "--workers", "1")
+    assert resumed == EXAMPLE.reference("--workers", "2")
+
+
+@slow
 def test_the_checkpoint_is_plain_data(tmp_path: Path) -> None:
     import torch
 
