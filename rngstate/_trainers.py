@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,3 +39,33 @@ def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
         os.replace(folder, old)
     os.replace(partial, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def read_progress(folder: Path, fmt: str, version: int, error: type[Exception]) -> dict[str, Any]:
+    """The ``progress.json`` of a backup written with ``{"format": fmt, "version": version}``;
+    ``error`` (naming ``folder`` and what to do) for anything else."""
+    try:
+        progress = json.loads((folder / "progress.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"{folder}: unreadable backup ({exc}); delete the folder to start over") from None
+    if not isinstance(progress, dict) or progress.get("format") != fmt:
+        raise error(f"{folder}: not an {fmt.rpartition('.')[0]} backup (progress.json)")
+    if progress.get("version", 0) > version:
+        raise error(f"{folder}: written by a newer rngstate; upgrade rngstate")
+    return progress
+
+
+def lazy_callback(module_name: str, build: Callable[[], type]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that builds ``RNGStateCallback`` (subclassing the trainer's own
+    Callback class, so importing the trainer) only when it is first used."""
+
+    def module_getattr(name: str) -> Any:
+        if name != "RNGStateCallback":
+            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+        callback = build()
+        callback.__module__ = module_name
+        callback.__qualname__ = "RNGStateCallback"
+        setattr(sys.modules[module_name], name, callback)
+        return callback
+
+    return module_getattr

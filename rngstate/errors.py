@@ -60,6 +60,10 @@ class KerasResumeError(RNGStateError):
     """The Keras backup cannot be written or resumed exactly."""
 
 
+class PaddleResumeError(RNGStateError):
+    """The ``paddle.Model.fit`` backup cannot be written or resumed exactly."""
+
+
 class DataLoaderError(RNGStateError, ValueError):
     """A loader or sampler was configured or used in a way that cannot resume exactly (a
     ``ValueError`` too, as torch's DataLoader raises for bad arguments)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rngstate._trainers import replace_folder
+from rngstate._trainers import lazy_callback, read_progress, replace_folder
 from rngstate.errors import KerasResumeError as KerasResumeError  # re-exported: raised here
 from rngstate.initialize.keras import init_by_name as init_by_name
 from rngstate.storage import load, save
@@ -48,20 +48,6 @@ def _write_backup(folder: Path, model: Any, progress: dict[str, Any]) -> None:
 def _arrays(path: Path) -> list[np.ndarray]:
     with np.load(path, allow_pickle=False) as saved:
         return [saved[f"arr_{i}"] for i in range(len(saved.files))]
-
-
-def _read_progress(folder: Path) -> dict[str, Any]:
-    try:
-        progress = json.loads((folder / "progress.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise KerasResumeError(
-            f"{folder}: unreadable backup ({exc}); delete the folder to start over"
-        ) from None
-    if not isinstance(progress, dict) or progress.get("format") != PROGRESS_FORMAT:
-        raise KerasResumeError(f"{folder}: not an rngstate.keras backup (progress.json)")
-    if progress.get("version", 0) > PROGRESS_VERSION:
-        raise KerasResumeError(f"{folder}: written by a newer rngstate; upgrade rngstate")
-    return progress
 
 
 def _build_callback() -> type:
@@ -111,7 +97,7 @@ def _build_callback() -> type:
             self._epoch, self._steps = 0, 0
             if not (self.folder / "progress.json").exists():
                 return
-            progress = _read_progress(self.folder)
+            progress = read_progress(self.folder, PROGRESS_FORMAT, PROGRESS_VERSION, KerasResumeError)
             model = self.model
             model.set_weights(_arrays(self.folder / "weights.npz"))
             optimizer = model.optimizer
@@ -177,14 +163,7 @@ def _build_callback() -> type:
     return RNGStateCallback
 
 
-def __getattr__(name: str) -> Any:
-    if name == "RNGStateCallback":
-        callback = _build_callback()
-        callback.__module__ = __name__
-        callback.__qualname__ = "RNGStateCallback"
-        globals()[name] = callback
-        return callback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_callback(__name__, _build_callback)
 
 
 __all__ = ["KerasResumeError", "RNGStateCallback"]

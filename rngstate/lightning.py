@@ -23,7 +23,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from rngstate import _check, fileformat
-from rngstate._trainers import is_rngstate_loader
+from rngstate._trainers import is_rngstate_loader, lazy_callback
 from rngstate.backends import torch_backend
 from rngstate.data import DataLoaderError
 from rngstate.distributed import TopologyError, rank_info
@@ -205,14 +205,7 @@ def _count_whole_epochs(trainer: Any, loaders: list[Any]) -> None:
         fetcher.length = whole
 
 
-def __getattr__(name: str) -> Any:
-    if name == "RNGStateCallback":
-        callback = _build_callback()
-        callback.__module__ = __name__
-        callback.__qualname__ = "RNGStateCallback"
-        globals()[name] = callback
-        return callback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_callback(__name__, _build_callback)
 
 
 __all__ = ["RNGStateCallback"]

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rngstate._trainers import is_rngstate_loader, replace_folder
-from rngstate.errors import RNGStateError
+from rngstate._trainers import is_rngstate_loader, read_progress, replace_folder
+from rngstate.errors import PaddleResumeError as PaddleResumeError  # re-exported: raised here
 from rngstate.snapshot import restore
 from rngstate.storage import load, save
 
@@ -21,10 +21,6 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_FORMAT = "rngstate.paddle.fit"
 PROGRESS_VERSION = 1
-
-
-class PaddleResumeError(RNGStateError):
-    """The ``paddle.Model.fit`` backup cannot be written or resumed exactly."""
 
 
 def _write_backup(folder: Path, model: Any, loader: Any, progress: dict[str, Any]) -> None:
@@ -38,20 +34,6 @@ def _write_backup(folder: Path, model: Any, loader: Any, progress: dict[str, Any
         (partial / "progress.json").write_text(json.dumps(progress))
 
     replace_folder(folder, write)
-
-
-def _read_progress(folder: Path) -> dict[str, Any]:
-    try:
-        progress = json.loads((folder / "progress.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise PaddleResumeError(
-            f"{folder}: unreadable backup ({exc}); delete the folder to start over"
-        ) from None
-    if not isinstance(progress, dict) or progress.get("format") != PROGRESS_FORMAT:
-        raise PaddleResumeError(f"{folder}: not an rngstate.paddle backup (progress.json)")
-    if progress.get("version", 0) > PROGRESS_VERSION:
-        raise PaddleResumeError(f"{folder}: written by a newer rngstate; upgrade rngstate")
-    return progress
 
 
 def build_callback() -> type:
@@ -91,7 +73,7 @@ def build_callback() -> type:
             self._steps = 0
             if not (self.folder / "progress.json").exists():
                 return
-            progress = _read_progress(self.folder)
+            progress = read_progress(self.folder, PROGRESS_FORMAT, PROGRESS_VERSION, PaddleResumeError)
             self.model.load(str(self.folder / "model"))
             self.loader.load_state_dict(json.loads((self.folder / "loader.json").read_text()))
             restore(load(self.folder / "rng.state"))

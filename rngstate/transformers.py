@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rngstate._trainers import is_rngstate_loader
+from rngstate._trainers import is_rngstate_loader, lazy_callback
 from rngstate.data import DataLoaderError
 from rngstate.snapshot import restore
 from rngstate.state import RNGState
@@ -186,14 +186,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def __getattr__(name: str) -> Any:
-    if name == "RNGStateCallback":
-        callback = _build_callback()
-        callback.__module__ = __name__
-        callback.__qualname__ = "RNGStateCallback"
-        globals()[name] = callback
-        return callback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_callback(__name__, _build_callback)
 
 
 __all__ = ["RNGStateCallback", "RNGStateMixin"]
