@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rngstate.data.seeding import LOCAL, SEEDER, batch_parts, sample_parts, scope_root, seeded
+from rngstate.data.seeding import LOCAL, SEEDER, batch_parts, scope_root, seeded
 from rngstate.runtime import RUNTIME
 
 
@@ -68,12 +68,12 @@ class SeededBatch(list[Any]):
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
         saved = SEEDER.save() if os.getpid() == self.pid else None
         outer_scopes = RUNTIME.rebase(RUNTIME.root)
-        seed = SEEDER.seed
+        seed_sample, local, rebase = SEEDER.seed_sample, LOCAL, RUNTIME.rebase
         try:
             for k, index in enumerate(list.__iter__(self)):
-                sample = sample_parts(parts, epoch, first + k * step)
-                LOCAL.sample = (root, sample)
-                RUNTIME.rebase(scope_root(seed(root, sample)))
+                position = first + k * step
+                local.sample = (root, parts, epoch, position)
+                rebase(scope_root(seed_sample(root, parts, epoch, position)))
                 yield index
         finally:
             LOCAL.sample = None
