@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rngstate import backends
+from rngstate import _check, backends
 from rngstate.backends.base import Stream
 from rngstate.derive import PathHead, derive_bytes, split_path
 from rngstate.errors import DataLoaderError
@@ -186,6 +186,25 @@ def sample_parts(parts: tuple[str, ...], epoch: int, position: int) -> tuple[str
 def batch_parts(parts: tuple[str, ...], epoch: int, batch_start: int) -> tuple[str, ...]:
     """Derivation path of one batch (its ``collate_fn``), by the position of its first sample."""
     return (*parts, "#batch", str(epoch), str(batch_start))
+
+
+BATCH_SAMPLES = "#samples"  # the derivation kind of a batch's samples with seed_per="batch"
+SEED_PER = ("sample", "batch")
+
+
+def check_seed_per(seed_per: Any) -> str:
+    """Return ``seed_per`` if it is ``"sample"`` or ``"batch"``, else raise DataLoaderError.
+
+    >>> check_seed_per("batch")
+    'batch'
+    """
+    if not isinstance(seed_per, str) or seed_per not in SEED_PER:
+        raise DataLoaderError(
+            "seed_per must be 'sample' (each sample seeded from its position, the default) or "
+            "'batch' (one seeding per batch: faster on cheap samples, results then depend on "
+            f"batch_size), got {_check.show(seed_per)}"
+        )
+    return seed_per
 
 
 def sample_seed(name: str = "seed") -> int:
