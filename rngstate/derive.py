@@ -93,6 +93,32 @@ def derive_bytes(root: int, path: Sequence[str], stream: str) -> bytes:
     return digest.digest()
 
 
+class PathHead:
+    """:func:`derive_bytes` for many paths that differ only in their last component (a
+    loader's samples differ only in their position): the rest is hashed once.
+
+    >>> head = PathHead(0, ("loader", "#sample", "0"))
+    >>> head.derive("7", "sample") == derive_bytes(0, ("loader", "#sample", "0", "7"), "sample")
+    True
+    """
+
+    def __init__(self, root: int, head: Sequence[str]) -> None:
+        digest = hashlib.blake2b(digest_size=32, person=_PERSONALIZATION)
+        digest.update(root.to_bytes(8, "big"))
+        digest.update((len(head) + 1).to_bytes(4, "big"))
+        for part in head:
+            encoded = part.encode("utf-8")
+            digest.update(len(encoded).to_bytes(4, "big") + encoded)
+        self._digest = digest
+
+    def derive(self, last: str, stream: str) -> bytes:
+        """``derive_bytes(root, (*head, last), stream)``."""
+        digest = self._digest.copy()
+        part, name = last.encode("utf-8"), stream.encode("utf-8")
+        digest.update(len(part).to_bytes(4, "big") + part + len(name).to_bytes(4, "big") + name)
+        return digest.digest()
+
+
 def derived_int(material: bytes, bits: int) -> int:
     """The first ``bits`` bits of derived ``material`` as a non-negative integer (big-endian):
     the one way seed material becomes a backend's seed.

@@ -110,6 +110,8 @@ def _build_dataloader() -> type:
         loader's own order is sharded by rank (``rank``/``world_size``/``group`` as for
         ``rngstate.ResumableSampler``).  With ``num_workers=0`` batches are loaded in the
         calling thread.  ``feed_list`` (static graph) and ``batch_size=None`` are not accepted.
+        ``seed_per="batch"`` seeds once per batch (faster on cheap samples; a sample's
+        randomness then depends on ``batch_size``; resume with the same ``seed_per``).
 
         >>> import rngstate, rngstate.paddle, numpy as np
         >>> _ = rngstate.seed_everything(0)
@@ -140,6 +142,7 @@ def _build_dataloader() -> type:
             rank: int | None = None,
             world_size: int | None = None,
             group: Any = None,
+            seed_per: str = "sample",
             **kwargs: Any,
         ) -> None:
             if feed_list is not None or not return_list:
@@ -167,7 +170,9 @@ def _build_dataloader() -> type:
                 rank=rank,
                 world_size=world_size,
                 group=group,
+                seed_per=seed_per,
             )
+            self.seed_per = seed_per
             if own_order:
                 check_batch_size(batch_size)
                 batch_sampler = io.BatchSampler(

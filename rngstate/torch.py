@@ -85,6 +85,9 @@ def _build_dataloader() -> type:
           under tensor parallelism; ``world_size=1`` loads everything on every rank).  A
           sample's randomness depends on its position in the whole epoch, so it is the same
           whatever the world size.
+        * ``seed_per="batch"`` seeds once per batch instead (from its first sample's position;
+          faster on cheap samples, but a sample's randomness then depends on ``batch_size``).
+          It is not saved by ``state_dict``: resume with the same ``seed_per``.
 
         >>> import rngstate, rngstate.torch, torch
         >>> _ = rngstate.seed_everything(0)
@@ -119,6 +122,7 @@ def _build_dataloader() -> type:
             rank: int | None = None,
             world_size: int | None = None,
             group: Any = None,
+            seed_per: str = "sample",
             **kwargs: Any,
         ) -> None:
             iterable = isinstance(dataset, torch_data.IterableDataset)
@@ -137,6 +141,7 @@ def _build_dataloader() -> type:
                 rank=rank,
                 world_size=world_size,
                 group=group,
+                seed_per=seed_per,
             )
             if own_order:
                 sampler, shuffle = _OrderSampler(self), None
@@ -151,7 +156,8 @@ def _build_dataloader() -> type:
                 worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context,
                 generator=generator, **kwargs,
             )
-            self.name = name  # public, like the other arguments: a re-created loader keeps it
+            self.name = name  # public, like the other arguments: a re-created loader keeps them
+            self.seed_per = seed_per
             self._rng_batching = self.batch_sampler is not None
             self._rng_ready = True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rngstate
-from rngstate.derive import derive_bytes, derived_int, split_path
+from rngstate.derive import PathHead, derive_bytes, derived_int, split_path
 from rngstate.errors import InvalidSeedError, NoRootSeedError, ScopeError
 from rngstate.seeding import derive_seed
 from tests.conftest import run_python
@@ -85,3 +85,19 @@ def test_derived_int_keeps_every_backends_seeds(seed: int) -> None:
     assert derived_int(material, 32) == int.from_bytes(material[:4], "big")  # objects, tf ops
     seed_material = derive_bytes(seed, ("a", "b"), "seed")
     assert derive_seed("a/b", root=seed) == int.from_bytes(seed_material[:8], "big") >> 1
+
+
+@pytest.mark.parametrize(
+    ("root", "head", "last", "stream"),
+    [
+        (0, (), "0", "python"),
+        (42, ("loader", "#samples", "3"), "1234", "numpy"),
+        (2**63 - 1, ("ünïcode", "层" * 40), "", "torch.cpu"),
+    ],
+)
+def test_path_head_equals_derive_bytes(
+    root: int, head: tuple[str, ...], last: str, stream: str
+) -> None:
+    path_head = PathHead(root, head)
+    for _ in range(2):  # the hashed head is reused, never consumed
+        assert path_head.derive(last, stream) == derive_bytes(root, (*head, last), stream)

@@ -6,6 +6,7 @@ outside its key array), so every field is range-checked here before NumPy sees i
 
 from __future__ import annotations
 
+import _random  # random.Random.seed minus its Python-level argument checks
 import ctypes
 import hashlib
 import logging
@@ -69,7 +70,8 @@ logger = logging.getLogger(__name__)
 # inside the RandomState object.  Raw copies cost ~1 us against ~70 us for get_state/set_state.
 # The Gaussian cache's offset is found and verified on a scratch object; if anything disagrees,
 # the slow path is used.
-_MT_RAW_SIZE = 624 * 4 + 4
+_MT_WORDS_SIZE = 624 * 4
+_MT_RAW_SIZE = _MT_WORDS_SIZE + 4
 _GAUSS_RAW = struct.Struct("=i4xd")
 _MT_POS = struct.Struct("=i")
 _SEEDED_TAIL = _MT_POS.pack(624)  # MT19937 pos right after a legacy seeding
@@ -288,18 +290,20 @@ class NumpyStream(Stream):
         it is used only if it reproduced ``np.random.seed`` exactly when checked at first use.
         A global that is not MT19937 (``np.random.set_bit_generator``) gets :meth:`seed_derived`.
         """
+        views = self._raw()  # None unless the global is an MT19937 whose layout was verified
+        if views is not None:
+            helper_view = self._helper_view
+            if helper_view is None:
+                helper_view = self._helper_view = self._check_fast_seeding()
+            if helper_view.nbytes:
+                _random.Random.seed(self._helper, int.from_bytes(material[:16], "little"))
+                mt_view, gauss_view = views
+                mt_view[:_MT_WORDS_SIZE] = helper_view[4:]
+                mt_view[_MT_WORDS_SIZE:] = _SEEDED_TAIL
+                gauss_view[:] = _NO_GAUSS
+                return
         if type(np.random.mtrand._rand._bit_generator) is not np.random.MT19937:
             self.seed_derived(material)
-            return
-        if self._helper_view is None:
-            self._helper_view = self._check_fast_seeding()
-        views = self._raw()
-        if self._helper_view.nbytes and views is not None:
-            self._helper.seed(int.from_bytes(material[:16], "little"))
-            mt_view, gauss_view = views
-            mt_view[: 624 * 4] = self._helper_view[4:]
-            mt_view[624 * 4 :] = _SEEDED_TAIL
-            gauss_view[:] = _NO_GAUSS
         else:
             np.random.seed(key_words(material))
 

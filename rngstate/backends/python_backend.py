@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _random  # random.Random.seed minus its Python-level argument checks
 import ctypes
 import logging
 import random
@@ -138,7 +139,13 @@ class PythonStream(Stream):
     def seed_from_material(self, material: bytes) -> None:
         """Seed ``random`` from derived material, as the rngstate loaders do per sample: the
         same mapping as :meth:`seed_derived` (golden values in tests/data pin it)."""
-        random.seed(derived_int(material, 128))
+        instance = random._inst
+        if type(instance) is random.Random:
+            # What random.seed(int) does, without its Python-level argument checks.
+            _random.Random.seed(instance, derived_int(material, 128))
+            instance.gauss_next = None  # type: ignore[attr-defined]
+        else:
+            random.seed(derived_int(material, 128))
 
     def _raw(self) -> memoryview | None:
         instance = random._inst  # the instance behind random.random() & co.

@@ -26,7 +26,7 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.data.sampler import ResumableSampler, SamplerState, check_count, sampler_at, shard, share
-from rngstate.data.seeding import seeded
+from rngstate.data.seeding import check_seed_per, seeded
 from rngstate.data.wrappers import SeededBatch
 from rngstate.derive import MAX_SEED, split_path
 from rngstate.errors import DataLoaderError, DataLoaderTypeError, InvalidStateError
@@ -197,6 +197,7 @@ class ResumableLoader:
         rank: int | None = None,
         world_size: int | None = None,
         group: Any = None,
+        seed_per: str = "sample",
     ) -> None:
         """Record what the passes need; call before the framework's ``__init__``."""
         if not isinstance(name, str):
@@ -208,6 +209,8 @@ class ResumableLoader:
         self._rng_batch_size = batch_size
         self._rng_drop_last = bool(drop_last)
         self._rng_mode = mode
+        # Not part of state_dict: a resumed loader must be built with the same seed_per.
+        self._rng_seed_per = check_seed_per(seed_per)
         self._rng_source = source  # the user's sampler or batch_sampler
         if mode == ORDER:
             self._rng_rank, self._rng_world_size = shard(rank, world_size, group)
@@ -343,7 +346,7 @@ class ResumableLoader:
             step, offset = _replica_of(self._rng_source)
             current.length = sum(len(batch) for batch in batches)
             chunks = _skip_batches(batches, start, self._rng_path)
-        return _seeded_batches(self._rng_parts, current, chunks, step, offset)
+        return _seeded_batches(self._rng_parts, current, chunks, step, offset, self._rng_seed_per)
 
     def _rng_len(self, current: Pass | None = None) -> int:
         """Batches of the next pass (``len(loader)``: the rest of the epoch right after a
@@ -502,7 +505,12 @@ class ResumableLoader:
 
 
 def _seeded_batches(
-    parts: tuple[str, ...], current: Pass, chunks: Iterator[tuple[int, list[Any]]], step: int, offset: int
+    parts: tuple[str, ...],
+    current: Pass,
+    chunks: Iterator[tuple[int, list[Any]]],
+    step: int,
+    offset: int,
+    seed_per: str,
 ) -> Iterator[SeededBatch]:
     """The batches of a pass as SeededBatch lists.  Not a method: the framework iterator holds
     this generator, and it must not keep the loader (and its persistent workers) alive."""
@@ -516,6 +524,7 @@ def _seeded_batches(
             epoch=current.epoch,
             first=first * step + offset,
             step=step,
+            seed_per=seed_per,
         )
 
 

@@ -10,12 +10,12 @@ import contextlib
 import hashlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from rngstate import backends
+from rngstate import _check, backends
 from rngstate.backends.base import Stream
-from rngstate.derive import derive_bytes, split_path
+from rngstate.derive import PathHead, derive_bytes, split_path
 from rngstate.errors import DataLoaderError
 from rngstate.runtime import RUNTIME
 
@@ -42,6 +42,11 @@ class Seeder:
     def __init__(self) -> None:
         self._modules_seen = -1
         self._streams: list[tuple[Stream, bytes]] = []
+        # Per stream: its seeding verb and a BLAKE2b keyed by its name, copied per sample
+        # (building a keyed state costs more than copying one).
+        self._salted: list[tuple[Callable[[bytes], None], Any]] = []
+        # The derivation state up to the epoch, for the samples of one loader and epoch.
+        self._head: tuple[tuple[int, tuple[str, ...], str, int], PathHead] | None = None
 
     def streams(self) -> list[tuple[Stream, bytes]]:
         # Only imports change which streams are active; same trick as Runtime.refresh.
@@ -57,15 +62,42 @@ class Seeder:
                 if stream.is_active():
                     found.append((stream, name.encode("utf-8")))
             self._streams = found
+            self._salted = [
+                (stream.seed_from_material, hashlib.blake2b(digest_size=32, key=name))
+                for stream, name in found
+            ]
         return self._streams
 
     def seed(self, root: int, parts: tuple[str, ...]) -> bytes:
         """Seed every sample stream from (root, parts); returns the derived key."""
         key = derive_bytes(root, parts, "sample")
-        blake2b = hashlib.blake2b
-        for stream, name in self.streams():
-            stream.seed_from_material(blake2b(key, digest_size=32, key=name).digest())
+        self._seed_from_key(key)
         return key
+
+    def seed_sample(
+        self, root: int, parts: tuple[str, ...], epoch: int, position: int, kind: str = "#sample"
+    ) -> bytes:
+        """``seed(root, (*parts, kind, str(epoch), str(position)))``, with the path up to the
+        epoch hashed once per loader and epoch; returns the derived key.
+
+        >>> SEEDER.seed_sample(0, ("a",), 1, 2) == SEEDER.seed(0, sample_parts(("a",), 1, 2))
+        True
+        """
+        head = self._head
+        if head is None or head[0] != (root, parts, kind, epoch):
+            head = (root, parts, kind, epoch), PathHead(root, (*parts, kind, str(epoch)))
+            self._head = head  # one whole pair: threads that race see a consistent one
+        key = head[1].derive(str(position), "sample")
+        self._seed_from_key(key)
+        return key
+
+    def _seed_from_key(self, key: bytes) -> None:
+        if len(sys.modules) != self._modules_seen:
+            self.streams()
+        for seed_from_material, salt in self._salted:
+            digest = salt.copy()
+            digest.update(key)
+            seed_from_material(digest.digest())
 
     def save(self) -> list[tuple[Stream, Any]]:
         """The states of the sample streams, to put back after loading."""
@@ -78,7 +110,8 @@ class Seeder:
 
 
 SEEDER = Seeder()
-LOCAL = threading.local()  # the sample and batch being loaded by this thread
+# The sample being loaded by this thread: (root, loader parts, epoch, position), and its batch.
+LOCAL = threading.local()
 
 
 @contextlib.contextmanager
@@ -155,6 +188,25 @@ def batch_parts(parts: tuple[str, ...], epoch: int, batch_start: int) -> tuple[s
     return (*parts, "#batch", str(epoch), str(batch_start))
 
 
+BATCH_SAMPLES = "#samples"  # the derivation kind of a batch's samples with seed_per="batch"
+SEED_PER = ("sample", "batch")
+
+
+def check_seed_per(seed_per: Any) -> str:
+    """Return ``seed_per`` if it is ``"sample"`` or ``"batch"``, else raise DataLoaderError.
+
+    >>> check_seed_per("batch")
+    'batch'
+    """
+    if not isinstance(seed_per, str) or seed_per not in SEED_PER:
+        raise DataLoaderError(
+            "seed_per must be 'sample' (each sample seeded from its position, the default) or "
+            "'batch' (one seeding per batch: faster on cheap samples, results then depend on "
+            f"batch_size), got {_check.show(seed_per)}"
+        )
+    return seed_per
+
+
 def sample_seed(name: str = "seed") -> int:
     """A stable seed in [0, 2**63) for the sample being loaded right now by an rngstate loader.
 
@@ -175,5 +227,6 @@ def sample_seed(name: str = "seed") -> int:
             "sample_seed() is only available inside __getitem__ of a dataset loaded by "
             "rngstate.torch.DataLoader or rngstate.paddle.DataLoader"
         )
-    root, parts = current
-    return int.from_bytes(derive_bytes(root, (*parts, *split_path(name)), "seed")[:8], "big") >> 1
+    root, parts, epoch, position = current
+    path = (*sample_parts(parts, epoch, position), *split_path(name))
+    return int.from_bytes(derive_bytes(root, path, "seed")[:8], "big") >> 1

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rngstate.data.seeding import LOCAL, SEEDER, batch_parts, sample_parts, scope_root, seeded
+from rngstate.data.seeding import BATCH_SAMPLES, LOCAL, SEEDER, batch_parts, scope_root, seeded
 from rngstate.runtime import RUNTIME
 
 
@@ -21,9 +21,11 @@ class SeededBatch(list[Any]):
     The frameworks' fetchers load a batch as ``[dataset[i] for i in batch]`` (torch passes the
     list to ``dataset.__getitems__`` when there is one): iterating it seeds Python, NumPy,
     torch and paddle from (root, loader path, epoch, position) before each sample loads, and
-    bases the scopes opened there on that sample.  In the training process (``pid``) the outer
-    generators and scopes are put back when the iteration ends; in a worker nothing else runs
-    between samples, so it is not worth the copies.
+    bases the scopes opened there on that sample.  With ``seed_per="batch"`` they are seeded
+    once, before the first index, from (root, loader path, "#samples", epoch, position of the
+    first sample), and the other samples continue those generators.  In the training process
+    (``pid``) the outer generators and scopes are put back when the iteration ends; in a worker
+    nothing else runs between samples, so it is not worth the copies.
 
     >>> import random
     >>> batch = SeededBatch([7, 3], root=0, parts=("loader",), epoch=0, first=0)
@@ -34,7 +36,7 @@ class SeededBatch(list[Any]):
     True
     """
 
-    __slots__ = ("batch_start", "epoch", "first", "parts", "pid", "root", "step")
+    __slots__ = ("batch_start", "epoch", "first", "parts", "pid", "root", "seed_per", "step")
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class SeededBatch(list[Any]):
         first: int,
         step: int = 1,
         pid: int | None = None,
+        seed_per: str = "sample",
     ) -> None:
         super().__init__(indices)
         self.root = root
@@ -55,10 +58,11 @@ class SeededBatch(list[Any]):
         self.step = step  # positions of the next ones: first + k * step (sharded epochs: world size)
         self.batch_start = first
         self.pid = os.getpid() if pid is None else pid
+        self.seed_per = seed_per
 
     def __reduce__(self) -> Any:
         # Not the default list pickling: that would iterate, and iterating seeds.
-        fields = (self.root, self.parts, self.epoch, self.first, self.step, self.pid)
+        fields = (self.root, self.parts, self.epoch, self.first, self.step, self.pid, self.seed_per)
         return (_rebuild, (list.copy(self), *fields))
 
     def __iter__(self) -> Iterator[Any]:
@@ -68,12 +72,17 @@ class SeededBatch(list[Any]):
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
         saved = SEEDER.save() if os.getpid() == self.pid else None
         outer_scopes = RUNTIME.rebase(RUNTIME.root)
-        seed = SEEDER.seed
+        seed_sample, local, rebase = SEEDER.seed_sample, LOCAL, RUNTIME.rebase
+        per_batch = self.seed_per == "batch"
         try:
             for k, index in enumerate(list.__iter__(self)):
-                sample = sample_parts(parts, epoch, first + k * step)
-                LOCAL.sample = (root, sample)
-                RUNTIME.rebase(scope_root(seed(root, sample)))
+                position = first + k * step
+                local.sample = (root, parts, epoch, position)  # sample_seed() stays per sample
+                if not per_batch:
+                    rebase(scope_root(seed_sample(root, parts, epoch, position)))
+                elif k == 0:
+                    # Scopes too: rebased once, so that each sample continues them.
+                    rebase(scope_root(seed_sample(root, parts, epoch, first, BATCH_SAMPLES)))
                 yield index
         finally:
             LOCAL.sample = None
@@ -83,8 +92,10 @@ class SeededBatch(list[Any]):
 
 
 def _rebuild(indices: list[Any], root: int, parts: tuple[str, ...], epoch: int, first: int,
-             step: int, pid: int) -> SeededBatch:
-    return SeededBatch(indices, root=root, parts=parts, epoch=epoch, first=first, step=step, pid=pid)
+             step: int, pid: int, seed_per: str) -> SeededBatch:
+    return SeededBatch(
+        indices, root=root, parts=parts, epoch=epoch, first=first, step=step, pid=pid, seed_per=seed_per
+    )
 
 
 class SeededCollate:

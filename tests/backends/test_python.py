@@ -29,3 +29,13 @@ def test_bad_fields() -> None:
         broken = {**plain, key: value}
         with pytest.raises(InvalidStateError, match=key):
             stream.decode(broken, "s")
+
+
+def test_seeding_from_material_equals_random_seed() -> None:
+    stream = backends.stream("python")
+    material = bytes(range(32))
+    random.seed(int.from_bytes(material[:16], "big"))
+    expected = random.getstate()
+    random.gauss(0, 1)  # leaves a cached Gaussian that seeding must clear
+    stream.seed_from_material(material)
+    assert random.getstate() == expected
