@@ -174,6 +174,7 @@ def _build_dataloader() -> type:
         worker_init_fn: Any
         batch_sampler: Any
         collate_fn: Any
+        _persistent_workers: bool
 
         def __init__(
             self,
@@ -278,16 +279,16 @@ def _build_dataloader() -> type:
             if self.num_workers == 0:
                 iterator = count_batches(_SameThreadStream(self, current, modules), current)
             else:
-                user = self.worker_init_fn
+                user = (self.worker_init_fn, self._persistent_workers)
                 self.worker_init_fn = self._rng_worker_init(current)
                 # Persistent workers would start the next epoch without worker_init_fn, so
                 # seeded for the epoch before: every pass starts its own, seeded for it.
-                self._iterator = None
+                self._persistent_workers = False
                 try:
                     with preserve_streams():
                         iterator = count_batches(super().__iter__(), current)
                 finally:
-                    self.worker_init_fn = user
+                    self.worker_init_fn, self._persistent_workers = user
             skip_to_start(iterator, current)
             return iterator
 

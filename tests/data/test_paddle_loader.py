@@ -170,6 +170,7 @@ def test_paddle_iterable_workers_read_their_own_streams() -> None:
     full, _ = stream_run(PaddleStream(), 2)
     # Worker 0's stream is seeded as the loader's without workers (its first sample matches);
     # worker 1's stream is its own.
+    assert stream_run(PaddleStream(), 2, persistent_workers=True)[0] == full  # reseeded per epoch
     alone, _ = stream_run(PaddleStream(), 0)
     by_index = {int(row[0]): row for batch in alone[:6] for row in batch}
     for batch in full[:6]:
