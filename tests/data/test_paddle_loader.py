@@ -232,3 +232,20 @@ def test_paddle_batch_size_none_hands_on_samples_and_resumes(workers: int) -> No
     resumed.load_state_dict(head_loader.state_dict())
     tail = [np.asarray(x).tolist() for _ in range(2) for x in resumed]
     assert head + tail == full
+
+
+def noisy_double(sample: Any) -> Any:
+    return np.asarray(sample) * 2 + np.random.rand()
+
+
+def test_paddle_batch_size_none_collate_is_seeded_whatever_the_workers() -> None:
+    def run(workers: int) -> list[list[float]]:
+        rngstate.seed_everything(0)
+        loader = rngstate.paddle.DataLoader(
+            Draws(), batch_size=None, collate_fn=noisy_double, num_workers=workers, name="c"
+        )
+        return [np.asarray(x).tolist() for x in loader]
+
+    alone = run(0)
+    assert all(2 * i < row[0] < 2 * i + 1 for i, row in enumerate(alone))  # the collate_fn ran
+    assert alone == run(2)
