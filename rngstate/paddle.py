@@ -10,11 +10,13 @@ use.
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rngstate.data.loader import (
     BATCH_SAMPLER,
+    ITERABLE,
     ORDER,
     LoaderPart,
     OrderPart,
@@ -23,10 +25,12 @@ from rngstate.data.loader import (
     check_batch_size,
     count_batches,
     lazy_loader,
+    load_dataset_state,
+    skip_to_start,
 )
-from rngstate.data.seeding import preserve_streams
+from rngstate.data.seeding import SEEDER, Isolated, preserve_streams, seeded
 from rngstate.data.workers import LoaderWorkerInit
-from rngstate.data.wrappers import SeededCollate
+from rngstate.data.wrappers import SeededCollate, Unbatch
 from rngstate.errors import DataLoaderError
 from rngstate.initialize.paddle import init_by_name as init_by_name
 
@@ -38,20 +42,35 @@ _UNSUPPORTED = {
 }
 
 
+def _as_tensors(batch: Any, modules: _PaddleModules, place: Any) -> Any:
+    """A collated batch converted the way Paddle's iterator does (arrays become Tensors, the
+    batch structure is kept)."""
+    slots, structure = modules.flatten_batch(batch)
+    if not slots:
+        return structure
+    tensor_type, to_tensor = modules.paddle.Tensor, modules.paddle.to_tensor
+    tensors = [slot if isinstance(slot, tensor_type) else to_tensor(slot, place=place) for slot in slots]
+    return modules.restore_batch(tensors, structure)
+
+
 class _SameThreadBatches:
     """Batches for ``num_workers=0``, loaded in the calling thread.
 
     Paddle's own single-process iterator loads in a background thread while the training loop
     runs: random calls in ``__getitem__`` would then race with dropout on the same global
     generators.  Here each batch is loaded when ``next`` is called, and then converted the way
-    Paddle's iterator does (arrays become Tensors, the batch structure is kept).
+    Paddle's iterator does.
     """
 
     def __init__(self, loader: Any, batches: Any, modules: _PaddleModules) -> None:
         self._batches = iter(batches)
         self._dataset = loader.dataset
         collate = loader.collate_fn
-        self._collate = modules.default_collate_fn if collate is None else SeededCollate(collate)
+        if loader._rng_unbatched:  # one-sample batches, each sample handed on alone
+            convert = modules.default_convert_fn if collate is None else collate
+            self._collate: Any = Unbatch(convert) if collate is None else SeededCollate(Unbatch(convert))
+        else:
+            self._collate = modules.default_collate_fn if collate is None else SeededCollate(collate)
         self._modules = modules
         self._place = loader.places[0] if loader.places else None
         self._length = len(batches)
@@ -66,16 +85,42 @@ class _SameThreadBatches:
         indices = next(self._batches)
         dataset = self._dataset
         batch = self._collate([dataset[index] for index in indices])
-        modules = self._modules
-        slots, structure = modules.flatten_batch(batch)
-        if not slots:
-            return structure
-        tensor_type, to_tensor = modules.paddle.Tensor, modules.paddle.to_tensor
-        tensors = [
-            slot if isinstance(slot, tensor_type) else to_tensor(slot, place=self._place)
-            for slot in slots
-        ]
-        return modules.restore_batch(tensors, structure)
+        return _as_tensors(batch, self._modules, self._place)
+
+
+class _SameThreadStream:
+    """An IterableDataset read in the calling thread (``num_workers=0``): ``iter(dataset)`` and
+    every ``next`` see the sample streams seeded from (root, loader path, epoch, worker 0),
+    swapped in around each ``next``, so that training and loading do not shift each other;
+    batches are cut and collated as Paddle's fetcher does (``drop_last`` drops a short last
+    one; ``batch_size=None`` hands on single samples)."""
+
+    def __init__(self, loader: Any, current: Pass, modules: _PaddleModules) -> None:
+        parts = (*loader._rng_parts, "#worker", str(current.epoch), "0")
+        with preserve_streams(), seeded(current.root, parts):
+            samples = iter(loader.dataset)
+            inner = SEEDER.save()
+        self._samples = Isolated(samples, inner)
+        self._size: int | None = loader.batch_size
+        self._drop_last = bool(loader.drop_last)
+        default = modules.default_convert_fn if self._size is None else modules.default_collate_fn
+        self._collate = loader.collate_fn or default
+        self._modules = modules
+        self._place = loader.places[0] if loader.places else None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        size = self._size
+        if size is None:
+            batch = self._collate(next(self._samples))
+        else:
+            data = list(itertools.islice(self._samples, size))
+            if not data or (self._drop_last and len(data) < size):
+                raise StopIteration
+            batch = self._collate(data)
+        return _as_tensors(batch, self._modules, self._place)
 
 
 class _PaddleModules:
@@ -89,7 +134,9 @@ class _PaddleModules:
         flat = importlib.import_module("paddle.io.dataloader.flat")
         self.flatten_batch = flat._flatten_batch
         self.restore_batch = flat._restore_batch
-        self.default_collate_fn = importlib.import_module("paddle.io.dataloader.collate").default_collate_fn
+        collate = importlib.import_module("paddle.io.dataloader.collate")
+        self.default_collate_fn = collate.default_collate_fn
+        self.default_convert_fn = collate.default_convert_fn
 
 
 def _build_dataloader() -> type:
@@ -109,9 +156,14 @@ def _build_dataloader() -> type:
         from it); ``set_epoch``, ``state_dict`` and ``load_state_dict`` resume mid-epoch; the
         loader's own order is sharded by rank (``rank``/``world_size``/``group`` as for
         ``rngstate.ResumableSampler``).  With ``num_workers=0`` batches are loaded in the
-        calling thread.  ``feed_list`` (static graph) and ``batch_size=None`` are not accepted.
-        ``seed_per="batch"`` seeds once per batch (faster on cheap samples; a sample's
-        randomness then depends on ``batch_size``; resume with the same ``seed_per``).
+        calling thread.  An ``IterableDataset`` is read as by ``rngstate.torch.DataLoader``:
+        worker ``w``'s stream seeded from (root seed, loader path, epoch, ``w``), resumed
+        mid-epoch through the dataset's ``state_dict``/``load_state_dict`` (``num_workers=0``)
+        or by replaying the epoch; a mid-epoch state needs the same ``num_workers``.
+        ``batch_size=None`` hands on single samples (and, unlike Paddle, honours ``shuffle``).
+        ``feed_list`` (static graph) is not accepted.  ``seed_per="batch"`` seeds once per
+        batch (faster on cheap samples; a sample's randomness then depends on ``batch_size``;
+        resume with the same ``seed_per``).
 
         >>> import rngstate, rngstate.paddle, numpy as np
         >>> _ = rngstate.seed_everything(0)
@@ -124,6 +176,7 @@ def _build_dataloader() -> type:
         worker_init_fn: Any
         batch_sampler: Any
         collate_fn: Any
+        _persistent_workers: bool
 
         def __init__(
             self,
@@ -148,35 +201,33 @@ def _build_dataloader() -> type:
             if feed_list is not None or not return_list:
                 why = _UNSUPPORTED["feed_list"]
                 raise DataLoaderError(f"rngstate.paddle.DataLoader does not take feed_list=: {why}")
-            if batch_size is None and batch_sampler is None:
-                raise DataLoaderError(
-                    "rngstate.paddle.DataLoader needs a batch_size (Paddle loads batch_size=None "
-                    "without a sampler, so there are no positions to resume from)"
-                )
-            if isinstance(dataset, io.IterableDataset):
-                raise DataLoaderError(
-                    "rngstate.paddle.DataLoader needs a map-style dataset (__getitem__ and "
-                    "__len__): an IterableDataset has no positions to resume from"
-                )
-            own_order = batch_sampler is None
+            iterable = isinstance(dataset, io.IterableDataset)
+            own_order = batch_sampler is None and not iterable
+            mode = ITERABLE if iterable else ORDER if own_order else BATCH_SAMPLER
             self._rng_setup(
                 dataset,
                 name=name,
                 shuffle=bool(shuffle),
-                batch_size=batch_size if own_order else None,
+                batch_size=check_batch_size(batch_size) if own_order else None,
                 drop_last=drop_last,
                 source=batch_sampler,
-                mode=ORDER if own_order else BATCH_SAMPLER,
+                mode=mode,
                 rank=rank,
                 world_size=world_size,
                 group=group,
                 seed_per=seed_per,
             )
             self.seed_per = seed_per
+            if iterable:  # Paddle checks the arguments (no shuffle, no batch_sampler) and batches
+                super().__init__(
+                    dataset, feed_list, places, return_list, batch_sampler, batch_size, shuffle,
+                    drop_last, collate_fn, num_workers, *args, **kwargs,
+                )
+                return
             if own_order:
-                check_batch_size(batch_size)
+                # batch_size=None: one-sample batches, each sample handed on alone (Unbatch).
                 batch_sampler = io.BatchSampler(
-                    sampler=_OrderSampler(self), batch_size=batch_size, drop_last=bool(drop_last)
+                    sampler=_OrderSampler(self), batch_size=batch_size or 1, drop_last=bool(drop_last)
                 )
             super().__init__(
                 dataset, feed_list, places, return_list, batch_sampler, 1, False, False,
@@ -185,30 +236,66 @@ def _build_dataloader() -> type:
             if own_order:
                 self.batch_size = batch_size  # Paddle sets None when given a batch_sampler
                 self.drop_last = bool(drop_last)
+            self._rng_unbatched = own_order and batch_size is None
+            if self._rng_unbatched:  # what Paddle's own loader shows for batch_size=None
+                self.batch_sampler, self.auto_collate_batch = None, False
+
+        _rng_unbatched = False
 
         def __len__(self) -> int:
+            if self._rng_mode == ITERABLE:
+                return int(super().__len__())  # Paddle raises: an IterableDataset has no length
             return self._rng_len()
 
         def __iter__(self) -> Any:
             current = self._rng_begin()
+            if self._rng_mode == ITERABLE:
+                return self._rng_iterable_pass(current)
             batches = _Batches(self)
             if self.num_workers == 0:
                 return count_batches(_SameThreadBatches(self, batches, modules), current)
             # Paddle's iterators read these from the loader while they start; its workers'
             # base seed is drawn from NumPy's global generator, put back afterwards.
-            user = (self.batch_sampler, self.collate_fn, self.worker_init_fn)
+            user = (self.batch_sampler, self.collate_fn, self.worker_init_fn, self.auto_collate_batch)
             self.batch_sampler = batches
-            if self.collate_fn is not None:
+            if self._rng_unbatched:  # workers fetch one-sample batches and hand the sample on
+                self.auto_collate_batch = True
+                self.collate_fn = Unbatch(self.collate_fn or modules.default_convert_fn)
+            if user[1] is not None:
                 self.collate_fn = SeededCollate(self.collate_fn)
-            worker_init = LoaderWorkerInit(self.worker_init_fn, self._rng_parts)
-            worker_init.root, worker_init.epoch = current.root, current.epoch
-            self.worker_init_fn = worker_init
+            self.worker_init_fn = self._rng_worker_init(current)
             try:
                 with preserve_streams():
                     iterator = super().__iter__()
             finally:
-                self.batch_sampler, self.collate_fn, self.worker_init_fn = user
+                self.batch_sampler, self.collate_fn, self.worker_init_fn, self.auto_collate_batch = user
             return count_batches(iterator, current)
+
+        def _rng_worker_init(self, current: Pass) -> LoaderWorkerInit:
+            worker_init = LoaderWorkerInit(self.worker_init_fn, self._rng_parts)
+            worker_init.root, worker_init.epoch = current.root, current.epoch
+            return worker_init
+
+        def _rng_iterable_pass(self, current: Pass) -> Any:
+            """A pass over an IterableDataset: worker ``w``'s stream (``iter(dataset)`` and
+            every sample) sees the generators seeded from (root, loader path, epoch, ``w``);
+            a restored position is reached as the torch loader does (rngstate.data.loader)."""
+            load_dataset_state(self.dataset, current)
+            if self.num_workers == 0:
+                iterator = count_batches(_SameThreadStream(self, current, modules), current)
+            else:
+                user = (self.worker_init_fn, self._persistent_workers)
+                self.worker_init_fn = self._rng_worker_init(current)
+                # Persistent workers would start the next epoch without worker_init_fn, so
+                # seeded for the epoch before: every pass starts its own, seeded for it.
+                self._persistent_workers = False
+                try:
+                    with preserve_streams():
+                        iterator = count_batches(super().__iter__(), current)
+                finally:
+                    self.worker_init_fn, self._persistent_workers = user
+            skip_to_start(iterator, current)
+            return iterator
 
         def __call__(self) -> Any:
             return self.__iter__()

@@ -27,6 +27,8 @@ from rngstate.data.loader import (
     ResumableLoader,
     count_batches,
     lazy_loader,
+    load_dataset_state,
+    skip_to_start,
 )
 from rngstate.data.seeding import SEEDER, Isolated, preserve_streams, seeded
 from rngstate.data.workers import WorkerScopes
@@ -184,18 +186,10 @@ def _build_dataloader() -> type:
 
         def __iter__(self) -> Any:
             current = self._rng_begin()
-            if current.dataset_state is not None:  # resume through the dataset's own state
-                self.dataset.load_state_dict(current.dataset_state)
+            load_dataset_state(self.dataset, current)
             iterator = count_batches(super().__iter__(), current)
             if self._rng_mode == ITERABLE:
-                if current.dataset_state is not None:
-                    current.taken = current.start
-                else:  # replay the epoch with the same seeds up to the saved position
-                    for _ in range(current.start):
-                        try:
-                            next(iterator)
-                        except StopIteration:
-                            break
+                skip_to_start(iterator, current)
             return iterator
 
         def _get_iterator(self) -> Any:

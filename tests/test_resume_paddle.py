@@ -112,12 +112,13 @@ def test_paddle_batches_look_like_paddles() -> None:
         assert np.array_equal(mine.numpy(), theirs.numpy())
 
 
-def test_paddle_loader_rejects_what_cannot_resume() -> None:
+def test_paddle_loader_rejects_static_graph_feeding_and_bad_batch_sizes() -> None:
     rngstate.seed_everything(0)
     with pytest.raises(rngstate.data.DataLoaderError, match="feed_list"):
         rngstate.paddle.DataLoader(Noisy(), return_list=False)
-    with pytest.raises(rngstate.data.DataLoaderError, match="batch_size"):
-        rngstate.paddle.DataLoader(Noisy(), batch_size=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None"):
+        rngstate.paddle.DataLoader(Noisy(), batch_size=0)
+    assert rngstate.paddle.DataLoader(Noisy(), batch_size=None).batch_size is None  # type: ignore[arg-type]
 
 
 # -- end to end ---------------------------------------------------------------------------

@@ -86,6 +86,27 @@ class IterableState:
         )
 
 
+def load_dataset_state(dataset: Any, current: Pass) -> None:
+    """Before the framework iterator calls ``iter(dataset)``: put an IterableDataset back to the
+    state saved with the position, when the resume goes through its own ``state_dict``."""
+    if current.dataset_state is not None:
+        dataset.load_state_dict(current.dataset_state)
+
+
+def skip_to_start(iterator: Iterator[Any], current: Pass) -> None:
+    """After the framework iterator over an IterableDataset was built: reach the saved
+    position, by the dataset's restored state (nothing to skip) or by replaying the epoch with
+    the same seeds and dropping the batches the training loop already took."""
+    if current.dataset_state is not None:
+        current.taken = current.start
+        return
+    for _ in range(current.start):
+        try:
+            next(iterator)
+        except StopIteration:
+            return
+
+
 class Pass:
     """One iteration of a loader: its epoch, first position, root seed, and what was taken."""
 
@@ -606,4 +627,6 @@ __all__ = [
     "ResumableLoader",
     "count_batches",
     "lazy_loader",
+    "load_dataset_state",
+    "skip_to_start",
 ]
