@@ -18,9 +18,9 @@ from rngstate.data.loader import (
     BATCH_SAMPLER,
     ITERABLE,
     ORDER,
-    LoaderPart,
     OrderPart,
     Pass,
+    PassBatches,
     ResumableLoader,
     check_batch_size,
     count_batches,
@@ -251,7 +251,7 @@ def _build_dataloader() -> type:
             current = self._rng_begin()
             if self._rng_mode == ITERABLE:
                 return self._rng_iterable_pass(current)
-            batches = _Batches(self)
+            batches = PassBatches(self)
             if self.num_workers == 0:
                 return count_batches(_SameThreadBatches(self, batches, modules), current)
             # Paddle's iterators read these from the loader while they start; its workers'
@@ -303,25 +303,6 @@ def _build_dataloader() -> type:
     class _OrderSampler(OrderPart, io.Sampler):  # type: ignore[misc,name-defined]
         """The sampler inside ``loader.batch_sampler`` when rngstate's own order is used
         (iterating it raises: see ``OrderPart``)."""
-
-    class _Batches(LoaderPart):
-        """What Paddle's iterators take as the batch sampler: the pass iter(loader) began."""
-
-        _pass: Pass | None
-
-        def __init__(self, loader: Any) -> None:
-            super().__init__(loader)
-            self._pass = None
-
-        def __len__(self) -> int:
-            return int(self._loader._rng_len(self._pass))
-
-        def __iter__(self) -> Iterator[Any]:
-            loader = self._loader
-            if loader._rng_pending is not None or self._pass is None:
-                self._pass = loader._rng_take_pass()
-            self._pass.ends.clear()
-            return iter(loader._rng_batches(self._pass))
 
     return DataLoader
 

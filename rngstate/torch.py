@@ -21,9 +21,9 @@ from rngstate.data.loader import (
     ITERABLE,
     ORDER,
     SAMPLER,
-    LoaderPart,
     OrderPart,
     Pass,
+    PassBatches,
     ResumableLoader,
     count_batches,
     lazy_loader,
@@ -177,7 +177,7 @@ def _build_dataloader() -> type:
         def _index_sampler(self) -> Any:
             if not self._rng_ready or self._rng_mode == ITERABLE:
                 return super()._index_sampler
-            return _Batches(self)
+            return PassBatches(self)
 
         def __len__(self) -> int:
             if self._rng_mode == ITERABLE:
@@ -250,27 +250,6 @@ def _build_dataloader() -> type:
         def world_size(self) -> int:
             """Shards the epoch is split into (1: every rank loads everything)."""
             return int(self._loader._rng_world_size)
-
-    class _Batches(LoaderPart):
-        """The index source torch's iterators read (``loader._index_sampler``)."""
-
-        _pass: Pass | None
-
-        def __init__(self, loader: DataLoader[Any]) -> None:
-            super().__init__(loader)
-            self._pass = None
-
-        def __len__(self) -> int:
-            return int(self._loader._rng_len(self._pass))
-
-        def __iter__(self) -> Iterator[Any]:
-            # torch's multiprocessing iterator asks twice while it starts (__init__, _reset):
-            # both times for the pass iter(loader) began.
-            loader = self._loader
-            if loader._rng_pending is not None or self._pass is None:
-                self._pass = loader._rng_take_pass()
-            self._pass.ends.clear()
-            return iter(loader._rng_batches(self._pass))
 
     return DataLoader
 

@@ -175,6 +175,28 @@ class LoaderPart:
         return loader
 
 
+class PassBatches(LoaderPart):
+    """The batches a framework's iterator reads (torch's ``_index_sampler``, Paddle's batch
+    sampler): those of the pass ``iter(loader)`` began.  torch's multiprocessing iterator asks
+    twice while it starts (``__init__``, ``_reset``); both times get that pass."""
+
+    _pass: Pass | None
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self._pass = None
+
+    def __len__(self) -> int:
+        return int(self._loader._rng_len(self._pass))
+
+    def __iter__(self) -> Iterator[Any]:
+        loader = self._loader
+        if loader._rng_pending is not None or self._pass is None:
+            self._pass = loader._rng_take_pass()
+        self._pass.ends.clear()
+        return iter(loader._rng_batches(self._pass))
+
+
 class OrderPart(LoaderPart):
     """``loader.sampler`` of a loader that uses rngstate's own order (the frameworks' facades
     add their ``Sampler`` base).  The loader never iterates it: its batches come from the pass
