@@ -36,10 +36,14 @@ class Stream:
         """Seed from 32 bytes of derived material (a substream's first entry)."""
         raise NotImplementedError
 
-    def seed_from_material(self, material: bytes) -> None:
-        """Seed from 32 bytes of derived material as the rngstate loaders do per sample (by
-        default like :meth:`seed_derived`; NumPy keeps its own, cheaper mapping)."""
-        self.seed_derived(material)
+    # Bytes of derived material seed_from_material takes: Python's, NumPy's and torch's CPU
+    # generators take a whole MT19937 table (writing one beats any seeding function).
+    sample_material: int = 32
+
+    def seed_from_material(self, material: bytes | memoryview) -> None:
+        """Seed from ``sample_material`` bytes of derived material as the rngstate loaders do
+        per sample (by default like :meth:`seed_derived`)."""
+        self.seed_derived(bytes(material))
 
     def get_state(self) -> Any:
         """Return an opaque snapshot of the live generator."""

@@ -40,6 +40,7 @@ _CPU_WORDS = struct.Struct(f"<{_MT_N}Q")
 _NORMAL_VALID = struct.Struct("<i")
 _NORMAL_VALID_OFFSET = _CPU_HEAD.size + _CPU_WORDS.size + 24
 _FLOAT_VALID_OFFSET = 5052
+_LITTLE_ENDIAN = sys.byteorder == "little"
 # CUDA Philox state (CUDAGeneratorImpl::get_state): u64 seed, i64 offset.  Invariants: 16
 # bytes; offset >= 0 (torch counts it up from 0) and a multiple of 4 (torch refuses others).
 CUDA_STATE_SIZE = 16
@@ -126,6 +127,39 @@ def _announce_cuda() -> None:
         warnings.warn(message, RNGStateWarning, stacklevel=2)
 
 
+class _SampleState:
+    """A CPU generator state tensor whose seed and words are rewritten per sample.
+
+    It starts as a freshly seeded generator's state (no cached normals), positioned after the
+    table's first word; only the initial seed and the 624 words change per sample.
+    """
+
+    def __init__(self, torch: Any) -> None:
+        self.tensor = torch.Generator().manual_seed(0).get_state()
+        data = self.tensor.numpy()
+        # left = 624, next = 1: as one draw after a twist, so draws read words 1-623 of the
+        # table before the first twist (left = 625 would skip nothing, but torch refuses it).
+        head = _CPU_HEAD.unpack_from(data)
+        data[: _CPU_HEAD.size] = np.frombuffer(_CPU_HEAD.pack(head[0], _MT_N, head[2], 1), np.uint8)
+        check_cpu_state(data.tobytes(), "the per-sample state")
+        self._bytes = memoryview(data)  # item writes through it cost less than NumPy's
+        self._words = data[_CPU_HEAD.size : _CPU_HEAD.size + _CPU_WORDS.size].view("=u8")
+        self._top = _CPU_HEAD.size + (3 if sys.byteorder == "little" else 4)  # bit 31 of word 0
+
+    def fill(self, material: bytes | memoryview) -> Any:
+        if len(material) != 8 + 4 * _MT_N:
+            raise InvalidStateError(f"per-sample material must be {8 + 4 * _MT_N} bytes, got {len(material)}")
+        if _LITTLE_ENDIAN:
+            self._bytes[:8] = material[:8]
+            self._bytes[7] &= 0x7F
+        else:
+            seed = int.from_bytes(material[:8], "little") & (2**63 - 1)
+            self._bytes[:8] = seed.to_bytes(8, sys.byteorder)
+        np.copyto(self._words, np.frombuffer(material, "<u4", _MT_N, 8))  # widened to 64 bits
+        self._bytes[self._top] |= 0x80
+        return self.tensor
+
+
 def _refuse_in_graph_capture() -> None:
     """torch's CUDA generators refuse seeding and set_state while a CUDA graph is captured."""
     if _torch().cuda.is_current_stream_capturing():
@@ -143,6 +177,9 @@ class TorchCPUStream(Stream):
     name = "torch.cpu"
     framework = "torch"
 
+    def __init__(self) -> None:
+        self._sample_state: _SampleState | None = None
+
     def on_activate(self) -> None:
         torch = _torch()
         if not torch.cuda.is_initialized() and not torch.cuda._is_in_bad_fork():
@@ -156,6 +193,23 @@ class TorchCPUStream(Stream):
 
     def seed_derived(self, material: bytes) -> None:
         _torch().default_generator.manual_seed(derived_int(material, 63))
+
+    sample_material = 8 + 4 * _MT_N  # initial seed, then a whole mt19937 table
+
+    def seed_from_material(self, material: bytes | memoryview) -> None:
+        """Give ``torch.default_generator`` a whole mt19937 table from the material, as the
+        rngstate loaders do per sample: ``torch.initial_seed()`` the first 8 bytes
+        (little-endian, top bit cleared), the 624 words the next 2496 bytes (little-endian
+        uint32, the first one's top bit set: never the all-zero table), read from word 1
+        on before any twist.  ``manual_seed`` keeps only 32 bits of its seed (ATen's
+        mt19937 seeds from ``seed & 0xffffffff``): 65,536 samples already share a seed with
+        even odds.  Written into a state tensor of torch's own making and applied with
+        ``set_state``: ~1 us, like ``manual_seed``.
+        """
+        filler = self._sample_state
+        if filler is None:
+            filler = self._sample_state = _SampleState(_torch())
+        _torch().default_generator.set_state(filler.fill(material))
 
     def get_state(self) -> Any:
         return _torch().default_generator.get_state()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rngstate.data.seeding import BATCH_SAMPLES, LOCAL, SEEDER, batch_parts, scope_root, seeded
+from rngstate.data.seeding import BATCH_SAMPLES, LOCAL, SAMPLE, SEEDER, batch_parts, scope_root, seeded
 from rngstate.runtime import RUNTIME
 
 
@@ -72,17 +72,18 @@ class SeededBatch(list[Any]):
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
         saved = SEEDER.save() if os.getpid() == self.pid else None
         outer_scopes = RUNTIME.rebase(RUNTIME.root)
-        seed_sample, local, rebase = SEEDER.seed_sample, LOCAL, RUNTIME.rebase
+        local, rebase, seed_key = LOCAL, RUNTIME.rebase, SEEDER.seed_key
         per_batch = self.seed_per == "batch"
+        derive = SEEDER.head(root, parts, epoch, BATCH_SAMPLES if per_batch else SAMPLE).derive
         try:
             for k, index in enumerate(list.__iter__(self)):
                 position = first + k * step
                 local.sample = (root, parts, epoch, position)  # sample_seed() stays per sample
-                if not per_batch:
-                    rebase(scope_root(seed_sample(root, parts, epoch, position)))
-                elif k == 0:
-                    # Scopes too: rebased once, so that each sample continues them.
-                    rebase(scope_root(seed_sample(root, parts, epoch, first, BATCH_SAMPLES)))
+                if not per_batch or k == 0:
+                    # seed_per="batch": scopes too are rebased once; each sample continues them.
+                    key = derive(str(position), "sample")
+                    seed_key(key)
+                    rebase(scope_root(key))
                 yield index
         finally:
             LOCAL.sample = None

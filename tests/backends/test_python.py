@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import struct
 
 import pytest
 
@@ -31,11 +32,12 @@ def test_bad_fields() -> None:
             stream.decode(broken, "s")
 
 
-def test_seeding_from_material_equals_random_seed() -> None:
+def test_seeding_from_material_writes_the_whole_table() -> None:
     stream = backends.stream("python")
-    material = bytes(range(32))
-    random.seed(int.from_bytes(material[:16], "big"))
-    expected = random.getstate()
+    material = bytes(range(256)) * 9 + bytes(range(192))  # word 0 has its top bit clear
+    words = list(struct.unpack("<624I", material))
     random.gauss(0, 1)  # leaves a cached Gaussian that seeding must clear
     stream.seed_from_material(material)
-    assert random.getstate() == expected
+    assert random.getstate() == (3, (words[0] | 0x80000000, *words[1:], 0), None)
+    with pytest.raises(InvalidStateError, match="2496 bytes"):
+        stream.seed_from_material(material[:32])

@@ -115,3 +115,22 @@ def test_cuda_initialized_inside_scope_follows_substream() -> None:
     """
     early = code.replace("rngstate.seed_everything(5)", "torch.cuda.init(); rngstate.seed_everything(5)")
     assert run_python(code) == run_python(early)
+
+
+def test_per_sample_seeding_writes_a_whole_table_torch_accepts() -> None:
+    import torch
+
+    stream = backends.stream("torch.cpu")
+    material = bytes(range(256)) * 9 + bytes(range(200))
+    stream.seed_from_material(material)
+    state = bytes(torch.get_rng_state().numpy())
+    check_cpu_state(state, "seeded")
+    assert torch.initial_seed() == int.from_bytes(material[:8], "little") & (2**63 - 1)
+    words = struct.unpack_from("<624Q", state, 24)
+    expected = struct.unpack("<624I", material[8:])
+    assert words == (expected[0] | 0x80000000, *expected[1:])
+    first = torch.rand(4)
+    stream.seed_from_material(material)
+    assert torch.equal(torch.rand(4), first)
+    with pytest.raises(InvalidStateError, match="2504 bytes"):
+        stream.seed_from_material(material[:32])
