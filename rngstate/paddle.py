@@ -163,7 +163,7 @@ def _build_dataloader() -> type:
         ``batch_size=None`` hands on single samples (and, unlike Paddle, honours ``shuffle``).
         ``feed_list`` (static graph) is not accepted.  ``seed_per="batch"`` seeds once per
         batch (faster on cheap samples; a sample's randomness then depends on ``batch_size``;
-        resume with the same ``seed_per``).
+        ``state_dict`` records it and ``load_state_dict`` refuses a state of the other mode).
 
         >>> import rngstate, rngstate.paddle, numpy as np
         >>> _ = rngstate.seed_everything(0)

@@ -89,7 +89,7 @@ def _build_dataloader() -> type:
           whatever the world size.
         * ``seed_per="batch"`` seeds once per batch instead (from its first sample's position;
           faster on cheap samples, but a sample's randomness then depends on ``batch_size``).
-          It is not saved by ``state_dict``: resume with the same ``seed_per``.
+          ``state_dict`` records it; ``load_state_dict`` refuses a state of the other mode.
 
         >>> import rngstate, rngstate.torch, torch
         >>> _ = rngstate.seed_everything(0)

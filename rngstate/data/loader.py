@@ -26,6 +26,7 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.data.sampler import ResumableSampler, SamplerState, check_count, sampler_at, shard, share
+from rngstate.data.seeding import SEED_PER as SEED_PER_MODES
 from rngstate.data.seeding import check_seed_per, seeded
 from rngstate.data.wrappers import SeededBatch
 from rngstate.derive import MAX_SEED, split_path
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 ORDER, SAMPLER, BATCH_SAMPLER, ITERABLE = "order", "sampler", "batch_sampler", "iterable"
 ITERABLE_FORMAT = "rngstate.loader.iterable"
 DATASET_STATE, FAST_FORWARD = "dataset_state_dict", "fast_forward"
+SEED_PER = "seed_per"  # the state_dict key of the loader's seeding mode
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,7 @@ class ResumableLoader:
         self._rng_batch_size = batch_size
         self._rng_drop_last = bool(drop_last)
         self._rng_mode = mode
-        # Not part of state_dict: a resumed loader must be built with the same seed_per.
+        # Saved by state_dict and checked by load_state_dict: resuming needs the same mode.
         self._rng_seed_per = check_seed_per(seed_per)
         self._rng_source = source  # the user's sampler or batch_sampler
         if mode == ORDER:
@@ -450,7 +452,7 @@ class ResumableLoader:
         """
         restored = self._rng_restored
         if restored is not None:
-            return restored.to_dict()
+            return self._rng_with_mode(restored.to_dict())
         if self._rng_mode == ITERABLE:
             return self._rng_iterable_state().to_dict()
         last = self._rng_last
@@ -458,7 +460,7 @@ class ResumableLoader:
             epoch, position, root = self._rng_epoch, self._rng_start or 0, RUNTIME.root
         else:
             epoch, position, root = last.epoch, last.position(), last.root
-        return SamplerState(
+        return self._rng_with_mode(SamplerState(
             self._rng_path,
             self._rng_n(),
             self._rng_shuffle,
@@ -466,7 +468,13 @@ class ResumableLoader:
             position,
             root,
             self._rng_world_size,
-        ).to_dict()
+        ).to_dict())
+
+    def _rng_with_mode(self, state: dict[str, Any]) -> dict[str, Any]:
+        # seed_per decides every sample's randomness: a resumed loader must use the same.
+        if self._rng_mode == ITERABLE:
+            return state
+        return {**state, SEED_PER: self._rng_seed_per}
 
     def _rng_iterable_state(self) -> IterableState:
         last, workers = self._rng_last, int(getattr(self, "num_workers", 0))
@@ -508,6 +516,7 @@ class ResumableLoader:
             self._rng_start = None
             self._rng_epoch = saved_iterable.epoch
             return
+        state = self._rng_check_mode(state, where)
         saved = SamplerState.from_dict(state, where)
         problems = []
         if saved.path != self._rng_path:
@@ -536,6 +545,24 @@ class ResumableLoader:
         self._rng_restored = saved
         self._rng_start = None
         self._rng_epoch = saved.epoch
+
+    def _rng_check_mode(self, state: Any, where: str) -> Any:
+        """The sampler part of ``state``, once its ``seed_per`` (absent in a ResumableSampler's
+        state) is found to be this loader's."""
+        if not isinstance(state, dict) or SEED_PER not in state:
+            return state
+        saved = state[SEED_PER]
+        if not isinstance(saved, str) or saved not in SEED_PER_MODES:
+            raise InvalidStateError(
+                f"{where}: seed_per must be 'sample' or 'batch', got {_check.show(saved)}"
+            )
+        if saved != self._rng_seed_per:
+            raise DataLoaderError(
+                f"{where}: the state was saved by a loader with seed_per={saved!r}, this one has "
+                f"seed_per={self._rng_seed_per!r}; every sample's randomness depends on it, so "
+                f"build the loader with seed_per={saved!r} to resume"
+            )
+        return {key: value for key, value in state.items() if key != SEED_PER}
 
     def _rng_order_probe(self) -> ResumableSampler:
         return sampler_at(

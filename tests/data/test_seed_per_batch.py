@@ -69,6 +69,23 @@ def test_resume_mid_epoch(before: int, after: int) -> None:
     assert same(full, first + rest)
 
 
+def test_the_state_carries_seed_per_and_a_resume_in_another_mode_is_refused() -> None:
+    from rngstate.errors import InvalidStateError
+
+    rngstate.seed_everything(5)
+    _, state = run_loader(make_loader(0, seed_per="batch"), range(2), stop=4)
+    assert state is not None and state["seed_per"] == "batch"
+    with pytest.raises(DataLoaderError, match="seed_per='batch'"):
+        make_loader(0).load_state_dict(state)
+    with pytest.raises(InvalidStateError, match="seed_per"):
+        make_loader(0).load_state_dict({**state, "seed_per": "epoch"})
+    make_loader(0, seed_per="batch").load_state_dict(state)  # the same mode resumes
+    # A ResumableSampler's state says nothing about seeding: accepted by either mode.
+    sampler_state = {key: value for key, value in state.items() if key != "seed_per"}
+    make_loader(0).load_state_dict(sampler_state)
+    assert make_loader(0).state_dict()["seed_per"] == "sample"
+
+
 def test_training_streams_are_put_back() -> None:
     rngstate.seed_everything(0)
     before = live_streams()

@@ -174,3 +174,28 @@ def test_another_numpy_bit_generator_is_still_seeded_per_sample() -> None:
         assert same(zero, two)
     finally:
         np.random.set_bit_generator(original)
+
+
+def test_a_stream_whose_material_size_disagrees_with_the_layout_is_refused(monkeypatch: Any) -> None:
+    import pytest
+
+    from rngstate import backends
+    from rngstate.data.seeding import Seeder
+    from rngstate.errors import RNGStateError
+
+    monkeypatch.setattr(type(backends.stream("numpy")), "sample_material", 32)
+    with pytest.raises(RNGStateError, match="'numpy' takes 32 bytes per sample"):
+        Seeder().streams()
+
+
+def test_every_sample_gets_its_own_tables() -> None:
+    # 20,000 samples: no two share the start of a table (32-bit seeds would already collide
+    # here with odds of 1 in 21).
+    rngstate.seed_everything(0)
+    torch_words, python_words, numpy_words = set(), set(), set()
+    for start in range(0, 20_000, 500):
+        for _ in SeededBatch(list(range(500)), root=0, parts=("many",), epoch=0, first=start):
+            torch_words.add(struct.unpack_from("<2Q", torch.get_rng_state().numpy(), 32))
+            python_words.add(random.getstate()[1][1:3])
+            numpy_words.add(tuple(np.random.get_state()[1][1:3].tolist()))
+    assert len(torch_words) == len(python_words) == len(numpy_words) == 20_000
