@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import struct
 import sys
 import threading
@@ -95,6 +96,11 @@ class Expander:
         self._sfc = np.random.SFC64(0)
         self._lock = threading.Lock()  # seeding then drawing must not interleave across threads
         self._view = self._state_view()
+        if hasattr(os, "register_at_fork"):  # a worker forked while another thread held it
+            os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._lock = threading.Lock()
 
     def _state_view(self) -> memoryview | None:
         """A view of {uint64 s[4]; int has_uint32; uint32 uinteger} if that layout is verified."""
