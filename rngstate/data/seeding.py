@@ -1,7 +1,8 @@
 """Per-sample seeding: the global CPU generators seeded from (root, loader path, epoch, position).
 
-Keys are derived with :func:`rngstate.derive.derive_bytes`, expanded into each stream's
-material and handed to its ``seed_from_material`` (golden values in ``tests/data`` pin them).
+Keys are derived with :func:`rngstate.derive.derive_bytes`, expanded into each sample's
+material and handed to each stream's ``seed_from_material`` (golden values in ``tests/data``
+pin them).
 """
 
 from __future__ import annotations
@@ -15,19 +16,24 @@ from typing import Any
 
 from rngstate import _check, backends
 from rngstate.backends.base import Stream
-from rngstate.derive import PathHead, derive_bytes, split_path
+from rngstate.derive import derive_bytes, split_path
 from rngstate.errors import DataLoaderError, RNGStateError
 from rngstate.runtime import RUNTIME
 
 # The global generators a sample's loading may draw from, with the bytes of material each takes
-# per sample, in their order in the material: a stream's slice is the same whichever others are
-# imported.  Streams other libraries registered (rngstate.backends.register_stream: an
-# augmentation library's global generator) follow, each seeded from 32 bytes keyed by its name.
-# Device streams are left out: DataLoader workers are forked and cannot use CUDA, and reseeding
-# every device per sample would cost more than the sample.  TensorFlow and Keras are left out
-# too: TensorFlow does not survive fork, and tf.data takes its seeds from rngstate.derive_seed.
+# per sample, in their order in a sample's material; then the sample's own 32-byte key (its
+# scope root, and the material of streams other libraries registered, rngstate.backends.
+# register_stream: an augmentation library's global generator).  The layout is fixed, so a
+# stream's slice is the same whichever others are imported.  Device streams are left out:
+# DataLoader workers are forked and cannot use CUDA, and reseeding every device per sample
+# would cost more than the sample.  TensorFlow and Keras are left out too: TensorFlow does not
+# survive fork, and tf.data takes its seeds from rngstate.derive_seed.
 SAMPLE_LAYOUT = (("python", 2496), ("numpy", 2496), ("paddle.cpu", 32), ("torch.cpu", 2504))
 SAMPLE_STREAMS = tuple(name for name, _size in SAMPLE_LAYOUT)
+_KEY_AT = sum(size for _name, size in SAMPLE_LAYOUT)
+SAMPLE_BYTES = _KEY_AT + 32  # one sample's material
+SAMPLE_WORDS = SAMPLE_BYTES // 8
+_CHUNK = 16  # samples drawn per call: ~120 KB, which stays in cache until the samples use it
 SAMPLE = "#sample"  # the derivation kind of one sample; "#" never comes from a scope name
 NOT_PER_SAMPLE = frozenset(
     {"torch.cuda", "paddle.gpu", "tensorflow.ops", "tensorflow.generator", "keras.global"}
@@ -35,29 +41,29 @@ NOT_PER_SAMPLE = frozenset(
 
 
 class Seeder:
-    """Seeds the active CPU generators of this process from a sample's derived key.
+    """Seeds the active CPU generators of this process, sample after sample.
 
-    The key is 32 bytes of :func:`derive_bytes` (``stream="sample"``).  Its first 24 bytes
-    seed SFC64 (:class:`~rngstate.backends.numpy_backend.Expander`), whose output is the
-    material of :data:`SAMPLE_LAYOUT`: whole MT19937 tables for Python, NumPy and torch,
-    written straight into the generators (~0.3 us each) instead of seeding each from 128 bits
-    through ``init_by_array`` (~3.5-8 us each).  Every generator thus starts from a state
-    drawn from 192 bits of derived material, as good as a random one, and never from a 32-bit
-    seed (those collide within 10**5 samples).
+    A sequence of samples (a loader's epoch) is named by a 32-byte key of
+    :func:`derive_bytes`; sample ``p`` of it takes bytes ``p * SAMPLE_BYTES`` onwards of the
+    :class:`~rngstate.backends.numpy_backend.Expander` run of that key (PCG64, which jumps to
+    any position), laid out as :data:`SAMPLE_LAYOUT`: whole MT19937 tables for Python, NumPy
+    and torch, written straight into the generators instead of seeding each through
+    ``init_by_array`` (~3.5-8 us each).  Every generator thus starts from a state as good as a
+    random one, from 256 bits of derived material, never from a 32-bit seed (those collide
+    within 10**5 samples), and consecutive samples' material comes from one call.
     """
 
     def __init__(self) -> None:
         self._modules_seen = -1
         self._streams: list[tuple[Stream, bytes]] = []
-        # (seeding verb, start, end) of each active stream of SAMPLE_LAYOUT in the material.
+        # (seeding verb, start, end) of each active stream of SAMPLE_LAYOUT in a sample's material.
         self._slots: list[tuple[Callable[[memoryview], None], int, int]] = []
-        self._words = 0  # 64-bit words of material to draw: up to the last active slot
         # Other streams: their seeding verb and a BLAKE2b keyed by their name, copied per
         # sample (building a keyed state costs more than copying one).
         self._salted: list[tuple[Callable[[bytes], None], Any]] = []
-        self._expand: Callable[[bytes, int], memoryview] | None = None
-        # The derivation state up to the epoch, for the samples of one loader and epoch.
-        self._head: tuple[tuple[int, tuple[str, ...], str, int], PathHead] | None = None
+        self._expand: Callable[[bytes, int, int], memoryview] | None = None
+        # The key of the last (root, path) asked for: a loader's epoch asks once per batch.
+        self._last: tuple[tuple[int, tuple[str, ...]], bytes] | None = None
 
     def streams(self) -> list[tuple[Stream, bytes]]:
         # Only imports change which streams are active; same trick as Runtime.refresh.
@@ -79,12 +85,11 @@ class Seeder:
                         salted.append((stream.seed_from_material,
                                        hashlib.blake2b(digest_size=32, key=name.encode("utf-8"))))
                 start += size
-            if slots and self._expand is None:
+            if self._expand is None:
                 from rngstate.backends.numpy_backend import Expander  # numpy: only when loading
 
                 self._expand = Expander().expand
             self._streams, self._slots, self._salted = found, slots, salted
-            self._words = -(-max((end for _seed, _start, end in slots), default=0) // 8)
         return self._streams
 
     @staticmethod
@@ -102,45 +107,52 @@ class Seeder:
             )
         return stream
 
-    def seed(self, root: int, parts: tuple[str, ...]) -> bytes:
-        """Seed every sample stream from (root, parts); returns the derived key."""
-        key = derive_bytes(root, parts, "sample")
-        self.seed_key(key)
-        return key
+    def key(self, root: int, parts: tuple[str, ...]) -> bytes:
+        """The 32-byte key naming the sequence of samples at (root, parts)."""
+        last = self._last
+        if last is None or last[0] != (root, parts):
+            last = (root, parts), derive_bytes(root, parts, "sample")
+            self._last = last  # one whole pair: threads that race see a consistent one
+        return last[1]
 
-    def seed_sample(
-        self, root: int, parts: tuple[str, ...], epoch: int, position: int, kind: str = SAMPLE
-    ) -> bytes:
-        """``seed(root, (*parts, kind, str(epoch), str(position)))``; returns the derived key.
+    def seed(self, root: int, parts: tuple[str, ...]) -> int:
+        """Seed every sample stream as sample 0 of the sequence at (root, parts); returns the
+        root for the scopes opened while they are in use.
 
-        >>> SEEDER.seed_sample(0, ("a",), 1, 2) == SEEDER.seed(0, sample_parts(("a",), 1, 2))
+        >>> root = SEEDER.seed(0, ("a",))
+        >>> next(SEEDER.positions(0, ("a",), 0, 1, 1)) == root
         True
         """
-        key = self.head(root, parts, epoch, kind).derive(str(position), "sample")
-        self.seed_key(key)
-        return key
+        return next(self.positions(root, parts, 0, 1, 1))
 
-    def head(self, root: int, parts: tuple[str, ...], epoch: int, kind: str = SAMPLE) -> PathHead:
-        """The derivation state up to the epoch, hashed once per loader and epoch."""
-        head = self._head
-        if head is None or head[0] != (root, parts, kind, epoch):
-            head = (root, parts, kind, epoch), PathHead(root, (*parts, kind, str(epoch)))
-            self._head = head  # one whole pair: threads that race see a consistent one
-        return head[1]
-
-    def seed_key(self, key: bytes) -> None:
-        """Seed every sample stream from a derived 32-byte key."""
+    def positions(
+        self, root: int, parts: tuple[str, ...], first: int, step: int, count: int
+    ) -> Iterator[int]:
+        """Seed the sample streams for samples ``first + k * step`` (k < ``count``) of the
+        sequence at (root, parts), one per ``next``, which returns that sample's scope root."""
         if len(sys.modules) != self._modules_seen:
             self.streams()
-        if self._slots:
-            assert self._expand is not None  # set with the slots
-            material = self._expand(key, self._words)
-            for seed_from_material, start, end in self._slots:
-                seed_from_material(material[start:end])
-        for seed_salted, salt in self._salted:
-            digest = salt.copy()
-            digest.update(key)
-            seed_salted(digest.digest())
+        return self._positions(self.key(root, parts), first, step, count)
+
+    def _positions(self, key: bytes, first: int, step: int, count: int) -> Iterator[int]:
+        expand, slots, salted = self._expand, self._slots, self._salted
+        assert expand is not None  # set by streams()
+        done = 0
+        while done < count:
+            # Consecutive samples: one call for a chunk of them; a sharded epoch's samples
+            # (step = world size) are apart, one call each.
+            chunk = min(_CHUNK, count - done) if step == 1 else 1
+            block = expand(key, (first + done * step) * SAMPLE_WORDS, chunk * SAMPLE_WORDS)
+            for base in range(0, chunk * SAMPLE_BYTES, SAMPLE_BYTES):
+                for seed_from_material, start, end in slots:
+                    seed_from_material(block[base + start : base + end])
+                sample_key = block[base + _KEY_AT : base + SAMPLE_BYTES]
+                for seed_salted, salt in salted:
+                    digest = salt.copy()
+                    digest.update(sample_key)
+                    seed_salted(digest.digest())
+                yield int.from_bytes(sample_key[:4], "big")
+            done += chunk
 
     def save(self) -> list[tuple[Stream, Any]]:
         """The states of the sample streams, to put back after loading."""
@@ -216,14 +228,19 @@ class Isolated:
 
 
 def scope_root(key: bytes) -> int:
-    """A 32-bit root (like every root seed) for the scopes opened where ``key`` seeded the
-    streams: a DataLoader worker, or one sample being loaded.  Bytes 24-27 of the key, which
-    the expander (bytes 0-23) leaves alone.
+    """A 32-bit root (like every root seed) for the scopes opened where a derived ``key``
+    seeded the streams: its first 4 bytes, big-endian.
 
     >>> scope_root(bytes(range(32)))
-    404298267
+    66051
     """
-    return int.from_bytes(key[24:28], "big")
+    return int.from_bytes(key[:4], "big")
+
+
+def epoch_parts(parts: tuple[str, ...], kind: str, epoch: int) -> tuple[str, ...]:
+    """Derivation path of the sequence of an epoch's samples (``kind`` SAMPLE) or batches'
+    samples (BATCH_SAMPLES, seed_per="batch"); a sample is a position in it."""
+    return (*parts, kind, str(epoch))
 
 
 def sample_parts(parts: tuple[str, ...], epoch: int, position: int) -> tuple[str, ...]:

@@ -74,9 +74,8 @@ def worker_init_fn(worker_id: int) -> None:
     framework, info = found
     # torch's info.seed is base_seed + worker_id, Paddle's is base_seed: both change per epoch.
     parts = ("#worker", framework, str(int(info.seed)), str(int(worker_id)))
-    key = SEEDER.seed(_worker_root(), parts)
     # Scopes too: the worker inherited its parent's substreams, which every worker would repeat.
-    RUNTIME.rebase(scope_root(key))
+    RUNTIME.rebase(SEEDER.seed(_worker_root(), parts))
 
 
 class WorkerScopes:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rngstate.data.seeding import BATCH_SAMPLES, LOCAL, SAMPLE, SEEDER, batch_parts, scope_root, seeded
+from rngstate.data.seeding import BATCH_SAMPLES, LOCAL, SAMPLE, SEEDER, batch_parts, epoch_parts, seeded
 from rngstate.runtime import RUNTIME
 
 
@@ -20,10 +20,11 @@ class SeededBatch(list[Any]):
 
     The frameworks' fetchers load a batch as ``[dataset[i] for i in batch]`` (torch passes the
     list to ``dataset.__getitems__`` when there is one): iterating it seeds Python, NumPy,
-    torch and paddle from (root, loader path, epoch, position) before each sample loads, and
-    bases the scopes opened there on that sample.  With ``seed_per="batch"`` they are seeded
-    once, before the first index, from (root, loader path, "#samples", epoch, position of the
-    first sample), and the other samples continue those generators.  In the training process
+    torch and paddle as sample ``position`` of the sequence (root, loader path, "#sample",
+    epoch) before each sample loads, and bases the scopes opened there on that sample.  With
+    ``seed_per="batch"`` they are seeded once, before the first index, as sample ``position
+    of the first sample`` of the sequence (root, loader path, "#samples", epoch), and the
+    other samples continue those generators.  In the training process
     (``pid``) the outer generators and scopes are put back when the iteration ends; in a worker
     nothing else runs between samples, so it is not worth the copies.
 
@@ -72,18 +73,17 @@ class SeededBatch(list[Any]):
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
         saved = SEEDER.save() if os.getpid() == self.pid else None
         outer_scopes = RUNTIME.rebase(RUNTIME.root)
-        local, rebase, seed_key = LOCAL, RUNTIME.rebase, SEEDER.seed_key
-        per_batch = self.seed_per == "batch"
-        derive = SEEDER.head(root, parts, epoch, BATCH_SAMPLES if per_batch else SAMPLE).derive
+        local, rebase = LOCAL, RUNTIME.rebase
+        per_sample = self.seed_per == "sample"
         try:
+            if per_sample:
+                roots = SEEDER.positions(root, epoch_parts(parts, SAMPLE, epoch), first, step, len(self))
+            else:  # the batch's first sample only; the others continue its generators
+                roots = SEEDER.positions(root, epoch_parts(parts, BATCH_SAMPLES, epoch), first, step, 1)
             for k, index in enumerate(list.__iter__(self)):
-                position = first + k * step
-                local.sample = (root, parts, epoch, position)  # sample_seed() stays per sample
-                if not per_batch or k == 0:
-                    # seed_per="batch": scopes too are rebased once; each sample continues them.
-                    key = derive(str(position), "sample")
-                    seed_key(key)
-                    rebase(scope_root(key))
+                local.sample = (root, parts, epoch, first + k * step)  # sample_seed(): per sample
+                if per_sample or k == 0:
+                    rebase(next(roots))  # seed the streams; scopes derive from the sample
                 yield index
         finally:
             LOCAL.sample = None
