@@ -64,6 +64,7 @@ _SCHEMAS: dict[str, tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]
 }
 _LEGACY = {"has_gauss": ("int", 0, 1), "gauss": ("double",)}
 logger = logging.getLogger(__name__)
+_mtrand = np.random.mtrand  # holds the global RandomState (_rand), replaced by set_bit_generator
 
 # Fast path for scopes: the global RandomState's MT19937 state is {uint32 key[624]; int pos} at
 # bit_generator.ctypes.state_address, and its Gaussian cache {int has_gauss; double gauss} sits
@@ -335,7 +336,7 @@ class NumpyStream(Stream):
     def get_state(self) -> Any:
         views = self._raw()
         if views is not None:
-            return _RawSnapshot(bytes(views[0]), bytes(views[1]))
+            return _RawSnapshot(views[0].tobytes(), views[1].tobytes())
         return np.random.mtrand._rand.get_state(legacy=False)
 
     def set_state(self, snapshot: Any) -> None:
@@ -349,10 +350,16 @@ class NumpyStream(Stream):
         _set_random_state(np.random.mtrand._rand, snapshot)
 
     def exchange(self, snapshot: Any) -> Any:
-        views = self._raw()
+        random_state = _mtrand._rand
+        owners = self._owners
+        # The scope hot path: _raw() inlined for the objects it last saw.
+        if random_state is owners[0] and random_state._bit_generator is owners[1]:
+            views = self._views
+        else:
+            views = self._raw()
         if views is not None and type(snapshot) is _RawSnapshot:
             mt_view, gauss_view = views
-            previous = _RawSnapshot(bytes(mt_view), bytes(gauss_view))
+            previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
             mt_view[:] = snapshot.mt
             gauss_view[:] = snapshot.gauss
             return previous
