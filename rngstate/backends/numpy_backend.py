@@ -64,7 +64,6 @@ _SCHEMAS: dict[str, tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]
 }
 _LEGACY = {"has_gauss": ("int", 0, 1), "gauss": ("double",)}
 logger = logging.getLogger(__name__)
-_mtrand = np.random.mtrand  # holds the global RandomState (_rand), replaced by set_bit_generator
 
 # Fast path for scopes: the global RandomState's MT19937 state is {uint32 key[624]; int pos} at
 # bit_generator.ctypes.state_address, and its Gaussian cache {int has_gauss; double gauss} sits
@@ -239,6 +238,9 @@ class _RawSnapshot:
         return cls(mt + _MT_POS.pack(state["state"]["pos"]), gauss)
 
 
+_mtrand = np.random.mtrand  # holds the global RandomState, ``_rand``
+
+
 class NumpyStream(Stream):
     """The global legacy ``np.random`` (``np.random.rand``, ``np.random.shuffle``, ...)."""
 
@@ -336,7 +338,7 @@ class NumpyStream(Stream):
     def get_state(self) -> Any:
         views = self._raw()
         if views is not None:
-            return _RawSnapshot(views[0].tobytes(), views[1].tobytes())
+            return _RawSnapshot(bytes(views[0]), bytes(views[1]))
         return np.random.mtrand._rand.get_state(legacy=False)
 
     def set_state(self, snapshot: Any) -> None:

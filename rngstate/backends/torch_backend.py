@@ -130,17 +130,18 @@ def _raw_matches(raw: bytes, legacy: bytes) -> bool:
         return False
     float_cached, float_valid = _FLOAT_CACHE.unpack_from(raw, _FLOAT_CACHE_AT)
     legacy_float, legacy_float_valid = _LEGACY_FLOAT.unpack_from(legacy, _LEGACY_FLOAT_AT)
-    return (float_valid, float_valid and float_cached) == (legacy_float_valid, legacy_float_valid and legacy_float)
+    legacy_pair = (legacy_float_valid, legacy_float_valid and legacy_float)
+    return (float_valid, float_valid and float_cached) == legacy_pair
 
 
-def _find_engine(torch: Any) -> tuple[int, Any, memoryview] | None:
-    """(offset of engine_ in a CPUGeneratorImpl, a scratch generator, its raw view), or None
-    where the layout above is not what this torch has."""
+def _find_engine(torch: Any) -> int | None:
+    """The offset of engine_ in a CPUGeneratorImpl, or None where the layout above is not what
+    this torch has."""
     if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
         return None
     if sys.byteorder != "little" or torch.Generator.__basicsize__ < _IMPL_POINTER + 8:
         return None
-    probe, target = torch.Generator(), torch.Generator()
+    probe, target = torch.Generator(), torch.Generator()  # scratch generators
     probe.manual_seed(_PROBE_SEED)
     address, target_address = _impl_address(probe), _impl_address(target)
     if not address or address % 8 or not target_address or target_address == address:
@@ -171,14 +172,17 @@ def _find_engine(torch: Any) -> tuple[int, Any, memoryview] | None:
         return None
     for generator in (probe, target):  # the same draws afterwards, caches included
         generator.set_state(torch.frombuffer(bytearray(expected), dtype=torch.uint8))
-    draws = [(torch.randn(3, dtype=torch.float64, generator=g), torch.rand(700, generator=g)) for g in (probe, target)]
-    if not all(torch.equal(a, b) for a, b in zip(draws[0], draws[1], strict=True)):
-        return None
-    return offset, target, target_view
+    for _ in range(2):  # the cached double first, then past a twist
+        if not torch.equal(torch.randn(3, dtype=torch.float64, generator=probe),
+                           torch.randn(3, dtype=torch.float64, generator=target)):
+            return None
+        if not torch.equal(torch.rand(700, generator=probe), torch.rand(700, generator=target)):
+            return None
+    return offset
 
 
-_ENGINE: list[tuple[int, Any, memoryview] | None] = []  # filled on first use
-_SCRATCH_LOCK = threading.Lock()  # guards the scratch generator of _ENGINE
+_ENGINE: list[int | None] = []  # the offset of engine_, or None; filled on first use
+_SCRATCH = threading.local()  # per thread (no lock to inherit held across a fork): generator, view
 
 
 def cpu_state_view(generator: Any) -> memoryview | None:
@@ -197,25 +201,27 @@ def cpu_state_view(generator: Any) -> memoryview | None:
         except Exception:  # a torch whose API differs: then it is not the layout checked above
             logger.info("torch: raw CPU generator layout check failed", exc_info=True)
             _ENGINE.append(None)
-    engine = _ENGINE[0]
-    if engine is None or type(generator) is not torch.Generator or generator.device.type != "cpu":
+    offset = _ENGINE[0]
+    if offset is None or type(generator) is not torch.Generator or generator.device.type != "cpu":
         return None
     address = _impl_address(generator)
     if not address:
         return None
-    view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(address + engine[0])).cast("B")
+    view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(address + offset)).cast("B")
     return view if _raw_matches(view.tobytes(), _to_bytes(generator.get_state())) else None
 
 
 def legacy_cpu_state(raw: RawCPUState) -> bytes:
     """The get_state() bytes of a raw CPU snapshot (torch converts, through a scratch generator)."""
-    engine = _ENGINE[0] if _ENGINE else None
-    if engine is None:  # raw snapshots exist only where the layout was verified
-        raise InvalidStateError("a raw torch CPU state needs the verified generator layout")
-    _offset, scratch, view = engine
-    with _SCRATCH_LOCK:
-        view[:] = raw.raw
-        return _to_bytes(scratch.get_state())
+    view = getattr(_SCRATCH, "view", None)
+    if view is None:
+        generator = _torch().Generator()
+        view = cpu_state_view(generator)
+        if view is None:  # raw snapshots exist only where the layout was verified
+            raise InvalidStateError("a raw torch CPU state needs the verified generator layout")
+        _SCRATCH.generator, _SCRATCH.view = generator, view
+    view[:] = raw.raw
+    return _to_bytes(_SCRATCH.generator.get_state())
 
 
 def _to_bytes(tensor: Any) -> bytes:
@@ -281,10 +287,8 @@ class TorchCPUStream(Stream):
 
     name = "torch.cpu"
     framework = "torch"
-
-    def __init__(self) -> None:
-        self._generator: Any = None  # the generator _view points into, kept alive
-        self._view: memoryview | None = None
+    _generator: Any = None  # the generator _view points into, kept alive (set by _raw)
+    _view: memoryview | None = None
 
     def on_activate(self) -> None:
         torch = _torch()
