@@ -264,10 +264,18 @@ class Runtime:
                 kept[name] = stream.get_state() if snapshot is None else stream.exchange(snapshot)
             saved.clear()  # only now: after an error, all of them go back (again, for some)
         finally:
-            if saved or len(frames) == 1:
+            if saved:
                 self._put_back(frame)
-            else:  # the usual nested exit, without a call
+            elif len(frames) > 1:
                 frames.pop()
+            else:  # _put_back's last step, inlined: this is the hot path
+                lock = self._lock
+                lock.acquire()
+                try:
+                    frames.pop()
+                    self.owner = None
+                finally:
+                    lock.release()
 
     def _put_back(self, frame: Frame) -> None:
         """Install what ``frame`` still holds of the outer state and pop it."""

@@ -327,7 +327,7 @@ class TorchCPUStream(Stream):
         torch.default_generator.set_state(snapshot)
 
     def exchange(self, snapshot: Any) -> Any:
-        generator = _torch().default_generator
+        generator = sys.modules["torch"].default_generator
         # The scope hot path: _raw() inlined for the generator it last saw.
         view = self._view if generator is self._generator else self._raw()
         if view is None:
