@@ -88,7 +88,8 @@ def check_cuda_state(data: bytes, where: str) -> bytes:
 # ~1 us for get_state + set_state.  The layout is found and verified once on scratch generators
 # (against get_state, set_state and draws), then read-checked on the default generator; if
 # anything disagrees, get_state/set_state are used.  Like NumPy's raw path, the copy does not
-# take the generator's mutex: scopes already require that one thread at a time uses the globals.
+# take the generator's mutex: a thread drawing from the global generator while another thread
+# swaps it in a scope races the swap (its numbers already come from whichever state is in).
 _IMPL_POINTER = 16  # cdata's pointer, right after PyObject_HEAD on 64-bit CPython
 _ENGINE_HEAD = struct.Struct("<QiBxxxI")  # seed_, left_, seeded_, next_
 _FLOAT_CACHE = struct.Struct("<f?3x")  # optional<float>: value, engaged
