@@ -1,6 +1,7 @@
 """Performance targets of rngstate, each measured as a ratio against a named peer in this run.
 
-    python benchmarks/run.py            # prints a Markdown table (paste into the README)
+    python benchmarks/run.py               # prints a Markdown table (paste into the README)
+    python benchmarks/run.py --only scope  # just the scope rows
 
 Targets (issues 8 and 16): scope round trip <= 2x torch.random.fork_rng(devices=[]) and >= 5x faster
 than a Lightning-style collect/set done twice; save+load+restore of 1,000 substreams <= 2x
@@ -10,6 +11,7 @@ per substream <= 1.10x the raw state bytes; `import rngstate` <= 1.25x `import n
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import gc
 import os
@@ -187,11 +189,19 @@ def bench_import() -> None:
 
 
 def main() -> None:
-    bench_memory()  # first: later benchmarks leave freed memory that would hide growth
-    bench_scope()
-    with tempfile.TemporaryDirectory() as directory:
-        bench_files(Path(directory))
-    bench_import()
+    parser = argparse.ArgumentParser(description="rngstate's performance targets as ratios")
+    parser.add_argument("--only", choices=("memory", "scope", "files", "import"), action="append",
+                        help="run only these rows (repeatable); default: all")
+    only = set(parser.parse_args().only or ("memory", "scope", "files", "import"))
+    if "memory" in only:
+        bench_memory()  # first: later benchmarks leave freed memory that would hide growth
+    if "scope" in only:
+        bench_scope()
+    if "files" in only:
+        with tempfile.TemporaryDirectory() as directory:
+            bench_files(Path(directory))
+    if "import" in only:
+        bench_import()
     print(f"rngstate {rngstate.__version__}, Python {platform.python_version()}, numpy {np.__version__}, "
           f"torch {torch.__version__}, {platform.machine()} with {os.cpu_count()} CPUs, "
           f"{datetime.date.today()}\n")

@@ -25,6 +25,8 @@ from rngstate.derive import derive_bytes
 from rngstate.errors import NoRootSeedError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
+_get_ident = threading.get_ident
+_NOTHING: dict[str, Any] = {}  # substreams of a path never entered (never written to)
 
 
 def device_count_problem(name: str, saved: set[int], live: int) -> str:
@@ -206,31 +208,37 @@ class Runtime:
 
         This is the hot path (thousands of calls per training step): keep it flat.
         """
-        root = self.root if self.root is not None else self.require_root()
+        root = self.root
+        if root is None:
+            root = self.require_root()
         frames = self.frames
-        thread = threading.get_ident()
-        if frames and self.owner == thread:
+        if frames and self.owner == _get_ident():
             frame = Frame(frames[-1].parts + parts)
             frames.append(frame)
         else:
-            with self._lock:
-                if self.frames:
+            lock = self._lock
+            lock.acquire()  # not `with`: its two method calls cost as much as the rest here
+            try:
+                if frames:
                     raise ScopeError(
                         "another thread is inside an rng_scope; scopes swap process-wide "
                         "generators, so only one thread may use them at a time "
                         "(give each thread its own tracked generator instead)"
                     )
-                self.owner = thread
+                self.owner = _get_ident()
                 frame = Frame(parts)
                 frames.append(frame)
+            finally:
+                lock.release()
+        saved = frame.saved
         try:
             if len(sys.modules) != self._modules_seen:
                 self.refresh()
-            saved = frame.saved
-            known = self.substreams.get(frame.path)
+            known = self.substreams.get(frame.path, _NOTHING)
             for name, stream in self.active.items():
-                if known is not None and name in known:
-                    saved[name] = stream.exchange(known[name])
+                snapshot = known.get(name)  # snapshots are never None
+                if snapshot is not None:
+                    saved[name] = stream.exchange(snapshot)
                 else:
                     saved[name] = stream.get_state()
                     stream.seed_derived(derive_bytes(root, frame.parts, name))
@@ -241,7 +249,8 @@ class Runtime:
 
     def exit(self, frame: Frame) -> None:
         """Close ``frame``: keep the substream's state and put the outer state back."""
-        if not self.frames or self.frames[-1] is not frame:
+        frames = self.frames
+        if not frames or frames[-1] is not frame:
             raise ScopeError("rng_scope exited out of order; use scopes as nested `with` blocks")
         if len(sys.modules) != self._modules_seen:
             self.refresh()
@@ -251,26 +260,42 @@ class Runtime:
         saved = frame.saved
         try:
             for name, stream in self.active.items():
-                if name in saved:
-                    kept[name] = stream.exchange(saved.pop(name))
-                else:
-                    kept[name] = stream.get_state()
+                snapshot = saved.get(name)
+                kept[name] = stream.get_state() if snapshot is None else stream.exchange(snapshot)
+            saved.clear()  # only now: after an error, all of them go back (again, for some)
         finally:
-            self._put_back(frame)  # whatever an error left in `saved` still goes back
+            if saved:
+                self._put_back(frame)
+            elif len(frames) > 1:
+                frames.pop()
+            else:  # _put_back's last step, inlined: this is the hot path
+                lock = self._lock
+                lock.acquire()
+                try:
+                    frames.pop()
+                    self.owner = None
+                finally:
+                    lock.release()
 
     def _put_back(self, frame: Frame) -> None:
+        """Install what ``frame`` still holds of the outer state and pop it."""
         try:
-            active = self.active
-            for name, snapshot in frame.saved.items():
-                active[name].set_state(snapshot)
+            if frame.saved:
+                active = self.active
+                for name, snapshot in frame.saved.items():
+                    active[name].set_state(snapshot)
         finally:
             frames = self.frames
             if len(frames) > 1:
                 frames.pop()
             else:  # under the lock: a thread entering between the pop and the reset would
-                with self._lock:  # otherwise lose ownership of the scope it just entered
+                lock = self._lock  # otherwise lose ownership of the scope it just entered
+                lock.acquire()
+                try:
                     frames.pop()
                     self.owner = None
+                finally:
+                    lock.release()
 
     def _enter_substream(self, stream: Stream, frame: Frame) -> None:
         known = self.substreams.get(frame.path)

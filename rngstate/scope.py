@@ -38,11 +38,12 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
 
     def __enter__(self) -> rng_scope:
         parts = self._parts
+        per_rank = self.per_rank
         # Looked up at entry: a decorator may be built before the group exists.
-        if self.per_rank is not False and self.per_rank is not None:
+        if per_rank is not False and per_rank is not None:
             from rngstate.distributed import group_component, rank_component
 
-            parts = (*parts, rank_component() if self.per_rank is True else group_component(self.per_rank))
+            parts = (*parts, rank_component() if per_rank is True else group_component(per_rank))
         self._frames.append(RUNTIME.enter(parts))
         return self
 
@@ -52,10 +53,11 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self._frames:
+        frames = self._frames
+        if not frames:
             raise ScopeError(f"{self!r} exited without being entered")
-        RUNTIME.exit(self._frames[-1])
-        self._frames.pop()
+        RUNTIME.exit(frames[-1])
+        frames.pop()
 
     @property
     def path(self) -> str:

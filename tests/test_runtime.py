@@ -92,3 +92,31 @@ def test_seed_streams_leaves_root_and_skipped_frameworks() -> None:
     np.random.seed(11)
     assert np.random.get_state()[1][:4].tolist() == np_state  # numpy seeded the way np.random.seed does
     assert RUNTIME.root == 3 and rngstate.capture().substreams == substreams
+
+
+def test_a_failing_exit_still_puts_every_outer_state_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    rngstate.seed_everything(4)
+    with rngstate.rng_scope("a"):  # from now on "a" is known: entry and exit both exchange
+        pass
+    outer = (random.getstate(), np.random.get_state()[1].tolist(), torch.get_rng_state())
+    stream = backends.stream("numpy")
+    calls: list[object] = []
+    exchange = stream.exchange
+
+    def fails_on_exit(snapshot: object) -> object:
+        calls.append(snapshot)
+        if len(calls) == 2:
+            raise InvalidStateError("injected")
+        return exchange(snapshot)
+
+    monkeypatch.setattr(stream, "exchange", fails_on_exit)
+    with pytest.raises(InvalidStateError, match="injected"), rngstate.rng_scope("a"):
+        random.random(), np.random.rand(), torch.rand(1)
+    assert not RUNTIME.frames and RUNTIME.owner is None
+    assert random.getstate() == outer[0] and np.random.get_state()[1].tolist() == outer[1]
+    assert torch.get_rng_state().equal(outer[2])
+    monkeypatch.undo()
+    with rngstate.rng_scope("b"):  # scopes work afterwards
+        pass

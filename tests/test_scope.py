@@ -12,7 +12,10 @@ import torch
 from torch import nn
 
 import rngstate
+from rngstate import backends
+from rngstate.backends.torch_backend import RawCPUState
 from rngstate.errors import NoRootSeedError, ScopeError
+from rngstate.runtime import RUNTIME
 
 
 def draws() -> tuple[object, ...]:
@@ -202,3 +205,42 @@ def test_without_scopes_an_unused_layer_shifts_init() -> None:
     torch.manual_seed(0)
     nn.Linear(4, 4)
     assert not torch.equal(a, nn.Linear(4, 4).weight)
+
+
+def slow_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the streams use their frameworks' get_state/set_state instead of raw copies."""
+    python, numpy_, torch_cpu = (backends.stream(name) for name in ("python", "numpy", "torch.cpu"))
+    for stream, fields in ((python, {"_fast": False, "_instance": None, "_view": memoryview(b"")}),
+                           (numpy_, {"_gauss_offset": None, "_owners": (None, None), "_views": None}),
+                           (torch_cpu, {"_view": None, "_generator": torch.default_generator})):
+        for field, value in fields.items():
+            monkeypatch.setattr(stream, field, value)
+
+
+def many_round_trips() -> tuple[list[tuple[object, ...]], rngstate.RNGState]:
+    """Hundreds of scope entries, nested and not, with a capture/restore half-way."""
+    rngstate.seed_everything(21)
+    scopes = [rngstate.rng_scope(name) for name in ("a", "b", "a/c")]
+    seen = []
+    for i in range(300):
+        with scopes[i % 3]:
+            if i % 5:
+                seen.append(draws())
+            if i % 7 == 0:
+                with scopes[(i + 1) % 3]:
+                    seen.append(draws())
+        if i % 11 == 0:
+            seen.append(draws())
+        if i == 150:  # substreams then hold decoded snapshots, the live ones raw copies
+            rngstate.restore(rngstate.capture())
+    return seen, rngstate.capture()
+
+
+def test_many_round_trips_exact_and_raw_copies_equal_get_set_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = many_round_trips()
+    live = RUNTIME.substreams["a"]
+    assert type(live["torch.cpu"]) is RawCPUState and len(live["python"]) == 2  # raw copies
+    slow_paths(monkeypatch)
+    slow = many_round_trips()
+    assert type(RUNTIME.substreams["a"]["torch.cpu"]) is torch.Tensor  # the slow path was taken
+    assert slow == fast

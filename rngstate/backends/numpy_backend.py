@@ -103,7 +103,7 @@ class Expander:
 
     def expand(self, key: bytes, start: int, words: int) -> memoryview:
         """``words`` 64-bit outputs of the run of ``key`` from output ``start`` on, as bytes."""
-        state = {"bit_generator": "PCG64",
+        state: Any = {"bit_generator": "PCG64",
                  "state": {"state": int.from_bytes(key[:16], "little"),
                            "inc": int.from_bytes(key[16:32], "little") | 1},
                  "has_uint32": 0, "uinteger": 0}
@@ -263,6 +263,9 @@ class _RawSnapshot:
         return cls(mt + _MT_POS.pack(state["state"]["pos"]), gauss)
 
 
+_mtrand = np.random.mtrand  # holds the global RandomState, ``_rand``
+
+
 class NumpyStream(Stream):
     """The global legacy ``np.random`` (``np.random.rand``, ``np.random.shuffle``, ...)."""
 
@@ -358,10 +361,16 @@ class NumpyStream(Stream):
         _set_random_state(np.random.mtrand._rand, snapshot)
 
     def exchange(self, snapshot: Any) -> Any:
-        views = self._raw()
+        random_state = _mtrand._rand
+        owners = self._owners
+        # The scope hot path: _raw() inlined for the objects it last saw.
+        if random_state is owners[0] and random_state._bit_generator is owners[1]:
+            views = self._views
+        else:
+            views = self._raw()
         if views is not None and type(snapshot) is _RawSnapshot:
             mt_view, gauss_view = views
-            previous = _RawSnapshot(bytes(mt_view), bytes(gauss_view))
+            previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
             mt_view[:] = snapshot.mt
             gauss_view[:] = snapshot.gauss
             return previous

@@ -177,7 +177,7 @@ class PythonStream(Stream):
     def get_state(self) -> Any:
         view = self._raw()
         if view is not None:
-            return (bytes(view), random._inst.gauss_next)  # type: ignore[attr-defined]
+            return (view.tobytes(), random._inst.gauss_next)  # type: ignore[attr-defined]
         return random.getstate()
 
     def set_state(self, snapshot: Any) -> None:
@@ -189,10 +189,11 @@ class PythonStream(Stream):
             install_state(random._inst, snapshot)
 
     def exchange(self, snapshot: Any) -> Any:
-        view = self._raw()
-        if len(snapshot) == 2 and view is not None:
-            instance = random._inst
-            previous = (bytes(view), instance.gauss_next)  # type: ignore[attr-defined]
+        instance = random._inst
+        # The scope hot path: _raw() inlined for the instance it last saw.
+        view = self._view if instance is self._instance else self._raw()
+        if view is not None and view.nbytes and len(snapshot) == 2:
+            previous = (view.tobytes(), instance.gauss_next)  # type: ignore[attr-defined]
             view[:] = snapshot[0]
             instance.gauss_next = snapshot[1]  # type: ignore[attr-defined]
             return previous

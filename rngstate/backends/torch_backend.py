@@ -6,10 +6,12 @@ state can be validated before torch is even imported.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import struct
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -78,6 +80,150 @@ def check_cuda_state(data: bytes, where: str) -> bytes:
     if offset < 0 or offset % 4:
         raise InvalidStateError(f"{where}: Philox offset {offset} must be >= 0 and a multiple of 4")
     return data
+
+
+# Fast path for scopes: a torch.Generator is {PyObject_HEAD; at::Generator cdata}, cdata holding a
+# pointer to the CPUGeneratorImpl, which ends with {at::mt19937 engine_ = (u64 seed_, i32 left_,
+# bool seeded_, u32 next_, u32 state_[624]); optional<float> next_float_normal_sample_;
+# optional<double> next_double_normal_sample_}.  Copying those 2544 bytes costs ~0.1 us against
+# ~1 us for get_state + set_state.  The layout is found and verified once on scratch generators
+# (against get_state, set_state and draws), then read-checked on the default generator; if
+# anything disagrees, get_state/set_state are used.  Like NumPy's raw path, the copy does not
+# take the generator's mutex: a thread drawing from the global generator while another thread
+# swaps it in a scope races the swap (its numbers already come from whichever state is in).
+_IMPL_POINTER = 16  # cdata's pointer, right after PyObject_HEAD on 64-bit CPython
+_ENGINE_HEAD = struct.Struct("<QiBxxxI")  # seed_, left_, seeded_, next_
+_FLOAT_CACHE = struct.Struct("<f?3x")  # optional<float>: value, engaged
+_DOUBLE_CACHE = struct.Struct("<d?7x")  # optional<double>
+_FLOAT_CACHE_AT = _ENGINE_HEAD.size + 4 * _MT_N + 4  # 2520: engine_ is padded to 8 bytes
+_DOUBLE_CACHE_AT = _FLOAT_CACHE_AT + _FLOAT_CACHE.size  # 2528
+RAW_CPU_SIZE = _DOUBLE_CACHE_AT + _DOUBLE_CACHE.size  # 2544
+_LEGACY_HEAD = struct.Struct("<QiiQ")
+_LEGACY_NORMAL = struct.Struct("<ddd i")  # normal_x, normal_y (the cached double), rho, valid
+_LEGACY_FLOAT = struct.Struct("<f?")  # next_float_normal_sample, valid
+_LEGACY_FLOAT_AT = _FLOAT_VALID_OFFSET - 4
+_PROBE_SEED = 0x1D2C3B4A59687706  # distinctive bytes to find engine_.seed_ by
+
+
+class RawCPUState:
+    """The default CPU generator's engine and normal caches as raw bytes (fast path only)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+def _impl_address(generator: Any) -> int:
+    return ctypes.c_void_p.from_address(id(generator) + _IMPL_POINTER).value or 0
+
+
+def _raw_matches(raw: bytes, legacy: bytes) -> bool:
+    """True when ``raw`` (engine and caches) describes the same generator as ``legacy``."""
+    seed, left, seeded, next_index = _ENGINE_HEAD.unpack_from(raw)
+    if (seed, left, int(seeded), next_index) != _LEGACY_HEAD.unpack_from(legacy):
+        return False
+    words = np.frombuffer(raw, dtype="<u4", count=_MT_N, offset=_ENGINE_HEAD.size)
+    if not np.array_equal(words, np.frombuffer(legacy, dtype="<u8", count=_MT_N, offset=_CPU_HEAD.size)):
+        return False
+    _x, normal, _rho, normal_valid = _LEGACY_NORMAL.unpack_from(legacy, _CPU_HEAD.size + _CPU_WORDS.size)
+    cached, cached_valid = _DOUBLE_CACHE.unpack_from(raw, _DOUBLE_CACHE_AT)
+    if (cached_valid, cached_valid and cached) != (bool(normal_valid), normal_valid and normal):
+        return False
+    float_cached, float_valid = _FLOAT_CACHE.unpack_from(raw, _FLOAT_CACHE_AT)
+    legacy_float, legacy_float_valid = _LEGACY_FLOAT.unpack_from(legacy, _LEGACY_FLOAT_AT)
+    legacy_pair = (legacy_float_valid, legacy_float_valid and legacy_float)
+    return (float_valid, float_valid and float_cached) == legacy_pair
+
+
+def _find_engine(torch: Any) -> int | None:
+    """The offset of engine_ in a CPUGeneratorImpl, or None where the layout above is not what
+    this torch has."""
+    if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None
+    if sys.byteorder != "little" or torch.Generator.__basicsize__ < _IMPL_POINTER + 8:
+        return None
+    probe, target = torch.Generator(), torch.Generator()  # scratch generators
+    probe.manual_seed(_PROBE_SEED)
+    address, target_address = _impl_address(probe), _impl_address(target)
+    if not address or address % 8 or not target_address or target_address == address:
+        return None
+    # engine_ follows GeneratorImpl's fields (vtable, counts, mutex, key set, device): well
+    # within the first 512 bytes of an object of more than 2.5 KB.
+    offset = ctypes.string_at(address, 512).find(struct.pack("<Q", _PROBE_SEED))
+    if offset < 0 or offset % 8:
+        return None
+    view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(address + offset)).cast("B")
+    target_view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(target_address + offset)).cast("B")
+    if _ENGINE_HEAD.unpack_from(view) != (_PROBE_SEED, 1, True, 0):  # what manual_seed leaves
+        return None
+    torch.rand(1000, generator=probe)  # past a twist: every field holds something
+    torch.randn(1, dtype=torch.float64, generator=probe)  # fills the cached double
+    if not _raw_matches(view.tobytes(), _to_bytes(probe.get_state())):
+        return None
+    if not _DOUBLE_CACHE.unpack_from(view, _DOUBLE_CACHE_AT)[1]:
+        return None  # the double cache must be proven in place: the copy ends with it
+    # torch's ops rarely fill the float cache: write one and read it back through get_state.
+    _FLOAT_CACHE.pack_into(view, _FLOAT_CACHE_AT, 1.5, True)
+    if not _raw_matches(view.tobytes(), _to_bytes(probe.get_state())):
+        return None
+    target.manual_seed(1)
+    target_view[:] = view
+    expected = _to_bytes(probe.get_state())
+    if _to_bytes(target.get_state()) != expected:
+        return None
+    for generator in (probe, target):  # the same draws afterwards, caches included
+        generator.set_state(torch.frombuffer(bytearray(expected), dtype=torch.uint8))
+    for _ in range(2):  # the cached double first, then past a twist
+        if not torch.equal(torch.randn(3, dtype=torch.float64, generator=probe),
+                           torch.randn(3, dtype=torch.float64, generator=target)):
+            return None
+        if not torch.equal(torch.rand(700, generator=probe), torch.rand(700, generator=target)):
+            return None
+    return offset
+
+
+_ENGINE: list[int | None] = []  # the offset of engine_, or None; filled on first use
+_SCRATCH = threading.local()  # per thread (no lock to inherit held across a fork): generator, view
+
+
+def cpu_state_view(generator: Any) -> memoryview | None:
+    """A writable view of the raw engine and normal caches of the CPU ``generator``, or None
+    where that layout is not verified.  Keep ``generator`` alive meanwhile.
+
+    >>> import torch
+    >>> view = cpu_state_view(torch.Generator())
+    >>> view is None or view.nbytes == RAW_CPU_SIZE
+    True
+    """
+    torch = _torch()
+    if not _ENGINE:
+        try:
+            _ENGINE.append(_find_engine(torch))
+        except Exception:  # a torch whose API differs: then it is not the layout checked above
+            logger.info("torch: raw CPU generator layout check failed", exc_info=True)
+            _ENGINE.append(None)
+    offset = _ENGINE[0]
+    if offset is None or type(generator) is not torch.Generator or generator.device.type != "cpu":
+        return None
+    address = _impl_address(generator)
+    if not address:
+        return None
+    view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(address + offset)).cast("B")
+    return view if _raw_matches(view.tobytes(), _to_bytes(generator.get_state())) else None
+
+
+def legacy_cpu_state(raw: RawCPUState) -> bytes:
+    """The get_state() bytes of a raw CPU snapshot (torch converts, through a scratch generator)."""
+    view = getattr(_SCRATCH, "view", None)
+    if view is None:
+        generator = _torch().Generator()
+        view = cpu_state_view(generator)
+        if view is None:  # raw snapshots exist only where the layout was verified
+            raise InvalidStateError("a raw torch CPU state needs the verified generator layout")
+        _SCRATCH.generator, _SCRATCH.view = generator, view
+    view[:] = raw.raw
+    return _to_bytes(_SCRATCH.generator.get_state())
 
 
 def _to_bytes(tensor: Any) -> bytes:
@@ -176,9 +322,9 @@ class TorchCPUStream(Stream):
 
     name = "torch.cpu"
     framework = "torch"
-
-    def __init__(self) -> None:
-        self._sample_state: _SampleState | None = None
+    _generator: Any = None  # the generator _view points into, kept alive (set by _raw)
+    _view: memoryview | None = None
+    _sample_state: _SampleState | None = None  # per-sample seeding's state tensor (made on first use)
 
     def on_activate(self) -> None:
         torch = _torch()
@@ -210,25 +356,47 @@ class TorchCPUStream(Stream):
         if filler is None:
             filler = self._sample_state = _SampleState(_torch())
         _torch().default_generator.set_state(filler.fill(material))
+    def _raw(self) -> memoryview | None:
+        generator = _torch().default_generator
+        if generator is not self._generator:
+            self._view = cpu_state_view(generator)
+            self._generator = generator  # keeps what the view points into alive
+        return self._view
 
     def get_state(self) -> Any:
         return _torch().default_generator.get_state()
 
     def set_state(self, snapshot: Any) -> None:
         torch = _torch()
+        if type(snapshot) is RawCPUState:
+            view = self._raw()
+            if view is not None:
+                view[:] = snapshot.raw
+                return
+            snapshot = legacy_cpu_state(snapshot)
         if not isinstance(snapshot, torch.Tensor):
             snapshot = _to_tensor(snapshot)
         torch.default_generator.set_state(snapshot)
 
     def exchange(self, snapshot: Any) -> Any:
-        generator = _torch().default_generator
-        previous = generator.get_state()
-        if type(snapshot) is bytes:
-            snapshot = _to_tensor(snapshot)
-        generator.set_state(snapshot)
+        generator = sys.modules["torch"].default_generator
+        # The scope hot path: _raw() inlined for the generator it last saw.
+        view = self._view if generator is self._generator else self._raw()
+        if view is None:
+            previous = generator.get_state()
+        else:
+            previous = RawCPUState(view.tobytes())
+            if type(snapshot) is RawCPUState:
+                view[:] = snapshot.raw
+                return previous
+        if type(snapshot) is RawCPUState:
+            snapshot = legacy_cpu_state(snapshot)
+        generator.set_state(snapshot if not isinstance(snapshot, bytes) else _to_tensor(snapshot))
         return previous
 
     def encode(self, snapshot: Any) -> Plain:
+        if type(snapshot) is RawCPUState:
+            return legacy_cpu_state(snapshot)
         return snapshot if isinstance(snapshot, bytes) else _to_bytes(snapshot)
 
     def decode(self, plain: Plain, where: str) -> Any:

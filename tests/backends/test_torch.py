@@ -8,8 +8,18 @@ import pytest
 import torch
 
 import rngstate
+import rngstate.runtime
 from rngstate import backends
-from rngstate.backends.torch_backend import CPU_STATE_SIZE, check_cpu_state, check_cuda_state
+from rngstate.backends import torch_backend
+from rngstate.backends.torch_backend import (
+    CPU_STATE_SIZE,
+    RAW_CPU_SIZE,
+    RawCPUState,
+    check_cpu_state,
+    check_cuda_state,
+    cpu_state_view,
+    legacy_cpu_state,
+)
 from rngstate.errors import InvalidStateError
 from tests.conftest import needs_cuda, run_python
 
@@ -134,3 +144,88 @@ def test_per_sample_seeding_writes_a_whole_table_torch_accepts() -> None:
     assert torch.equal(torch.rand(4), first)
     with pytest.raises(InvalidStateError, match="2504 bytes"):
         stream.seed_from_material(material[:32])
+# -- the raw CPU state copy (the scope fast path) ------------------------------------------------
+
+
+def busy_generator(seed: int) -> torch.Generator:
+    """A CPU generator past a twist, holding a cached double normal."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.rand(700, generator=generator)
+    torch.randn(1, dtype=torch.float64, generator=generator)
+    return generator
+
+
+def state_bytes(generator: torch.Generator) -> bytes:
+    return bytes(generator.get_state().numpy().tobytes())
+
+
+def test_raw_view_reads_what_get_state_says() -> None:
+    generator = busy_generator(3)
+    view = cpu_state_view(generator)
+    assert view is not None and view.nbytes == RAW_CPU_SIZE  # verified on this torch
+    assert legacy_cpu_state(RawCPUState(view.tobytes())) == state_bytes(generator)
+
+
+def test_raw_copy_equals_set_state() -> None:
+    source = busy_generator(4)
+    fast, slow = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    fast_view, source_view = cpu_state_view(fast), cpu_state_view(source)
+    assert fast_view is not None and source_view is not None
+    fast_view[:] = source_view
+    slow.set_state(source.get_state())
+    assert state_bytes(fast) == state_bytes(slow) == state_bytes(source)
+    for draw in (lambda g: torch.randn(3, dtype=torch.float64, generator=g),  # the cached double first
+                 lambda g: torch.rand(2000, generator=g)):
+        assert torch.equal(draw(fast), draw(slow))
+
+
+def test_stream_exchange_fast_path_equals_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = backends.stream("torch.cpu")
+    outer, inner = busy_generator(5).get_state(), busy_generator(6).get_state()
+    results = []
+    for fast in (True, False):
+        if not fast:  # as where the layout is not verified: get_state/set_state
+            monkeypatch.setattr(stream, "_view", None)
+            monkeypatch.setattr(stream, "_generator", torch.default_generator)
+        torch.set_rng_state(outer)
+        previous = stream.exchange(inner)  # a tensor, as get_state gives and restore installs
+        assert type(previous) is (RawCPUState if fast else torch.Tensor)
+        assert torch.get_rng_state().equal(inner)
+        back = stream.exchange(previous)
+        assert torch.get_rng_state().equal(outer)
+        again = stream.exchange(back)  # a raw snapshot on the fast path
+        assert torch.get_rng_state().equal(inner)
+        swapped = stream.exchange(stream.decode(stream.encode(again), "s"))  # bytes, as from a file
+        assert torch.get_rng_state().equal(outer)
+        stream.set_state(swapped)
+        assert torch.get_rng_state().equal(inner)
+        results.append([stream.encode(snapshot) for snapshot in (previous, back, again, swapped)])
+    expected = [state_bytes_of(outer), state_bytes_of(inner)] * 2
+    assert results[0] == results[1] == expected
+
+
+def state_bytes_of(tensor: torch.Tensor) -> bytes:
+    return bytes(tensor.numpy().tobytes())
+
+
+def test_layout_check_failing_falls_back_to_get_and_set_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The float cache one word early (in the engine's padding): the check must notice.
+    monkeypatch.setattr(torch_backend, "_FLOAT_CACHE_AT", torch_backend._FLOAT_CACHE_AT - 4)
+    assert torch_backend._find_engine(torch) is None
+    monkeypatch.setattr(torch_backend, "_ENGINE", [None])
+    stream = backends.stream("torch.cpu")
+    monkeypatch.setattr(stream, "_generator", None)  # look again
+    monkeypatch.setattr(stream, "_view", None)
+    assert cpu_state_view(torch.default_generator) is None
+    rngstate.seed_everything(2)
+    expected = torch.rand(3)
+    rngstate.seed_everything(2)
+    with rngstate.rng_scope("a"):
+        inside = torch.rand(3)
+    with rngstate.rng_scope("a"):
+        torch.rand(3)
+    assert torch.equal(torch.rand(3), expected)
+    assert type(rngstate.runtime.RUNTIME.substreams["a"]["torch.cpu"]) is torch.Tensor
+    rngstate.seed_everything(2)
+    with rngstate.rng_scope("a"):
+        assert torch.equal(torch.rand(3), inside)
