@@ -236,6 +236,7 @@ def many_round_trips() -> tuple[list[tuple[object, ...]], rngstate.RNGState]:
     return seen, rngstate.capture()
 
 
+@pytest.mark.usefixtures("no_other_threads")
 def test_many_round_trips_exact_and_raw_copies_equal_get_set_state(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = many_round_trips()
     live = RUNTIME.substreams["a"]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check
-from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.backends.base import GeneratorKind, Plain, Stream, single_threaded
 from rngstate.backends.python_backend import raw_view
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
@@ -282,7 +282,11 @@ class NumpyStream(Stream):
             logger.info("numpy: raw state copy unavailable, using get_state/set_state")
 
     def _raw(self) -> tuple[memoryview, memoryview] | None:
-        """Views of the global MT19937 state and Gaussian cache, or None (slow path)."""
+        """Views of the global MT19937 state and Gaussian cache, or None (slow path; also while
+        other Python threads run: NumPy fills arrays without the GIL, holding a lock the views
+        cannot take)."""
+        if not single_threaded():
+            return None
         random_state = np.random.mtrand._rand
         bit_generator = random_state._bit_generator
         if self._owners[0] is not random_state or self._owners[1] is not bit_generator:
@@ -364,7 +368,7 @@ class NumpyStream(Stream):
         random_state = _mtrand._rand
         owners = self._owners
         # The scope hot path: _raw() inlined for the objects it last saw.
-        if random_state is owners[0] and random_state._bit_generator is owners[1]:
+        if random_state is owners[0] and random_state._bit_generator is owners[1] and single_threaded():
             views = self._views
         else:
             views = self._raw()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check, backends
-from rngstate.backends.base import DeviceMapped, GeneratorKind, Plain, Stream
+from rngstate.backends.base import DeviceMapped, GeneratorKind, Plain, Stream, single_threaded
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
 
@@ -88,9 +88,11 @@ def check_cuda_state(data: bytes, where: str) -> bytes:
 # optional<double> next_double_normal_sample_}.  Copying those 2544 bytes costs ~0.1 us against
 # ~1 us for get_state + set_state.  The layout is found and verified once on scratch generators
 # (against get_state, set_state and draws), then read-checked on the default generator; if
-# anything disagrees, get_state/set_state are used.  Like NumPy's raw path, the copy does not
-# take the generator's mutex: a thread drawing from the global generator while another thread
-# swaps it in a scope races the swap (its numbers already come from whichever state is in).
+# anything disagrees, get_state/set_state are used.  The copy cannot take the generator's
+# mutex, and torch's ops draw without the GIL: a draw in another thread during the copy could
+# see a torn (left, next) and read past the table.  So the copy is used only while this
+# process runs a single Python thread (base.single_threaded); with a background thread (a
+# prefetching loader, pin_memory), get_state/set_state take the mutex as usual.
 _IMPL_POINTER = 16  # cdata's pointer, right after PyObject_HEAD on 64-bit CPython
 _ENGINE_HEAD = struct.Struct("<QiBxxxI")  # seed_, left_, seeded_, next_
 _FLOAT_CACHE = struct.Struct("<f?3x")  # optional<float>: value, engaged
@@ -369,7 +371,7 @@ class TorchCPUStream(Stream):
     def set_state(self, snapshot: Any) -> None:
         torch = _torch()
         if type(snapshot) is RawCPUState:
-            view = self._raw()
+            view = self._raw() if single_threaded() else None
             if view is not None:
                 view[:] = snapshot.raw
                 return
@@ -382,7 +384,7 @@ class TorchCPUStream(Stream):
         generator = sys.modules["torch"].default_generator
         # The scope hot path: _raw() inlined for the generator it last saw.
         view = self._view if generator is self._generator else self._raw()
-        if view is None:
+        if view is None or not single_threaded():  # others may draw without the GIL
             previous = generator.get_state()
         else:
             previous = RawCPUState(view.tobytes())

@@ -179,6 +179,7 @@ def test_raw_copy_equals_set_state() -> None:
         assert torch.equal(draw(fast), draw(slow))
 
 
+@pytest.mark.usefixtures("no_other_threads")
 def test_stream_exchange_fast_path_equals_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = backends.stream("torch.cpu")
     outer, inner = busy_generator(5).get_state(), busy_generator(6).get_state()
@@ -229,3 +230,41 @@ def test_layout_check_failing_falls_back_to_get_and_set_state(monkeypatch: pytes
     rngstate.seed_everything(2)
     with rngstate.rng_scope("a"):
         assert torch.equal(torch.rand(3), inside)
+
+
+@pytest.mark.usefixtures("no_other_threads")
+def test_raw_copies_are_left_alone_while_another_thread_runs() -> None:
+    import threading
+
+    import numpy as np
+
+    from rngstate.backends.torch_backend import RawCPUState
+
+    if torch_backend.cpu_state_view(torch.default_generator) is None:
+        pytest.skip("this torch's CPU generator layout is not the verified one: no raw copies")
+    stream, numpy_stream = backends.stream("torch.cpu"), backends.stream("numpy")
+    rngstate.seed_everything(0)
+    raw = stream.exchange(stream.get_state())
+    assert type(stream.exchange(raw)) is RawCPUState
+    stop = threading.Event()
+    drawer_draws: list[int] = []
+
+    def draw() -> None:  # torch and NumPy draw without the GIL, racing any raw copy
+        while not stop.is_set():
+            drawer_draws.append(int(torch.randint(0, 9, (20_000,)).sum()))
+            drawer_draws.append(int(np.random.randint(0, 9, 20_000).sum()))
+
+    drawer = threading.Thread(target=draw)
+    drawer.start()
+    try:
+        previous = stream.exchange(raw)
+        assert isinstance(previous, torch.Tensor)  # get_state: torch's mutex held
+        assert numpy_stream._raw() is None
+        for _ in range(300):
+            with rngstate.rng_scope("threaded"):
+                torch.rand(3), np.random.rand(3)
+    finally:
+        stop.set()
+        drawer.join()
+    assert drawer_draws
+    assert type(stream.exchange(stream.get_state())) is RawCPUState  # alone again: raw copies
