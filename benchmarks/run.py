@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import timeit
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,18 @@ def bench_scope(rounds: int = 7) -> None:
                  f"Lightning collect/set x2: {median(naives) * 1e6:,.1f} us",
                  spread(vs_naive, "x faster"),
                  f">= 5x faster {'met' if median(vs_naive) >= 5 else 'MISSED'}"))
+    # With another Python thread alive, NumPy's copies take its lock and torch's go through
+    # get_state/set_state (their draws run without the GIL): what a prefetching thread costs.
+    stop = threading.Event()
+    waiter = threading.Thread(target=stop.wait)
+    waiter.start()
+    try:
+        threaded = [best(round_trip, 20000) / best(fork, 20000) for _ in range(rounds)]
+    finally:
+        stop.set()
+        waiter.join()
+    ROWS.append(("scope round trip, another thread alive", "", "fork_rng(devices=[])",
+                 spread(threaded), "none (the locks are taken)"))
 
 
 def spread(ratios: list[float], unit: str = "x") -> str:

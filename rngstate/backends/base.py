@@ -23,20 +23,21 @@ def single_threaded() -> bool:
     The raw state copies of NumPy's and torch's generators cannot take the locks those
     libraries' draws hold without the GIL; they are used only while no other thread could draw.
 
-    >>> single_threaded()
+    >>> import threading
+    >>> single_threaded() == (threading.active_count() == 1)
     True
     """
-    count = getattr(_thread, "_count", None)
-    return count is not None and count() == _FORK_LEFTOVERS[0]
+    return _thread_count is not None and _thread_count() == _FORK_LEFTOVERS[0]
 
 
+_thread_count = getattr(_thread, "_count", None)  # CPython's count of threads besides the main one
 # _thread._count() keeps counting, in a forked child, the parent's other threads, which do not
 # exist there (a DataLoader worker forked while a logging thread ran): taken as the baseline.
 _FORK_LEFTOVERS = [0]
 
 
 def _forked() -> None:
-    _FORK_LEFTOVERS[0] = _thread._count() if hasattr(_thread, "_count") else 0
+    _FORK_LEFTOVERS[0] = _thread_count() if _thread_count is not None else 0
 
 
 if hasattr(os, "register_at_fork"):

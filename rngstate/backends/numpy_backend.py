@@ -6,6 +6,7 @@ outside its key array), so every field is range-checked here before NumPy sees i
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -75,6 +76,7 @@ _MT_RAW_SIZE = MT_TABLE_BYTES + 4
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _GAUSS_RAW = struct.Struct("=i4xd")
 _MT_POS = struct.Struct("=i")
+_NOT_NEEDED = contextlib.nullcontext()
 _FRESH_TABLE = _MT_POS.pack(0)  # pos 0: the next draws read the table, no twist first
 _NO_GAUSS = _GAUSS_RAW.pack(0, 0.0)
 
@@ -282,11 +284,8 @@ class NumpyStream(Stream):
             logger.info("numpy: raw state copy unavailable, using get_state/set_state")
 
     def _raw(self) -> tuple[memoryview, memoryview] | None:
-        """Views of the global MT19937 state and Gaussian cache, or None (slow path; also while
-        other Python threads run: NumPy fills arrays without the GIL, holding a lock the views
-        cannot take)."""
-        if not single_threaded():
-            return None
+        """Views of the global MT19937 state and Gaussian cache, or None (slow path).  Copies
+        through them hold the global's lock (:meth:`_lock`) unless the process is single-threaded."""
         random_state = np.random.mtrand._rand
         bit_generator = random_state._bit_generator
         if self._owners[0] is not random_state or self._owners[1] is not bit_generator:
@@ -298,6 +297,11 @@ class NumpyStream(Stream):
                 ).cast("B")
                 self._views = (mt_view, raw_view(random_state, self._gauss_offset, _GAUSS_RAW.size))
         return self._views
+
+    def _lock(self) -> Any:
+        """What NumPy's own draws hold (some fill arrays without the GIL): the global bit
+        generator's lock while other Python threads run, else nothing (~0.3 us saved)."""
+        return _NOT_NEEDED if single_threaded() else self._owners[1].lock
 
     def is_active(self) -> bool:
         return True
@@ -332,10 +336,11 @@ class NumpyStream(Stream):
         views = self._raw() if _LITTLE_ENDIAN else None
         if views is not None and len(material) == MT_TABLE_BYTES:
             mt_view, gauss_view = views
-            mt_view[:MT_TABLE_BYTES] = material
-            mt_view[3] |= 0x80  # the top byte of word 0 (little-endian)
-            mt_view[MT_TABLE_BYTES:] = _FRESH_TABLE
-            gauss_view[:] = _NO_GAUSS
+            with self._lock():
+                mt_view[:MT_TABLE_BYTES] = material
+                mt_view[3] |= 0x80  # the top byte of word 0 (little-endian)
+                mt_view[MT_TABLE_BYTES:] = _FRESH_TABLE
+                gauss_view[:] = _NO_GAUSS
             return
         random_state = np.random.mtrand._rand
         if type(random_state._bit_generator) is not np.random.MT19937:
@@ -351,15 +356,17 @@ class NumpyStream(Stream):
     def get_state(self) -> Any:
         views = self._raw()
         if views is not None:
-            return _RawSnapshot(bytes(views[0]), bytes(views[1]))
+            with self._lock():
+                return _RawSnapshot(bytes(views[0]), bytes(views[1]))
         return np.random.mtrand._rand.get_state(legacy=False)
 
     def set_state(self, snapshot: Any) -> None:
         if type(snapshot) is _RawSnapshot:
             views = self._raw()
             if views is not None:
-                views[0][:] = snapshot.mt
-                views[1][:] = snapshot.gauss
+                with self._lock():
+                    views[0][:] = snapshot.mt
+                    views[1][:] = snapshot.gauss
                 return
             snapshot = snapshot.as_state()
         _set_random_state(np.random.mtrand._rand, snapshot)
@@ -368,15 +375,21 @@ class NumpyStream(Stream):
         random_state = _mtrand._rand
         owners = self._owners
         # The scope hot path: _raw() inlined for the objects it last saw.
-        if random_state is owners[0] and random_state._bit_generator is owners[1] and single_threaded():
+        if random_state is owners[0] and random_state._bit_generator is owners[1]:
             views = self._views
         else:
             views = self._raw()
         if views is not None and type(snapshot) is _RawSnapshot:
             mt_view, gauss_view = views
-            previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
-            mt_view[:] = snapshot.mt
-            gauss_view[:] = snapshot.gauss
+            if single_threaded():  # the scope hot path: no lock to take
+                previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
+                mt_view[:] = snapshot.mt
+                gauss_view[:] = snapshot.gauss
+                return previous
+            with self._owners[1].lock:
+                previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
+                mt_view[:] = snapshot.mt
+                gauss_view[:] = snapshot.gauss
             return previous
         return super().exchange(snapshot)
 

@@ -144,6 +144,9 @@ class Seeder:
             chunk = min(_CHUNK, count - done) if step == 1 else 1
             block = expand(key, (first + done * step) * SAMPLE_WORDS, chunk * SAMPLE_WORDS)
             for base in range(0, chunk * SAMPLE_BYTES, SAMPLE_BYTES):
+                if len(sys.modules) != self._modules_seen:  # a sample imported a framework
+                    self.streams()
+                    slots, salted = self._slots, self._salted
                 for seed_from_material, start, end in slots:
                     seed_from_material(block[base + start : base + end])
                 sample_key = block[base + _KEY_AT : base + SAMPLE_BYTES]

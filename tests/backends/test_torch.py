@@ -259,7 +259,7 @@ def test_raw_copies_are_left_alone_while_another_thread_runs() -> None:
     try:
         previous = stream.exchange(raw)
         assert isinstance(previous, torch.Tensor)  # get_state: torch's mutex held
-        assert numpy_stream._raw() is None
+        assert numpy_stream._lock() is np.random.mtrand._rand._bit_generator.lock  # NumPy's own
         for _ in range(300):
             with rngstate.rng_scope("threaded"):
                 torch.rand(3), np.random.rand(3)

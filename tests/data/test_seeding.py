@@ -165,6 +165,44 @@ def test_registered_streams_are_seeded_per_sample_too() -> None:
     assert run_python(code).strip() == "ok"
 
 
+def test_a_framework_imported_by_a_sample_is_seeded_from_the_next_sample_on() -> None:
+    code = """
+    import random, sys, types, torch, rngstate
+    from rngstate.backends import Stream, kind, register_stream
+    from rngstate.data.wrappers import SeededBatch
+
+    LATE = random.Random(0)  # the generator of a library the dataset imports lazily
+
+    class LateRandom(Stream):
+        name, framework = "latelib.global", "latelib"
+        codec = kind("python.Random")
+        def seed(self, seed): LATE.seed(seed)
+        def seed_derived(self, material): LATE.seed(int.from_bytes(material, "big"))
+        def get_state(self): return LATE.getstate()
+        def set_state(self, snapshot): LATE.setstate(snapshot)
+        def encode(self, snapshot): return self.codec.encode(snapshot)
+        def decode(self, plain, where): return self.codec.decode(plain, where)
+
+    register_stream(LateRandom)
+    rngstate.seed_everything(0)
+
+    def load(first):
+        draws = []
+        for index in SeededBatch([0, 1, 2], root=0, parts=("late",), epoch=0, first=first, pid=-1):
+            if index == 0:
+                sys.modules["latelib"] = types.ModuleType("latelib")  # imported by sample 0
+            draws.append(LATE.random())
+        return draws
+
+    first = load(0)
+    LATE.seed(12345)  # whatever happened before: samples 1 and 2 do not depend on it
+    second = load(0)
+    assert first[1:] == second[1:] and first[0] != second[0], (first, second)
+    print("ok")
+    """
+    assert run_python(code).strip() == "ok"
+
+
 def test_another_numpy_bit_generator_is_still_seeded_per_sample() -> None:
     original = np.random.mtrand._rand._bit_generator
     np.random.set_bit_generator(np.random.PCG64(0))
