@@ -350,8 +350,8 @@ class TorchCPUStream(Stream):
         (little-endian, top bit cleared), the 624 words the next 2496 bytes (little-endian
         uint32, the first one's top bit set: never the all-zero table), read from word 1
         on before any twist.  ``manual_seed`` keeps only 32 bits of its seed (ATen's
-        mt19937 seeds from ``seed & 0xffffffff``): 65,536 samples already share a seed with
-        even odds.  Written into a state tensor of torch's own making and applied with
+        mt19937 seeds from ``seed & 0xffffffff``): among 77,000 samples, two share a seed
+        with even odds.  Written into a state tensor of torch's own making and applied with
         ``set_state``: ~1 us, like ``manual_seed``.
         """
         filler = self._sample_state

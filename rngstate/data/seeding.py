@@ -49,8 +49,8 @@ class Seeder:
     any position), laid out as :data:`SAMPLE_LAYOUT`: whole MT19937 tables for Python, NumPy
     and torch, written straight into the generators instead of seeding each through
     ``init_by_array`` (~3.5-8 us each).  Every generator thus starts from a state as good as a
-    random one, from 256 bits of derived material, never from a 32-bit seed (those collide
-    within 10**5 samples), and consecutive samples' material comes from one call.
+    random one, from 255 bits of derived material, never from a 32-bit seed (100,000 samples
+    likely include two with the same one), and consecutive samples' material comes from one call.
     """
 
     def __init__(self) -> None:
