@@ -266,16 +266,8 @@ class Runtime:
         finally:
             if saved:
                 self._put_back(frame)
-            elif len(frames) > 1:
-                frames.pop()
-            else:  # _put_back's last step, inlined: this is the hot path
-                lock = self._lock
-                lock.acquire()
-                try:
-                    frames.pop()
-                    self.owner = None
-                finally:
-                    lock.release()
+            else:
+                self._pop()
 
     def _put_back(self, frame: Frame) -> None:
         """Install what ``frame`` still holds of the outer state and pop it."""
@@ -285,17 +277,20 @@ class Runtime:
                 for name, snapshot in frame.saved.items():
                     active[name].set_state(snapshot)
         finally:
-            frames = self.frames
-            if len(frames) > 1:
+            self._pop()
+
+    def _pop(self) -> None:
+        frames = self.frames
+        if len(frames) > 1:
+            frames.pop()
+        else:  # under the lock: a thread entering between the pop and the reset would
+            lock = self._lock  # otherwise lose ownership of the scope it just entered
+            lock.acquire()  # not `with`: its two method calls cost as much as the rest here
+            try:
                 frames.pop()
-            else:  # under the lock: a thread entering between the pop and the reset would
-                lock = self._lock  # otherwise lose ownership of the scope it just entered
-                lock.acquire()
-                try:
-                    frames.pop()
-                    self.owner = None
-                finally:
-                    lock.release()
+                self.owner = None
+            finally:
+                lock.release()
 
     def _enter_substream(self, stream: Stream, frame: Frame) -> None:
         known = self.substreams.get(frame.path)
