@@ -127,6 +127,24 @@ def test_cuda_initialized_inside_scope_follows_substream() -> None:
     assert run_python(code) == run_python(early)
 
 
+@pytest.mark.usefixtures("no_other_threads")
+def test_per_sample_seeding_writes_the_engine_as_set_state_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = backends.stream("torch.cpu")
+    if stream._raw() is None:
+        pytest.skip("this torch's CPU generator layout is not the verified one: set_state only")
+    material = bytes(range(255, -1, -1)) * 9 + bytes(range(200))
+    torch.randn(3, dtype=torch.float64)  # leaves a cached normal that seeding must drop
+    stream.seed_from_material(material)  # straight into the engine
+    fast = bytes(torch.get_rng_state().numpy()), torch.randn(5, dtype=torch.float64), torch.rand(700)
+    monkeypatch.setattr(stream, "_raw", lambda: None)
+    torch.randn(3, dtype=torch.float64)
+    stream.seed_from_material(material)  # through set_state
+    slow = bytes(torch.get_rng_state().numpy()), torch.randn(5, dtype=torch.float64), torch.rand(700)
+    assert fast[0] == slow[0] and torch.equal(fast[1], slow[1]) and torch.equal(fast[2], slow[2])
+    assert torch.initial_seed() == int.from_bytes(material[:8], "little") & (2**63 - 1)
+
+
+@pytest.mark.usefixtures("no_other_threads")
 def test_per_sample_seeding_writes_a_whole_table_torch_accepts() -> None:
     import torch
 
