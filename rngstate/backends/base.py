@@ -12,7 +12,10 @@ from __future__ import annotations
 import _thread
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
+
+from rngstate.errors import MissingBackendError
 
 Plain = Any  # str | int | bytes | list[Plain] | dict[str, Plain]
 
@@ -114,6 +117,22 @@ class DeviceMapped(list[Any]):
     device ``i``; a live device the state has no entry for keeps its current state; saved states
     of devices this process does not have are ignored.
     """
+
+
+def device_pairs(generators: list[Any], snapshot: list[Any], what: str) -> Iterator[tuple[Any, Any]]:
+    """(live generator, saved state) per device.  A snapshot for another device count is
+    refused unless it is :class:`DeviceMapped` (``strict=False``), which maps by index.
+
+    >>> list(device_pairs(["gen0"], ["state0"], "CUDA device"))
+    [('gen0', 'state0')]
+    """
+    if len(snapshot) != len(generators) and not isinstance(snapshot, DeviceMapped):
+        raise MissingBackendError(
+            f"the state holds {len(snapshot)} {what} generators but this process sees "
+            f"{len(generators)}; restore with the same visible devices (CUDA_VISIBLE_DEVICES) "
+            "as the run that captured it, or with strict=False"
+        )
+    return zip(generators, snapshot, strict=False)
 
 
 class GeneratorKind:

@@ -268,6 +268,15 @@ class _RawSnapshot:
 _mtrand = np.random.mtrand  # holds the global RandomState, ``_rand``
 
 
+def _swap(views: tuple[memoryview, memoryview], snapshot: _RawSnapshot) -> _RawSnapshot:
+    """Install ``snapshot`` through the raw views; return what they held."""
+    mt_view, gauss_view = views
+    previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
+    mt_view[:] = snapshot.mt
+    gauss_view[:] = snapshot.gauss
+    return previous
+
+
 class NumpyStream(Stream):
     """The global legacy ``np.random`` (``np.random.rand``, ``np.random.shuffle``, ...)."""
 
@@ -380,17 +389,10 @@ class NumpyStream(Stream):
         else:
             views = self._raw()
         if views is not None and type(snapshot) is _RawSnapshot:
-            mt_view, gauss_view = views
             if single_threaded():  # the scope hot path: no lock to take
-                previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
-                mt_view[:] = snapshot.mt
-                gauss_view[:] = snapshot.gauss
-                return previous
+                return _swap(views, snapshot)
             with self._owners[1].lock:
-                previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
-                mt_view[:] = snapshot.mt
-                gauss_view[:] = snapshot.gauss
-            return previous
+                return _swap(views, snapshot)
         return super().exchange(snapshot)
 
     def encode(self, snapshot: Any) -> Plain:

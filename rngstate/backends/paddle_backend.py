@@ -28,9 +28,9 @@ import sys
 from typing import Any
 
 from rngstate import _check
-from rngstate.backends.base import DeviceMapped, Plain, Stream
+from rngstate.backends.base import Plain, Stream, device_pairs
 from rngstate.derive import derived_int
-from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateError
+from rngstate.errors import InvalidStateError, RNGStateError
 
 logger = logging.getLogger(__name__)
 
@@ -243,14 +243,7 @@ class PaddleGPUStream(Stream):
         return self._devices() if "paddle" in sys.modules else None
 
     def set_state(self, snapshot: Any) -> None:
-        generators = self._generators()
-        if len(snapshot) != len(generators) and not isinstance(snapshot, DeviceMapped):
-            raise MissingBackendError(
-                f"the state holds {len(snapshot)} Paddle GPU generators but this process sees "
-                f"{len(generators)} GPUs; restore with the same visible devices "
-                "(CUDA_VISIBLE_DEVICES) as the run that captured it, or with strict=False"
-            )
-        for generator, state in zip(generators, snapshot, strict=False):  # DeviceMapped: README
+        for generator, state in device_pairs(self._generators(), snapshot, "Paddle GPU"):
             generator.set_state(_as_state(state))
 
     def exchange(self, snapshot: Any) -> Any:

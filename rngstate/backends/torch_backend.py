@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check, backends
-from rngstate.backends.base import DeviceMapped, GeneratorKind, Plain, Stream, single_threaded
+from rngstate.backends.base import GeneratorKind, Plain, Stream, device_pairs, single_threaded
 from rngstate.derive import derived_int
-from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning, ScopeError
+from rngstate.errors import InvalidStateError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
 
@@ -461,14 +461,7 @@ class TorchCUDAStream(Stream):
         return [generator.get_state() for generator in self._generators()]
 
     def set_state(self, snapshot: Any) -> None:
-        generators = self._generators()
-        if len(snapshot) != len(generators) and not isinstance(snapshot, DeviceMapped):
-            raise MissingBackendError(
-                f"the state holds {len(snapshot)} CUDA device generators but this process sees "
-                f"{len(generators)} devices; restore on the same device count "
-                "(CUDA_VISIBLE_DEVICES) as the run that captured it, or with strict=False"
-            )
-        for generator, state in zip(generators, snapshot, strict=False):  # DeviceMapped: README
+        for generator, state in device_pairs(self._generators(), snapshot, "CUDA device"):
             generator.set_state(state if not isinstance(state, bytes) else _to_tensor(state))
 
     def encode(self, snapshot: Any) -> Plain:
