@@ -40,7 +40,9 @@ def no_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from rngstate.backends import base
 
-    monkeypatch.setattr(base, "_FORK_LEFTOVERS", [_thread._count()])
+    # Less the queue feeders among them, which single_threaded() discounts by themselves.
+    monkeypatch.setattr(base, "_FORK_LEFTOVERS", [_thread._count() - len(base._mover_threads())])
+    monkeypatch.setattr(base, "_SEEN", [-1, (), False])
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:

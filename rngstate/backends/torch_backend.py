@@ -13,12 +13,13 @@ import struct
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rngstate import _check, backends
-from rngstate.backends.base import GeneratorKind, Plain, Stream, device_pairs, single_threaded
+from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material, device_pairs, single_threaded
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateWarning, ScopeError
 
@@ -100,13 +101,32 @@ _DOUBLE_CACHE = struct.Struct("<d?7x")  # optional<double>
 _FLOAT_CACHE_AT = _ENGINE_HEAD.size + 4 * _MT_N + 4  # 2520: engine_ is padded to 8 bytes
 _DOUBLE_CACHE_AT = _FLOAT_CACHE_AT + _FLOAT_CACHE.size  # 2528
 RAW_CPU_SIZE = _DOUBLE_CACHE_AT + _DOUBLE_CACHE.size  # 2544
-_FRESH_ENGINE = _ENGINE_HEAD.pack(0, _MT_N, True, 1)  # per-sample tables: read from word 1 on
+_FRESH_FIELDS = _ENGINE_HEAD.pack(0, _MT_N, True, 1)[8:]  # left 624, seeded, next 1: read from word 1 on
 _NO_NORMALS = bytes(RAW_CPU_SIZE - _FLOAT_CACHE_AT)  # both cached normals disengaged
 _LEGACY_HEAD = struct.Struct("<QiiQ")
 _LEGACY_NORMAL = struct.Struct("<ddd i")  # normal_x, normal_y (the cached double), rho, valid
 _LEGACY_FLOAT = struct.Struct("<f?")  # next_float_normal_sample, valid
 _LEGACY_FLOAT_AT = _FLOAT_VALID_OFFSET - 4
 _PROBE_SEED = 0x1D2C3B4A59687706  # distinctive bytes to find engine_.seed_ by
+
+
+def _fresh_fields(view: memoryview) -> None:
+    """What :func:`_fresh_engine` does, for one engine."""
+    view[8 : _ENGINE_HEAD.size] = _FRESH_FIELDS
+    view[7] &= 0x7F
+    view[_ENGINE_HEAD.size + 3] |= 0x80
+    view[_FLOAT_CACHE_AT:] = _NO_NORMALS
+
+
+def _fresh_engine(rows: Any) -> None:
+    """Make each row of raw engine images (RAW_CPU_SIZE bytes) a freshly seeded engine's:
+    left 624, seeded, next 1 (draws read words 1-623 of the table before the first twist, as
+    after one draw past a twist; torch refuses left 625), bit 63 of the seed clear, bit 31 of
+    word 0 set, no cached normals."""
+    rows[:, 8 : _ENGINE_HEAD.size] = np.frombuffer(_FRESH_FIELDS, np.uint8)
+    rows[:, 7] &= 0x7F
+    rows[:, _ENGINE_HEAD.size + 3] |= 0x80
+    rows[:, _FLOAT_CACHE_AT:] = 0
 
 
 class RawCPUState:
@@ -297,15 +317,15 @@ class _SampleState:
         self._top = _CPU_HEAD.size + (3 if sys.byteorder == "little" else 4)  # bit 31 of word 0
 
     def fill(self, material: bytes | memoryview) -> Any:
-        if len(material) != 8 + 4 * _MT_N:
-            raise InvalidStateError(f"per-sample material must be {8 + 4 * _MT_N} bytes, got {len(material)}")
+        """The state tensor holding the seed and table of ``material`` (TorchCPUStream's
+        per-sample layout)."""
         if _LITTLE_ENDIAN:
             self._bytes[:8] = material[:8]
             self._bytes[7] &= 0x7F
         else:
             seed = int.from_bytes(material[:8], "little") & (2**63 - 1)
             self._bytes[:8] = seed.to_bytes(8, sys.byteorder)
-        np.copyto(self._words, np.frombuffer(material, "<u4", _MT_N, 8))  # widened to 64 bits
+        np.copyto(self._words, np.frombuffer(material, "<u4", _MT_N, _ENGINE_HEAD.size))  # widened to 64 bits
         self._bytes[self._top] |= 0x80
         return self.tensor
 
@@ -344,32 +364,51 @@ class TorchCPUStream(Stream):
     def seed_derived(self, material: bytes) -> None:
         _torch().default_generator.manual_seed(derived_int(material, 63))
 
-    sample_material = 8 + 4 * _MT_N  # initial seed, then a whole mt19937 table
+    # Laid out like the engine and its caches (RAW_CPU_SIZE bytes): the initial seed at bytes
+    # 0-7, a whole mt19937 table at 20-2515; the other bytes stand where the engine's
+    # positions and cached normals go, so that a sample block rewritten once (sample_writer)
+    # is one copy per sample.
+    sample_material = RAW_CPU_SIZE
 
     def seed_from_material(self, material: bytes | memoryview) -> None:
         """Give ``torch.default_generator`` a whole mt19937 table from the material, as the
-        rngstate loaders do per sample: ``torch.initial_seed()`` the first 8 bytes
-        (little-endian, top bit cleared), the 624 words the next 2496 bytes (little-endian
-        uint32, the first one's top bit set: never the all-zero table), read from word 1
-        on before any twist.  ``manual_seed`` keeps only 32 bits of its seed (ATen's
-        mt19937 seeds from ``seed & 0xffffffff``): among 77,000 samples, two share a seed
-        with even odds.  Written straight into the engine when the scopes' raw view is
-        verified and no other thread runs (~0.3 us), else into a state tensor of torch's own
-        making applied with ``set_state`` (~1.3 us); the same state either way.
+        rngstate loaders do per sample: ``torch.initial_seed()`` bytes 0-7 (little-endian, top
+        bit cleared), the 624 words bytes 20-2515 (little-endian uint32, the first one's top
+        bit set: never the all-zero table), read from word 1 on before any twist.
+        ``manual_seed`` keeps only 32 bits of its seed (ATen's mt19937 seeds from ``seed &
+        0xffffffff``): among 77,000 samples, two share a seed with even odds.  Written straight
+        into the engine when the scopes' raw view is verified and no other thread runs, else
+        into a state tensor of torch's own making applied with ``set_state`` (~1.3 us); the
+        same state either way.
         """
-        view = self._raw() if single_threaded() else None
-        if view is not None and len(material) == self.sample_material:
-            view[:_ENGINE_HEAD.size] = _FRESH_ENGINE  # seed_ below; left 624, seeded, next 1
-            view[:8] = material[:8]
-            view[7] &= 0x7F  # bit 63 of the seed (little-endian: the layout check requires it)
-            view[_ENGINE_HEAD.size : _ENGINE_HEAD.size + 4 * _MT_N] = material[8:]
-            view[_ENGINE_HEAD.size + 3] |= 0x80  # bit 31 of word 0
-            view[_FLOAT_CACHE_AT:] = _NO_NORMALS
+        check_material(material, self.sample_material)
+        generator = sys.modules["torch"].default_generator
+        view = self._view if generator is self._generator else self._raw()
+        if view is not None and single_threaded():
+            view[:] = material
+            _fresh_fields(view)
             return
         filler = self._sample_state
         if filler is None:
             filler = self._sample_state = _SampleState(_torch())
         _torch().default_generator.set_state(filler.fill(material))
+
+    def sample_writer(self, block: memoryview, start: int, stride: int) -> Callable[[int], None]:
+        """Per sample one copy of the engine (~0.3 us), the block's positions, seed and word-0
+        bits and caches rewritten beforehand for all its samples."""
+        view = self._raw()
+        if view is None:
+            return super().sample_writer(block, start, stride)
+        _fresh_engine(np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + RAW_CPU_SIZE])
+        generator, torch, end, seed = self._generator, _torch(), start + RAW_CPU_SIZE, self.seed_from_material
+
+        def write(base: int) -> None:
+            if single_threaded() and torch.default_generator is generator:
+                view[:] = block[base + start : base + end]
+            else:  # another thread may draw: set_state takes the generator's mutex
+                seed(block[base + start : base + end])
+
+        return write
 
     def _raw(self) -> memoryview | None:
         generator = _torch().default_generator
@@ -379,19 +418,33 @@ class TorchCPUStream(Stream):
         return self._view
 
     def get_state(self) -> Any:
-        return _torch().default_generator.get_state()
+        generator = sys.modules["torch"].default_generator
+        view = self._view if generator is self._generator else self._raw()
+        if view is not None and single_threaded():  # a raw copy (~0.2 us against ~0.9 us)
+            return RawCPUState(view.tobytes())
+        return generator.get_state()
 
     def set_state(self, snapshot: Any) -> None:
-        torch = _torch()
+        generator = sys.modules["torch"].default_generator
         if type(snapshot) is RawCPUState:
-            view = self._raw() if single_threaded() else None
-            if view is not None:
+            view = self._view if generator is self._generator else self._raw()
+            if view is not None and single_threaded():
                 view[:] = snapshot.raw
                 return
             snapshot = legacy_cpu_state(snapshot)
-        if not isinstance(snapshot, torch.Tensor):
+        if not isinstance(snapshot, _torch().Tensor):
             snapshot = _to_tensor(snapshot)
-        torch.default_generator.set_state(snapshot)
+        generator.set_state(snapshot)
+
+    def exchange_material(self, material: bytes | memoryview) -> Any:
+        generator = sys.modules["torch"].default_generator
+        view = self._view if generator is self._generator else self._raw()
+        if view is None or len(material) != self.sample_material or not single_threaded():
+            return super().exchange_material(material)
+        previous = RawCPUState(view.tobytes())
+        view[:] = material
+        _fresh_fields(view)
+        return previous
 
     def exchange(self, snapshot: Any) -> Any:
         generator = sys.modules["torch"].default_generator

@@ -27,13 +27,17 @@ from rngstate.runtime import RUNTIME
 # stream's slice is the same whichever others are imported.  Device streams are left out:
 # DataLoader workers are forked and cannot use CUDA, and reseeding every device per sample
 # would cost more than the sample.  TensorFlow and Keras are left out too: TensorFlow does not
-# survive fork, and tf.data takes its seeds from rngstate.derive_seed.
-SAMPLE_LAYOUT = (("python", 2496), ("numpy", 2496), ("paddle.cpu", 32), ("torch.cpu", 2504))
+# survive fork, and tf.data takes its seeds from rngstate.derive_seed.  Each table-holding
+# stream's share is laid out like its generator's memory (Stream.sample_material), so that a
+# block of samples, rewritten once by the stream, is one copy per sample.
+SAMPLE_LAYOUT = (("python", 2504), ("numpy", 2504), ("paddle.cpu", 32), ("torch.cpu", 2544))
 SAMPLE_STREAMS = tuple(name for name, _size in SAMPLE_LAYOUT)
 _KEY_AT = sum(size for _name, size in SAMPLE_LAYOUT)
 SAMPLE_BYTES = _KEY_AT + 32  # one sample's material
 SAMPLE_WORDS = SAMPLE_BYTES // 8
-_CHUNK = 16  # samples drawn per call: ~120 KB, which stays in cache until the samples use it
+# Consecutive samples drawn per call: ~490 KB, within this machine's 1 MB L2 (16 and 32 were
+# measured slower: the per-block rewrite and the call are then paid more often).
+_CHUNK = 64
 SAMPLE = "#sample"  # the derivation kind of one sample; "#" never comes from a scope name
 NOT_PER_SAMPLE = frozenset(
     {"torch.cuda", "paddle.gpu", "tensorflow.ops", "tensorflow.generator", "keras.global"}
@@ -45,23 +49,26 @@ class Seeder:
 
     A sequence of samples (a loader's epoch) is named by a 32-byte key of
     :func:`derive_bytes`; sample ``p`` of it takes bytes ``p * SAMPLE_BYTES`` onwards of the
-    :class:`~rngstate.backends.numpy_backend.Expander` run of that key (PCG64, which jumps to
-    any position), laid out as :data:`SAMPLE_LAYOUT`: whole MT19937 tables for Python, NumPy
-    and torch, written straight into the generators instead of seeding each through
-    ``init_by_array`` (~3.5-8 us each).  Every generator thus starts from a state as good as a
-    random one, from 255 bits of derived material, never from a 32-bit seed (100,000 samples
-    likely include two with the same one), and consecutive samples' material comes from one call.
+    :class:`~rngstate.backends.numpy_backend.Expander` run of that key (PCG64DXSM, which
+    jumps to any position), laid out as :data:`SAMPLE_LAYOUT`: whole MT19937 tables for
+    Python, NumPy and torch, written straight into the generators instead of seeding each
+    through ``init_by_array`` (~3.5-8 us each).  Every generator thus starts from a state as
+    good as a random one, from 255 bits of derived material, never from a 32-bit seed (100,000
+    samples likely include two with the same one).  Consecutive samples' material comes from
+    one call, which each stream rewrites once (:meth:`Stream.sample_writer
+    <rngstate.backends.base.Stream.sample_writer>`) so that a sample costs it one copy.
     """
 
     def __init__(self) -> None:
         self._modules_seen = -1
         self._streams: list[tuple[Stream, bytes]] = []
-        # (seeding verb, start, end) of each active stream of SAMPLE_LAYOUT in a sample's material.
-        self._slots: list[tuple[Callable[[memoryview], None], int, int]] = []
-        # Other streams: their seeding verb and a BLAKE2b keyed by their name, copied per
-        # sample (building a keyed state costs more than copying one).
-        self._salted: list[tuple[Callable[[bytes], None], Any]] = []
+        # (stream, start, end) of each active stream of SAMPLE_LAYOUT in a sample's material.
+        self._slots: list[tuple[Stream, int, int]] = []
+        # Other streams, each with a BLAKE2b keyed by its name, copied per sample (building a
+        # keyed state costs more than copying one).
+        self._salted: list[tuple[Stream, Any]] = []
         self._expand: Callable[[bytes, int, int], memoryview] | None = None
+        self._roots: Callable[[memoryview, int, int], list[int]] | None = None
         # The key of the last (root, path) asked for: a loader's epoch asks once per batch.
         self._last: tuple[tuple[int, tuple[str, ...]], bytes] | None = None
 
@@ -72,23 +79,22 @@ class Seeder:
             known = backends.stream_names()
             others = [n for n in known if n not in NOT_PER_SAMPLE and n not in SAMPLE_STREAMS]
             found: list[tuple[Stream, bytes]] = []
-            slots: list[tuple[Callable[[memoryview], None], int, int]] = []
-            salted: list[tuple[Callable[[bytes], None], Any]] = []
+            slots: list[tuple[Stream, int, int]] = []
+            salted: list[tuple[Stream, Any]] = []
             start = 0
             for name, size in (*SAMPLE_LAYOUT, *((n, 0) for n in others)):
                 stream = self._active(name, known)
                 if stream is not None:
                     found.append((stream, name.encode("utf-8")))
                     if size:
-                        slots.append((stream.seed_from_material, start, start + size))
+                        slots.append((stream, start, start + size))
                     else:
-                        salted.append((stream.seed_from_material,
-                                       hashlib.blake2b(digest_size=32, key=name.encode("utf-8"))))
+                        salted.append((stream, hashlib.blake2b(digest_size=32, key=name.encode("utf-8"))))
                 start += size
             if self._expand is None:
-                from rngstate.backends.numpy_backend import Expander  # numpy: only when loading
+                from rngstate.backends import numpy_backend  # numpy: only when loading
 
-                self._expand = Expander().expand
+                self._expand, self._roots = numpy_backend.Expander().expand, numpy_backend.big_endian_words
             self._streams, self._slots, self._salted = found, slots, salted
         return self._streams
 
@@ -115,15 +121,17 @@ class Seeder:
             self._last = last  # one whole pair: threads that race see a consistent one
         return last[1]
 
-    def seed(self, root: int, parts: tuple[str, ...]) -> int:
-        """Seed every sample stream as sample 0 of the sequence at (root, parts); returns the
-        root for the scopes opened while they are in use.
+    def seed(self, root: int, parts: tuple[str, ...], position: int = 0) -> int:
+        """Seed every sample stream as sample ``position`` of the sequence at (root, parts);
+        returns the root for the scopes opened while they are in use.
 
-        >>> root = SEEDER.seed(0, ("a",))
-        >>> next(SEEDER.positions(0, ("a",), 0, 1, 1)) == root
+        >>> root = SEEDER.seed(0, ("a",), 5)
+        >>> list(SEEDER.positions(0, ("a",), 3, 2, 2))[1] == root
         True
         """
-        return next(self.positions(root, parts, 0, 1, 1))
+        if len(sys.modules) != self._modules_seen:
+            self.streams()
+        return self._seed_at(self.key(root, parts), position)
 
     def positions(
         self, root: int, parts: tuple[str, ...], first: int, step: int, count: int
@@ -132,34 +140,87 @@ class Seeder:
         sequence at (root, parts), one per ``next``, which returns that sample's scope root."""
         if len(sys.modules) != self._modules_seen:
             self.streams()
-        return self._positions(self.key(root, parts), first, step, count)
+        key = self.key(root, parts)
+        if step != 1 or count == 1:  # a sharded epoch's samples are world_size apart: one each
+            return (self._seed_at(key, first + k * step) for k in range(count))
+        return self._consecutive(key, first, count)
 
-    def _positions(self, key: bytes, first: int, step: int, count: int) -> Iterator[int]:
-        expand, slots, salted = self._expand, self._slots, self._salted
-        assert expand is not None  # set by streams()
-        done = 0
-        while done < count:
-            # Consecutive samples: one call for a chunk of them; a sharded epoch's samples
-            # (step = world size) are apart, one call each.
-            chunk = min(_CHUNK, count - done) if step == 1 else 1
-            block = expand(key, (first + done * step) * SAMPLE_WORDS, chunk * SAMPLE_WORDS)
-            for base in range(0, chunk * SAMPLE_BYTES, SAMPLE_BYTES):
+    def _seed_at(self, key: bytes, position: int) -> int:
+        if len(sys.modules) != self._modules_seen:  # the last sample imported a framework
+            self.streams()
+        assert self._expand is not None  # set by streams()
+        block = self._expand(key, position * SAMPLE_WORDS, SAMPLE_WORDS)
+        for stream, start, end in self._slots:
+            stream.seed_from_material(block[start:end])
+        if self._salted:
+            self._seed_salted(block[_KEY_AT:])
+        return scope_root(block[_KEY_AT : _KEY_AT + 4])
+
+    def _consecutive(self, key: bytes, first: int, count: int) -> Iterator[int]:
+        # Consecutive samples: one expansion for a chunk of them, which each stream rewrites
+        # once for its raw copies (Stream.sample_writer); then a copy or so per sample.
+        expand, big_endian_words = self._expand, self._roots
+        assert expand is not None and big_endian_words is not None  # set by streams()
+        for done in range(0, count, _CHUNK):
+            chunk = min(_CHUNK, count - done)
+            block = expand(key, (first + done) * SAMPLE_WORDS, chunk * SAMPLE_WORDS)
+            writers = self._writers(block)
+            roots = big_endian_words(block, _KEY_AT, SAMPLE_BYTES)  # the samples' scope roots
+            for k in range(chunk):
                 if len(sys.modules) != self._modules_seen:  # a sample imported a framework
                     self.streams()
-                    slots, salted = self._slots, self._salted
-                for seed_from_material, start, end in slots:
-                    seed_from_material(block[base + start : base + end])
-                sample_key = block[base + _KEY_AT : base + SAMPLE_BYTES]
-                for seed_salted, salt in salted:
-                    digest = salt.copy()
-                    digest.update(sample_key)
-                    seed_salted(digest.digest())
-                yield int.from_bytes(sample_key[:4], "big")
-            done += chunk
+                    writers = self._writers(block)  # idempotent for the streams there before
+                base = k * SAMPLE_BYTES
+                for write in writers:
+                    write(base)
+                if self._salted:
+                    self._seed_salted(block[base + _KEY_AT : base + SAMPLE_BYTES])
+                yield roots[k]
+
+    def _writers(self, block: memoryview) -> list[Callable[[int], None]]:
+        return [stream.sample_writer(block, start, SAMPLE_BYTES) for stream, start, _end in self._slots]
+
+    def _seed_salted(self, sample_key: memoryview) -> None:
+        for stream, salt in self._salted:
+            digest = salt.copy()
+            digest.update(sample_key)
+            stream.seed_from_material(digest.digest())
+
+    def enter(self, root: int, parts: tuple[str, ...], position: int) -> tuple[list[tuple[Stream, Any]], int]:
+        """:meth:`seed` and :meth:`save` in one: seed the sample streams as sample ``position``
+        of the sequence at (root, parts); return the states they replaced (for
+        :meth:`put_back`) and the root for the scopes opened meanwhile.
+
+        >>> import random
+        >>> before = random.getstate()
+        >>> saved, root = SEEDER.enter(0, ("a",), 5)
+        >>> root == SEEDER.seed(0, ("a",), 5)
+        True
+        >>> SEEDER.put_back(saved)
+        >>> random.getstate() == before
+        True
+        """
+        if len(sys.modules) != self._modules_seen:
+            self.streams()
+        assert self._expand is not None  # set by streams()
+        block = self._expand(self.key(root, parts), position * SAMPLE_WORDS, SAMPLE_WORDS)
+        saved: list[tuple[Stream, Any]] = []
+        try:
+            for stream, start, end in self._slots:
+                saved.append((stream, stream.exchange_material(block[start:end])))
+            if self._salted:
+                saved.extend((stream, stream.get_state()) for stream, _salt in self._salted)
+                self._seed_salted(block[_KEY_AT:])
+        except BaseException:
+            self.put_back(saved)
+            raise
+        return saved, scope_root(block[_KEY_AT : _KEY_AT + 4])
 
     def save(self) -> list[tuple[Stream, Any]]:
         """The states of the sample streams, to put back after loading."""
-        return [(stream, stream.get_state()) for stream, _name in self.streams()]
+        if len(sys.modules) != self._modules_seen:
+            self.streams()
+        return [(stream, stream.get_state()) for stream, _name in self._streams]
 
     @staticmethod
     def put_back(saved: list[tuple[Stream, Any]] | None) -> None:
@@ -168,7 +229,8 @@ class Seeder:
 
 
 SEEDER = Seeder()
-# The sample being loaded by this thread: (root, loader parts, epoch, position), and its batch.
+# The batch being loaded by this thread: (root, loader parts, epoch, first position, step,
+# the batch's list iterator, its length), and the batch just loaded.
 LOCAL = threading.local()
 
 
@@ -230,7 +292,7 @@ class Isolated:
             SEEDER.put_back(outer)
 
 
-def scope_root(key: bytes) -> int:
+def scope_root(key: bytes | memoryview) -> int:
     """A 32-bit root (like every root seed) for the scopes opened where a derived ``key``
     seeded the streams: its first 4 bytes, big-endian.
 
@@ -295,6 +357,7 @@ def sample_seed(name: str = "seed") -> int:
             "sample_seed() is only available inside __getitem__ of a dataset loaded by "
             "rngstate.torch.DataLoader or rngstate.paddle.DataLoader"
         )
-    root, parts, epoch, position = current
+    root, parts, epoch, first, step, items, count = current
+    position = first + (count - 1 - items.__length_hint__()) * step  # items: the batch's iterator
     path = (*sample_parts(parts, epoch, position), *split_path(name))
     return int.from_bytes(derive_bytes(root, path, "seed")[:8], "big") >> 1

@@ -71,23 +71,32 @@ class SeededBatch(list[Any]):
 
     def _seeding(self) -> Iterator[Any]:
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
-        saved = SEEDER.save() if os.getpid() == self.pid else None
+        here = os.getpid() == self.pid
         outer_scopes = RUNTIME.rebase(RUNTIME.root)
-        local, rebase = LOCAL, RUNTIME.rebase
-        per_sample = self.seed_per == "sample"
+        items = list.__iter__(self)
+        # sample_seed() finds the sample's position from what is left of ``items``: cheaper
+        # than recording it per sample.
+        LOCAL.sample = (root, parts, epoch, first, step, items, len(self))
+        saved = None
         try:
-            if per_sample:
+            if self.seed_per == "sample":
+                saved = SEEDER.save() if here else None
+                rebase = RUNTIME.rebase
                 roots = SEEDER.positions(root, epoch_parts(parts, SAMPLE, epoch), first, step, len(self))
-            else:  # the batch's first sample only; the others continue its generators
-                roots = SEEDER.positions(root, epoch_parts(parts, BATCH_SAMPLES, epoch), first, step, 1)
-            for k, index in enumerate(list.__iter__(self)):
-                local.sample = (root, parts, epoch, first + k * step)  # sample_seed(): per sample
-                if per_sample or k == 0:
-                    rebase(next(roots))  # seed the streams; scopes derive from the sample
-                yield index
+                for index, sample_root in zip(items, roots, strict=True):  # seeds each sample's streams
+                    rebase(sample_root)  # scopes derive from the sample
+                    yield index
+            elif len(self):  # the first sample's streams only; the others continue them
+                batch_samples = epoch_parts(parts, BATCH_SAMPLES, epoch)
+                if here:
+                    saved, sample_root = SEEDER.enter(root, batch_samples, first)
+                else:
+                    sample_root = SEEDER.seed(root, batch_samples, first)
+                RUNTIME.rebase(sample_root)
+                yield from items
         finally:
             LOCAL.sample = None
-            LOCAL.batch = (root, parts, epoch, self.batch_start, saved is not None)
+            LOCAL.batch = (root, parts, epoch, self.batch_start, here)
             RUNTIME.rebase(*outer_scopes)
             SEEDER.put_back(saved)
 

@@ -132,7 +132,7 @@ def test_per_sample_seeding_writes_the_engine_as_set_state_would(monkeypatch: py
     stream = backends.stream("torch.cpu")
     if stream._raw() is None:
         pytest.skip("this torch's CPU generator layout is not the verified one: set_state only")
-    material = bytes(range(255, -1, -1)) * 9 + bytes(range(200))
+    material = bytes(range(255, -1, -1)) * 9 + bytes(range(240))
     torch.randn(3, dtype=torch.float64)  # leaves a cached normal that seeding must drop
     stream.seed_from_material(material)  # straight into the engine
     fast = bytes(torch.get_rng_state().numpy()), torch.randn(5, dtype=torch.float64), torch.rand(700)
@@ -149,18 +149,18 @@ def test_per_sample_seeding_writes_a_whole_table_torch_accepts() -> None:
     import torch
 
     stream = backends.stream("torch.cpu")
-    material = bytes(range(256)) * 9 + bytes(range(200))
+    material = bytes(range(256)) * 9 + bytes(range(240))  # seed at 0-7, table at 20-2515
     stream.seed_from_material(material)
     state = bytes(torch.get_rng_state().numpy())
     check_cpu_state(state, "seeded")
     assert torch.initial_seed() == int.from_bytes(material[:8], "little") & (2**63 - 1)
     words = struct.unpack_from("<624Q", state, 24)
-    expected = struct.unpack("<624I", material[8:])
+    expected = struct.unpack("<624I", material[20:2516])
     assert words == (expected[0] | 0x80000000, *expected[1:])
     first = torch.rand(4)
     stream.seed_from_material(material)
     assert torch.equal(torch.rand(4), first)
-    with pytest.raises(InvalidStateError, match="2504 bytes"):
+    with pytest.raises(InvalidStateError, match="2544 bytes"):
         stream.seed_from_material(material[:32])
 # -- the raw CPU state copy (the scope fast path) ------------------------------------------------
 
@@ -277,7 +277,14 @@ def test_raw_copies_are_left_alone_while_another_thread_runs() -> None:
     try:
         previous = stream.exchange(raw)
         assert isinstance(previous, torch.Tensor)  # get_state: torch's mutex held
-        assert numpy_stream._lock() is np.random.mtrand._rand._bit_generator.lock  # NumPy's own
+        snapshots: list[object] = []
+        with np.random.mtrand._rand._bit_generator.lock:  # NumPy's own, which its draws hold
+            reader = threading.Thread(target=lambda: snapshots.append(numpy_stream.get_state()))
+            reader.start()
+            reader.join(0.2)
+            assert reader.is_alive() and not snapshots  # the raw copy waits for the lock
+        reader.join()
+        assert snapshots
         for _ in range(300):
             with rngstate.rng_scope("threaded"):
                 torch.rand(3), np.random.rand(3)

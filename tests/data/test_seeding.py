@@ -40,32 +40,33 @@ def test_sample_randomness_golden_vectors() -> None:
     assert load([1, 3], 2, 4)[1] == load([3], 2, 5)[0]
 
 
-GOLDEN_0_0 = (0.6255138658190746, 0.5079049861465365, 0.9457078576087952)
-GOLDEN_2_5 = (0.5536886167391083, 0.8842327128056615, 0.5914103984832764)
+GOLDEN_0_0 = (0.25609072362063956, 0.08921496848607924, 0.9250356554985046)
+GOLDEN_2_5 = (0.0811994424840734, 0.4694829716731479, 0.7572557330131531)
 
 
 def reference_states(root: int, parts: tuple[str, ...], epoch: int, position: int) -> dict[str, Any]:
     """What a sample's streams must hold, built from public APIs only (the documented layout:
-    PCG64 from the epoch's key -- state its first 16 bytes, increment the last 16 made odd --
-    advanced to the sample's 945 words: Python's table, NumPy's, 32 bytes for Paddle, torch's
-    initial seed and table, the sample's key; each table's word 0 top bit set; each generator
-    reads its table before any twist)."""
+    PCG64DXSM from the epoch's key -- state its first 16 bytes, increment the last 16 made odd
+    -- advanced to the sample's 952 words: Python's 2,504 bytes (table at 4-2499), NumPy's
+    2,504 (table first), 32 for Paddle, torch's 2,544 (seed at 0-7, table at 20-2515), the
+    sample's key; each table's word 0 top bit set; each generator reads its table before any
+    twist)."""
     key = derive_bytes(root, (*parts, "#sample", str(epoch)), "sample")
-    pcg = np.random.PCG64()
-    pcg.state = {"bit_generator": "PCG64",
-                 "state": {"state": int.from_bytes(key[:16], "little"),
-                           "inc": int.from_bytes(key[16:], "little") | 1},
-                 "has_uint32": 0, "uinteger": 0}
-    pcg.advance(position * 945)
-    material = pcg.random_raw(945).astype("<u8").tobytes()
-    python = list(struct.unpack("<624I", material[:2496]))
-    numpy_words = np.frombuffer(material[2496:4992], "<u4").copy()
-    torch_seed = int.from_bytes(material[5024:5032], "little") & (2**63 - 1)
-    torch_words = list(struct.unpack("<624I", material[5032:7528]))
+    bits = np.random.PCG64DXSM()
+    bits.state = {"bit_generator": "PCG64DXSM",
+                  "state": {"state": int.from_bytes(key[:16], "little"),
+                            "inc": int.from_bytes(key[16:], "little") | 1},
+                  "has_uint32": 0, "uinteger": 0}
+    bits.advance(position * 952)
+    material = bits.random_raw(952).astype("<u8").tobytes()
+    python = list(struct.unpack("<624I", material[4:2500]))
+    numpy_words = np.frombuffer(material[2504:5000], "<u4").copy()
+    torch_seed = int.from_bytes(material[5040:5048], "little") & (2**63 - 1)
+    torch_words = list(struct.unpack("<624I", material[5060:7556]))
     for words in (python, numpy_words, torch_words):
         words[0] |= 0x80000000
     return {"python": (3, (*python, 0), None), "numpy": numpy_words, "torch_seed": torch_seed,
-            "torch_words": torch_words, "scope_root": int.from_bytes(material[7528:7532], "big")}
+            "torch_words": torch_words, "scope_root": int.from_bytes(material[7584:7588], "big")}
 
 
 def test_sample_streams_hold_whole_tables_from_the_epoch_key() -> None:
@@ -92,30 +93,90 @@ def test_sample_streams_hold_whole_tables_from_the_epoch_key() -> None:
 
 
 @pytest.mark.usefixtures("no_other_threads")
-def test_fallback_paths_seed_exactly_like_the_raw_writes() -> None:
+@pytest.mark.parametrize("name", ["python", "numpy", "torch.cpu"])
+def test_block_writes_single_writes_and_fallbacks_seed_alike(name: str) -> None:
+    """One stream seeded as a sample three ways: from a whole block of samples rewritten once
+    (sample_writer, the loaders' path), alone through its raw view, and with no raw view (as
+    where the layout is unverified) -- always the same state and draws, cached normals dropped."""
     from rngstate import backends
 
     rngstate.seed_everything(0)
-    material = bytes(np.random.default_rng(5).integers(0, 256, 2496, dtype=np.uint8))
-    for name in ("python", "numpy"):
-        stream = backends.stream(name)
-        assert stream._raw() is not None  # the raw path is what runs first
-        random.gauss(0, 1), np.random.standard_normal()  # cached Gaussians seeding must drop
-        stream.seed_from_material(material)
-        fast = stream.get_state()
-        fast_draws = random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal()
-        raw = stream._raw
-        stream._raw = lambda: None  # type: ignore[method-assign]  # as where the layout is unverified
+    stream = backends.stream(name)
+    size, stride, samples = stream.sample_material, stream.sample_material + 40, 3
+    blocks = np.random.default_rng(5).integers(0, 256, samples * stride, dtype=np.uint8)
+
+    def draws() -> tuple[float, ...]:  # this stream's: uniform, then a normal (cached ones must be gone)
+        if name == "python":
+            return random.random(), random.gauss(0, 1)
+        if name == "numpy":
+            return float(np.random.rand()), float(np.random.standard_normal())
+        return float(torch.rand(())), float(torch.randn((), dtype=torch.float64)), float(torch.randn(()))
+
+    def leave_cached_normals() -> None:
+        random.gauss(0, 1), np.random.standard_normal(), torch.randn(3), torch.randn(1, dtype=torch.float64)
+
+    def seeded(way: str, k: int) -> tuple[Any, tuple[float, ...]]:
+        leave_cached_normals()
+        block = memoryview(blocks.copy().data).cast("B")  # the writer rewrites its block
+        if way == "block":
+            stream.sample_writer(block, 20, stride)(k * stride)
+        else:
+            stream.seed_from_material(block[k * stride + 20 : k * stride + 20 + size])
+        return stream.encode(stream.get_state()), draws()
+
+    assert stream._raw() is not None  # the raw paths are what run first
+    for k in range(samples):
+        block_way, single = seeded("block", k), seeded("single", k)
+        stream._raw = lambda: None  # type: ignore[method-assign]
         try:
-            random.gauss(0, 1), np.random.standard_normal()
-            stream.seed_from_material(material)
-            slow = stream.get_state()
-            slow_draws = random.random(), random.gauss(0, 1), np.random.rand(), np.random.standard_normal()
+            fallback = seeded("single", k)
+            from_block_without_view = seeded("block", k)
         finally:
             del stream._raw
-        assert raw is not None
-        assert stream.encode(fast) == stream.encode(slow), name
-        assert fast_draws[:2] == slow_draws[:2] if name == "python" else fast_draws[2:] == slow_draws[2:]
+        assert block_way == single == fallback == from_block_without_view, (name, k)
+    assert seeded("block", 0) != seeded("block", 1)
+
+
+@pytest.mark.usefixtures("no_other_threads")
+@pytest.mark.parametrize("name", ["python", "numpy", "torch.cpu"])
+@pytest.mark.parametrize("raw", [True, False])
+def test_exchange_material_is_get_state_then_seed_from_material(name: str, raw: bool,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from rngstate import backends
+
+    rngstate.seed_everything(0)
+    stream = backends.stream(name)
+    if not raw:
+        monkeypatch.setattr(stream, "_raw", lambda: None)  # as where the layout is unverified
+    material = bytes(np.random.default_rng(7).integers(0, 256, stream.sample_material, dtype=np.uint8))
+    random.random(), np.random.rand(), torch.rand(1)  # somewhere along each generator
+    before = stream.encode(stream.get_state())
+    previous = stream.exchange_material(material)
+    exchanged = stream.encode(stream.get_state())
+    assert stream.encode(previous) == before
+    stream.set_state(previous)
+    assert stream.encode(stream.get_state()) == before
+    stream.seed_from_material(material)
+    assert stream.encode(stream.get_state()) == exchanged != before
+
+
+def test_a_failing_batch_seeding_puts_back_what_it_had_seeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rngstate import backends
+    from rngstate.data.seeding import SEEDER
+
+    rngstate.seed_everything(0)
+    python_before, numpy_before = random.getstate(), np.random.get_state(legacy=False)
+
+    def broken(material: Any) -> Any:
+        raise RuntimeError("torch refused the state")
+
+    monkeypatch.setattr(backends.stream("torch.cpu"), "exchange_material", broken)
+    with pytest.raises(RuntimeError, match="refused"):
+        SEEDER.enter(0, ("train",), 3)  # Python and NumPy were seeded before torch failed
+    assert random.getstate() == python_before
+    after = np.random.get_state(legacy=False)
+    assert np.array_equal(after["state"]["key"], numpy_before["state"]["key"])
+    assert after["state"]["pos"] == numpy_before["state"]["pos"]
 
 
 def test_expander_jumps_exactly_to_any_position() -> None:
@@ -239,3 +300,16 @@ def test_every_sample_gets_its_own_tables() -> None:
             python_words.add(random.getstate()[1][1:3])
             numpy_words.add(tuple(np.random.get_state()[1][1:3].tolist()))
     assert len(torch_words) == len(python_words) == len(numpy_words) == 20_000
+
+
+@pytest.mark.parametrize("seed_per", ["sample", "batch"])
+def test_sample_seed_names_each_sample_by_its_position(seed_per: str) -> None:
+    from rngstate.data import sample_seed
+    from rngstate.data.seeding import sample_parts
+
+    rngstate.seed_everything(0)
+    batch = SeededBatch([4, 9, 2], root=0, parts=("train",), epoch=1, first=5, step=3, seed_per=seed_per)
+    seen = [sample_seed("aug") for _index in batch]
+    expected = [derive_bytes(0, (*sample_parts(("train",), 1, position), "aug"), "seed")[:8]
+                for position in (5, 8, 11)]
+    assert seen == [int.from_bytes(material, "big") >> 1 for material in expected]
