@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,19 +52,3 @@ def read_progress(folder: Path, fmt: str, version: int, error: type[Exception]) 
     if progress.get("version", 0) > version:
         raise error(f"{folder}: written by a newer rngstate; upgrade rngstate")
     return progress
-
-
-def lazy_callback(module_name: str, build: Callable[[], type]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that builds ``RNGStateCallback`` (subclassing the trainer's own
-    Callback class, so importing the trainer) only when it is first used."""
-
-    def module_getattr(name: str) -> Any:
-        if name != "RNGStateCallback":
-            raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
-        callback = build()
-        callback.__module__ = module_name
-        callback.__qualname__ = "RNGStateCallback"
-        setattr(sys.modules[module_name], name, callback)
-        return callback
-
-    return module_getattr

@@ -1,8 +1,7 @@
 """Lightning integration: every random generator inside Lightning's own checkpoint.
 
-``import rngstate.lightning`` imports nothing; ``rngstate.lightning.RNGStateCallback`` imports
-``lightning.pytorch`` (or ``pytorch_lightning`` when only that is installed, or only that is
-imported) on first use.
+``import rngstate.lightning`` imports ``lightning.pytorch`` (or ``pytorch_lightning`` when only
+that is installed, or only that is imported); ``import rngstate`` alone imports neither.
 
 >>> import rngstate.lightning
 >>> callbacks = [rngstate.lightning.RNGStateCallback()]  # doctest: +SKIP
@@ -20,19 +19,16 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rngstate import _check, fileformat
-from rngstate._trainers import is_rngstate_loader, lazy_callback
+from rngstate._trainers import is_rngstate_loader
 from rngstate.backends import torch_backend
 from rngstate.data import DataLoaderError
 from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
-
-if TYPE_CHECKING:
-    RNGStateCallback: Any
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +51,10 @@ def _lightning() -> Any:
             ) from None
 
 
-def capture_ranks() -> dict[str, Any]:
+_pl = _lightning()
+
+
+def _capture_ranks() -> dict[str, Any]:
     """Every rank's state, as plain data.  Collective under a process group: Lightning calls
     ``state_dict`` on every rank while it dumps a checkpoint (only rank 0 writes it)."""
     state = capture().to_dict()
@@ -69,8 +68,8 @@ def capture_ranks() -> dict[str, Any]:
     return {"format": STATE_FORMAT, "version": STATE_VERSION, "world_size": world_size, "ranks": ranks}
 
 
-def own_rank(saved: Any) -> RNGState:
-    """This rank's entry of :func:`capture_ranks`, validated."""
+def _own_rank(saved: Any) -> RNGState:
+    """This rank's entry of :func:`_capture_ranks`, validated."""
     where = "rngstate.lightning checkpoint entry"
     _check.mapping(saved, where, ("format", "version", "world_size", "ranks"))
     _check.text(saved["format"], f"{where}: format", (STATE_FORMAT,))
@@ -89,53 +88,48 @@ def own_rank(saved: Any) -> RNGState:
     return RNGState.from_dict(ranks[live.rank])
 
 
-def _build_callback() -> type:
-    pl = _lightning()
+class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
+    """Puts every random generator (Python, NumPy, torch CPU and CUDA, tracked generators,
+    substreams; each rank's own) into Lightning's checkpoints and restores it when
+    ``trainer.fit(..., ckpt_path=...)`` resumes, right before the first training batch.
 
-    class RNGStateCallback(pl.Callback):  # type: ignore[misc,name-defined]
-        """Puts every random generator (Python, NumPy, torch CPU and CUDA, tracked generators,
-        substreams; each rank's own) into Lightning's checkpoints and restores it when
-        ``trainer.fit(..., ckpt_path=...)`` resumes, right before the first training batch.
+    It also keeps Lightning from rebuilding an ``rngstate.torch.DataLoader`` under DDP
+    (that loader shards by rank itself) and keeps Lightning's loop counters right on a
+    mid-epoch resume.
 
-        It also keeps Lightning from rebuilding an ``rngstate.torch.DataLoader`` under DDP
-        (that loader shards by rank itself) and keeps Lightning's loop counters right on a
-        mid-epoch resume.
+    >>> import lightning.pytorch as pl, rngstate.lightning      # doctest: +SKIP
+    >>> trainer = pl.Trainer(callbacks=[rngstate.lightning.RNGStateCallback(),  # doctest: +SKIP
+    ...                                 pl.callbacks.ModelCheckpoint(every_n_train_steps=50)])
+    """
 
-        >>> import lightning.pytorch as pl, rngstate.lightning      # doctest: +SKIP
-        >>> trainer = pl.Trainer(callbacks=[rngstate.lightning.RNGStateCallback(),  # doctest: +SKIP
-        ...                                 pl.callbacks.ModelCheckpoint(every_n_train_steps=50)])
-        """
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: RNGState | None = None
 
-        def __init__(self) -> None:
-            super().__init__()
-            self._pending: RNGState | None = None
+    @property
+    def state_key(self) -> str:
+        return "rngstate"
 
-        @property
-        def state_key(self) -> str:
-            return "rngstate"
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        _keep_rngstate_samplers(trainer)
 
-        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-            _keep_rngstate_samplers(trainer)
+    def state_dict(self) -> dict[str, Any]:
+        return _capture_ranks()
 
-        def state_dict(self) -> dict[str, Any]:
-            return capture_ranks()
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Applied in on_train_start: Lightning restores callbacks before it builds the
+        # loaders and runs the sanity check, which would draw from the restored state.
+        self._pending = _own_rank(state_dict)
 
-        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-            # Applied in on_train_start: Lightning restores callbacks before it builds the
-            # loaders and runs the sanity check, which would draw from the restored state.
-            self._pending = own_rank(state_dict)
-
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            loaders = _rngstate_loaders(trainer)
-            _count_whole_epochs(trainer, loaders)
-            for loader in loaders:
-                _ignore_next_set_epoch(loader, loader.epoch)
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                restore(pending)
-                logger.info("rngstate: random state restored from the checkpoint")
-
-    return RNGStateCallback
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        loaders = _rngstate_loaders(trainer)
+        _count_whole_epochs(trainer, loaders)
+        for loader in loaders:
+            _ignore_next_set_epoch(loader, loader.epoch)
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            restore(pending)
+            logger.info("rngstate: random state restored from the checkpoint")
 
 
 def _keep_rngstate_samplers(trainer: Any) -> None:
@@ -203,9 +197,6 @@ def _count_whole_epochs(trainer: Any, loaders: list[Any]) -> None:
     fit_loop.max_batches = whole
     if fetcher.length is not None:
         fetcher.length = whole
-
-
-__getattr__ = lazy_callback(__name__, _build_callback)
 
 
 __all__ = ["RNGStateCallback"]

@@ -1,16 +1,17 @@
 """``paddle.Model.fit`` (the high-level API): exact mid-epoch resume through its callbacks.
 
-Imported by ``rngstate.paddle.RNGStateCallback`` on first use; it imports paddle then.
+``rngstate.paddle.RNGStateCallback`` is defined here and re-exported by ``rngstate.paddle``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
+
+import paddle.callbacks
 
 from rngstate._trainers import is_rngstate_loader, read_progress, replace_folder
 from rngstate.errors import PaddleResumeError as PaddleResumeError  # re-exported: raised here
@@ -36,64 +37,59 @@ def _write_backup(folder: Path, model: Any, loader: Any, progress: dict[str, Any
     replace_folder(folder, write)
 
 
-def build_callback() -> type:
-    callbacks = importlib.import_module("paddle.callbacks")
+class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-defined]
+    """Backs up ``paddle.Model.fit`` every ``save_freq`` steps (weights, optimizer, every
+    random generator, the loader's position) into ``backup_dir``; ``fit`` called again with
+    the same callback and the same ``epochs`` resumes exactly, even mid-epoch.
 
-    class RNGStateCallback(callbacks.Callback):  # type: ignore[misc,name-defined]
-        """Backs up ``paddle.Model.fit`` every ``save_freq`` steps (weights, optimizer, every
-        random generator, the loader's position) into ``backup_dir``; ``fit`` called again with
-        the same callback and the same ``epochs`` resumes exactly, even mid-epoch.
+    ``train_data`` must be the ``rngstate.paddle.DataLoader`` given to ``fit`` (a bare
+    Dataset would get Paddle's own loader, which cannot resume).  ``Model.fit`` always
+    counts epochs from 0: after a resume the callback stops ``fit`` once the original
+    number of epochs is done, so epoch numbers seen by other callbacks are counted from
+    the resume.
 
-        ``train_data`` must be the ``rngstate.paddle.DataLoader`` given to ``fit`` (a bare
-        Dataset would get Paddle's own loader, which cannot resume).  ``Model.fit`` always
-        counts epochs from 0: after a resume the callback stops ``fit`` once the original
-        number of epochs is done, so epoch numbers seen by other callbacks are counted from
-        the resume.
+    >>> backup = rngstate.paddle.RNGStateCallback("backup", loader, save_freq=50)  # doctest: +SKIP
+    >>> model.fit(loader, epochs=5, callbacks=[backup])  # doctest: +SKIP
+    """
 
-        >>> backup = rngstate.paddle.RNGStateCallback("backup", loader, save_freq=50)  # doctest: +SKIP
-        >>> model.fit(loader, epochs=5, callbacks=[backup])  # doctest: +SKIP
-        """
+    def __init__(self, backup_dir: str | os.PathLike[str], train_data: Any, *, save_freq: int) -> None:
+        super().__init__()
+        if not is_rngstate_loader(train_data):
+            raise PaddleResumeError(
+                "train_data must be the rngstate.paddle.DataLoader passed to Model.fit, got "
+                f"{type(train_data).__name__}"
+            )
+        if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1:
+            raise PaddleResumeError(f"save_freq must be a positive int (steps), got {save_freq!r}")
+        self.folder = Path(backup_dir)
+        self.loader = train_data
+        self.save_freq = save_freq
+        self._steps = 0
+        self._epoch = 0  # the loader's epoch that fit's current epoch trains
 
-        def __init__(self, backup_dir: str | os.PathLike[str], train_data: Any, *, save_freq: int) -> None:
-            super().__init__()
-            if not is_rngstate_loader(train_data):
-                raise PaddleResumeError(
-                    "train_data must be the rngstate.paddle.DataLoader passed to Model.fit, got "
-                    f"{type(train_data).__name__}"
-                )
-            if isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1:
-                raise PaddleResumeError(f"save_freq must be a positive int (steps), got {save_freq!r}")
-            self.folder = Path(backup_dir)
-            self.loader = train_data
-            self.save_freq = save_freq
-            self._steps = 0
-            self._epoch = 0  # the loader's epoch that fit's current epoch trains
+    def on_train_begin(self, logs: Any = None) -> None:
+        self._steps = 0
+        if not (self.folder / "progress.json").exists():
+            return
+        progress = read_progress(self.folder, PROGRESS_FORMAT, PROGRESS_VERSION, PaddleResumeError)
+        self.model.load(str(self.folder / "model"))  # type: ignore[union-attr]
+        self.loader.load_state_dict(json.loads((self.folder / "loader.json").read_text()))
+        restore(load(self.folder / "rng.state"))
+        self._steps = progress["steps"]
+        logger.info("rngstate.paddle: resumed after step %d from %s", self._steps, self.folder)
 
-        def on_train_begin(self, logs: Any = None) -> None:
-            self._steps = 0
-            if not (self.folder / "progress.json").exists():
-                return
-            progress = read_progress(self.folder, PROGRESS_FORMAT, PROGRESS_VERSION, PaddleResumeError)
-            self.model.load(str(self.folder / "model"))
-            self.loader.load_state_dict(json.loads((self.folder / "loader.json").read_text()))
-            restore(load(self.folder / "rng.state"))
-            self._steps = progress["steps"]
-            logger.info("rngstate.paddle: resumed after step %d from %s", self._steps, self.folder)
+    def on_train_batch_begin(self, step: int, logs: Any = None) -> None:
+        if step == 0:  # the loader's iteration has begun: its epoch is the one trained now
+            self._epoch = self.loader.epoch
 
-        def on_train_batch_begin(self, step: int, logs: Any = None) -> None:
-            if step == 0:  # the loader's iteration has begun: its epoch is the one trained now
-                self._epoch = self.loader.epoch
+    def on_train_batch_end(self, step: int, logs: Any = None) -> None:
+        self._steps += 1
+        if self._steps % self.save_freq == 0:
+            progress = {"format": PROGRESS_FORMAT, "version": PROGRESS_VERSION, "steps": self._steps}
+            _write_backup(self.folder, self.model, self.loader, progress)
 
-        def on_train_batch_end(self, step: int, logs: Any = None) -> None:
-            self._steps += 1
-            if self._steps % self.save_freq == 0:
-                progress = {"format": PROGRESS_FORMAT, "version": PROGRESS_VERSION, "steps": self._steps}
-                _write_backup(self.folder, self.model, self.loader, progress)
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            # fit counts epochs from 0 again after a resume; the loader knows the real one.
-            epochs = (self.params or {}).get("epochs")
-            if epochs is not None and self._epoch + 1 >= epochs:
-                self.model.stop_training = True
-
-    return RNGStateCallback
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        # fit counts epochs from 0 again after a resume; the loader knows the real one.
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and self._epoch + 1 >= epochs:
+            self.model.stop_training = True  # type: ignore[union-attr]

@@ -119,8 +119,15 @@ class RNGState:
     _decoded: Decoded | None  # validated snapshots, kept so restore does not decode again
     _digest: bytes | None
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError("create RNGState with rngstate.capture() or RNGState.from_dict(d)")
+    def __init__(self, data: dict[str, Any]) -> None:
+        """The same as :meth:`from_dict`: ``data`` is validated and copied.  Usually a state
+        comes from :func:`rngstate.capture` or :func:`rngstate.load`."""
+        with _gc.paused():
+            copied = _check.plain(data, "state")
+            decoded = decode(copied)
+        object.__setattr__(self, "_data", copied)
+        object.__setattr__(self, "_decoded", decoded)
+        object.__setattr__(self, "_digest", None)
 
     @classmethod
     def _trusted(cls, data: dict[str, Any], decoded: Decoded | None = None) -> RNGState:
@@ -148,9 +155,7 @@ class RNGState:
 
         Raises :class:`~rngstate.errors.InvalidStateError` naming the first problem found.
         """
-        with _gc.paused():
-            copied = _check.plain(data, "state")
-            return cls._trusted(copied, decode(copied))
+        return cls(data)
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of the state as plain data (str, int, bytes, list, dict)."""

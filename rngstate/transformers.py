@@ -1,7 +1,7 @@
 """Hugging Face ``transformers.Trainer`` integration: exact mid-epoch resume with dataloader workers.
 
-``import rngstate.transformers`` imports nothing; its classes import ``transformers`` (and torch)
-on first use.
+``import rngstate.transformers`` imports ``transformers`` (``import rngstate`` alone imports no
+framework).
 
 Two pieces:
 
@@ -31,16 +31,17 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rngstate._trainers import is_rngstate_loader, lazy_callback
+import transformers
+import transformers.trainer_utils
+
+from rngstate._trainers import is_rngstate_loader
 from rngstate.data import DataLoaderError
 from rngstate.snapshot import restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save
-
-if TYPE_CHECKING:
-    RNGStateCallback: Any
+from rngstate.torch import DataLoader as TorchDataLoader  # the Trainer needs torch anyway
 
 logger = logging.getLogger(__name__)
 
@@ -50,67 +51,56 @@ LOADER_FILE = "rngstate_loader.json"
 
 def _checkpoint_folder(args: Any, state: Any) -> Path:
     # The folder Trainer._save_checkpoint has just written (without hyperparameter search).
-    transformers_utils = importlib.import_module("transformers.trainer_utils")
-    return Path(args.output_dir) / f"{transformers_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    return Path(args.output_dir) / f"{transformers.trainer_utils.PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
 
-def _build_callback() -> type:
-    transformers = importlib.import_module("transformers")
+class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-defined]
+    """Saves the random state (and the rngstate loader's position) in each checkpoint
+    folder and restores them when training resumes.  Use it with :class:`RNGStateMixin`,
+    which adds it when missing.
 
-    class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-defined]
-        """Saves the random state (and the rngstate loader's position) in each checkpoint
-        folder and restores them when training resumes.  Use it with :class:`RNGStateMixin`,
-        which adds it when missing.
+    >>> trainer.add_callback(rngstate.transformers.RNGStateCallback())  # doctest: +SKIP
+    """
 
-        >>> trainer.add_callback(rngstate.transformers.RNGStateCallback())  # doctest: +SKIP
-        """
+    def __init__(self) -> None:
+        self.resume_from: str | None = None  # set by RNGStateMixin.train
+        self._pending: RNGState | None = None
 
-        def __init__(self) -> None:
-            self.resume_from: str | None = None  # set by RNGStateMixin.train
-            self._pending: RNGState | None = None
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = _checkpoint_folder(args, state)
+        if not folder.is_dir():
+            raise DataLoaderError(
+                f"rngstate: the Trainer did not write the checkpoint folder {folder} this "
+                "callback expects (hyperparameter search runs are not supported)"
+            )
+        save(folder / STATE_FILE)  # collective under torch.distributed: every rank calls on_save
+        loader: Any = kwargs.get("train_dataloader")
+        if is_rngstate_loader(loader) and state.is_world_process_zero:
+            # Data parallel ranks take the same number of batches: one position fits all.
+            (folder / LOADER_FILE).write_text(json.dumps(loader.state_dict()))
 
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            folder = _checkpoint_folder(args, state)
-            if not folder.is_dir():
-                raise DataLoaderError(
-                    f"rngstate: the Trainer did not write the checkpoint folder {folder} this "
-                    "callback expects (hyperparameter search runs are not supported)"
-                )
-            save(folder / STATE_FILE)  # collective under torch.distributed: every rank calls on_save
-            loader: Any = kwargs.get("train_dataloader")
-            if is_rngstate_loader(loader) and state.is_world_process_zero:
-                # Data parallel ranks take the same number of batches: one position fits all.
-                (folder / LOADER_FILE).write_text(json.dumps(loader.state_dict()))
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._pending = None
+        if self.resume_from is None:
+            return
+        folder = Path(self.resume_from)
+        if not (folder / STATE_FILE).is_file():
+            raise DataLoaderError(
+                f"{folder} holds no {STATE_FILE}: it was not saved with "
+                "rngstate.transformers.RNGStateCallback, so it cannot resume exactly"
+            )
+        loader: Any = kwargs.get("train_dataloader")
+        if is_rngstate_loader(loader):
+            loader.load_state_dict(json.loads((folder / LOADER_FILE).read_text()))
+        self._pending = load(folder / STATE_FILE)
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self._pending = None
-            if self.resume_from is None:
-                return
-            folder = Path(self.resume_from)
-            if not (folder / STATE_FILE).is_file():
-                raise DataLoaderError(
-                    f"{folder} holds no {STATE_FILE}: it was not saved with "
-                    "rngstate.transformers.RNGStateCallback, so it cannot resume exactly"
-                )
-            loader: Any = kwargs.get("train_dataloader")
-            if is_rngstate_loader(loader):
-                loader.load_state_dict(json.loads((folder / LOADER_FILE).read_text()))
-            self._pending = load(folder / STATE_FILE)
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            # The Trainer restores its own rng_state.pth at the start of the resumed epoch;
-            # the first step begins after it and after the batch was fetched.
-            if self._pending is not None:
-                pending, self._pending = self._pending, None
-                restore(pending)
-                logger.info("rngstate: random state restored from %s", self.resume_from)
-
-    return RNGStateCallback
-
-
-def _callback_type() -> type:
-    built = globals().get("RNGStateCallback")
-    return built if built is not None else __getattr__("RNGStateCallback")  # type: ignore[no-any-return]
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # The Trainer restores its own rng_state.pth at the start of the resumed epoch;
+        # the first step begins after it and after the batch was fetched.
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            restore(pending)
+            logger.info("rngstate: random state restored from %s", self.resume_from)
 
 
 class RNGStateMixin:
@@ -130,13 +120,11 @@ class RNGStateMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        callback_type = _callback_type()
-        if not any(isinstance(c, callback_type) for c in self.callback_handler.callbacks):
-            self.add_callback(callback_type())  # type: ignore[attr-defined]
+        if not any(isinstance(c, RNGStateCallback) for c in self.callback_handler.callbacks):
+            self.add_callback(RNGStateCallback())  # type: ignore[attr-defined]
 
     def get_train_dataloader(self) -> Any:
         """An ``rngstate.torch.DataLoader`` named ``"train"`` over ``train_dataset``."""
-        torch_loader = importlib.import_module("rngstate.torch").DataLoader
         if self.train_dataset is None:
             raise ValueError("Trainer: training requires a train_dataset.")
         dataset, collator = self.train_dataset, self.data_collator
@@ -152,7 +140,7 @@ class RNGStateMixin:
         }
         if args.dataloader_num_workers > 0 and args.dataloader_prefetch_factor is not None:
             options["prefetch_factor"] = args.dataloader_prefetch_factor
-        return torch_loader(
+        return TorchDataLoader(
             dataset,
             name="train",
             batch_size=self._train_batch_size,
@@ -165,13 +153,14 @@ class RNGStateMixin:
 
     def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``Trainer.train``; a resume continues exactly where the checkpoint was saved."""
-        callback_type = _callback_type()
-        callbacks: list[Any] = [c for c in self.callback_handler.callbacks if isinstance(c, callback_type)]
+        handler = self.callback_handler
+        callbacks: list[Any] = [c for c in handler.callbacks if isinstance(c, RNGStateCallback)]
         if not callbacks:
             raise DataLoaderError("RNGStateMixin: the RNGStateCallback was removed from this trainer")
         if resume_from_checkpoint is True:
-            trainer_utils = importlib.import_module("transformers.trainer_utils")
-            resume_from_checkpoint = trainer_utils.get_last_checkpoint(self.args.output_dir)
+            resume_from_checkpoint = transformers.trainer_utils.get_last_checkpoint(  # type: ignore[no-untyped-call]
+                self.args.output_dir
+            )
             if resume_from_checkpoint is None:
                 raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
         resume = os.fspath(resume_from_checkpoint) if resume_from_checkpoint else None
@@ -184,9 +173,6 @@ class RNGStateMixin:
 
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-__getattr__ = lazy_callback(__name__, _build_callback)
 
 
 __all__ = ["RNGStateCallback", "RNGStateMixin"]

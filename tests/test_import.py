@@ -20,7 +20,7 @@ def test_import_rngstate_imports_no_framework() -> None:
     with rngstate.rng_scope("a"):
         import random; random.random()
     rngstate.capture()
-    import rngstate.torch, rngstate.numpy  # helpers load lazily and still import no framework
+    import rngstate.numpy, rngstate.data  # helpers that need no framework import none
     print(sorted({FRAMEWORKS!r} & set(sys.modules)))
     """
     assert run_python(code).strip() == "[]"
@@ -76,3 +76,50 @@ def test_moved_names_say_where_they_live() -> None:
         assert hasattr(importlib.import_module(module), name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rngstate.nope  # noqa: B018
+
+
+# Each facade's public classes and functions, defined at module level (not built on first use).
+FACADES = {
+    "rngstate.torch": {"DataLoader": "rngstate.torch", "generator": "rngstate.torch",
+                       "init_by_name": "rngstate.initialize.torch"},
+    "rngstate.paddle": {"DataLoader": "rngstate.paddle", "RNGStateCallback": "rngstate.paddle_fit",
+                        "init_by_name": "rngstate.initialize.paddle"},
+    "rngstate.lightning": {"RNGStateCallback": "rngstate.lightning"},
+    "rngstate.transformers": {"RNGStateCallback": "rngstate.transformers",
+                              "RNGStateMixin": "rngstate.transformers"},
+    "rngstate.keras": {"RNGStateCallback": "rngstate.keras", "init_by_name": "rngstate.initialize.keras"},
+}
+
+
+def test_facades_define_their_public_names_at_module_level() -> None:
+    code = f"""
+    import paddle  # before tensorflow (keras): the other order crashes on this machine
+    import importlib, inspect, json
+    found = {{}}
+    for name, members in {FACADES!r}.items():
+        module = importlib.import_module(name)
+        assert "__getattr__" not in vars(module), name  # nothing is built lazily
+        for member in members:
+            value = vars(module)[member]
+            found[f"{{name}}.{{member}}"] = [value.__module__, value.__qualname__ == member,
+                                           member in module.__all__]
+    print(json.dumps(found))
+    """
+    found = json.loads(run_python(code).strip().splitlines()[-1])
+    for name, members in FACADES.items():
+        for member, module in members.items():
+            assert found[f"{name}.{member}"] == [module, True, True]
+
+
+def test_public_signatures_are_real() -> None:
+    import inspect
+
+    import rngstate.torch
+
+    loader = inspect.signature(rngstate.torch.DataLoader)
+    assert list(loader.parameters)[:3] == ["dataset", "batch_size", "shuffle"]
+    assert {"name", "seed_per", "rank", "world_size", "group"} <= set(loader.parameters)
+    assert list(inspect.signature(rngstate.RNGState).parameters) == ["data"]
+    _ = rngstate.seed_everything(3)
+    state = rngstate.capture()
+    assert rngstate.RNGState(state.to_dict()) == state == rngstate.RNGState.from_dict(state.to_dict())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -649,22 +649,6 @@ def check_batch_size(batch_size: Any) -> int | None:
     return batch_size
 
 
-def lazy_loader(module_globals: dict[str, Any], build: Callable[[], type]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that builds ``DataLoader`` on first use, so that importing the
-    facade never imports its framework."""
-
-    def module_getattr(name: str) -> Any:
-        if name == "DataLoader":
-            loader_class = build()
-            loader_class.__module__ = module_globals["__name__"]
-            loader_class.__qualname__ = "DataLoader"
-            module_globals["DataLoader"] = loader_class
-            return loader_class
-        raise AttributeError(f"module {module_globals['__name__']!r} has no attribute {name!r}")
-
-    return module_getattr
-
-
 __all__ = [
     "BATCH_SAMPLER",
     "ITERABLE",
@@ -675,7 +659,6 @@ __all__ = [
     "Pass",
     "ResumableLoader",
     "count_batches",
-    "lazy_loader",
     "load_dataset_state",
     "skip_to_start",
 ]
