@@ -6,7 +6,7 @@ import logging
 import warnings
 from typing import Any
 
-from rngstate import _gc, backends, determinism
+from rngstate import _gc, backends, determinism, guard
 from rngstate._version import __version__
 from rngstate.backends import importhook
 from rngstate.backends.base import DeviceMapped
@@ -78,6 +78,9 @@ def _metadata() -> dict[str, Any]:
         metadata.update(stream.metadata())
     # Kernel determinism is part of "same seed, same result"; restore compares it (issue 6).
     metadata["determinism"] = determinism.settings()
+    mid_epoch = guard.mid_epoch_loaders()
+    if mid_epoch:  # restore() warns if such a loader then starts over without load_state_dict
+        metadata["mid_epoch_loaders"] = mid_epoch
     topology = rank_info()
     if topology.world_size > 1:  # restore checks that a rank gets its own entry back
         metadata["world_size"] = topology.world_size
@@ -170,6 +173,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     >>> rngstate.restore(rngstate.capture())
     """
     if isinstance(state, dict):
+        guard.refuse_loader_state(state)
         state = RNGState.from_dict(state)
     if not isinstance(state, RNGState):
         raise InvalidStateError(
@@ -202,6 +206,7 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
         raise InvalidStateError(f"restore failed and was rolled back: {exc}") from exc
     if RUNTIME.root is not None:
         importhook.install(backends.watched_frameworks(), RUNTIME.on_framework_import)
+    guard.expect_loads(state.metadata)
     logger.debug("restored state with %d streams, %d substreams", len(now), len(decoded.substreams))
 
 

@@ -12,11 +12,18 @@ Two pieces:
   Trainer's own ``rng_state.pth`` was loaded).
 * :class:`RNGStateMixin`, the unavoidable hook: put it before ``Trainer`` in your trainer's
   bases.  Its ``get_train_dataloader`` returns an ``rngstate.torch.DataLoader`` built from the
-  Trainer's dataset, batch size, collator and ``dataloader_*`` arguments, and its ``train``
-  turns on ``ignore_data_skip`` (the loader continues at its saved position itself; the
-  Trainer's ``skip_first_batches`` would rebuild it) and tells the callback which checkpoint
-  to resume from.  The loader is not passed through ``accelerator.prepare``; the Trainer
-  moves each batch to the device itself.
+  Trainer's dataset, batch size, collator and ``dataloader_*`` arguments; its
+  ``get_resumed_dataloader`` hands the Trainer that same loader (it continues at its saved
+  position itself; the Trainer's ``skip_first_batches`` would rebuild it), so that the Trainer
+  still counts the resumed epoch's batches from where it stopped (gradient accumulation and the
+  epoch's last, shorter accumulation stay aligned); its ``train`` tells the callback which
+  checkpoint to resume from.  The loader is not passed through ``accelerator.prepare``; the
+  Trainer moves each batch to the device itself.
+
+With each checkpoint the callback also writes what the next step must look like
+(``rngstate_next.json``: epoch, batches of it taken, global step, accumulation, RNG
+fingerprint) and checks it at the first resumed step: a resume off the uninterrupted path
+raises :class:`rngstate.guard.ResumeMismatchError` naming the counter that disagrees.
 
 >>> import rngstate, rngstate.transformers                       # doctest: +SKIP
 >>> class Trainer(rngstate.transformers.RNGStateMixin, transformers.Trainer):  # doctest: +SKIP
@@ -38,6 +45,8 @@ import transformers.trainer_utils
 
 from rngstate._trainers import is_rngstate_loader
 from rngstate.data import DataLoaderError
+from rngstate.diagnostics import fingerprint
+from rngstate.guard import NextStep, check
 from rngstate.snapshot import restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save
@@ -47,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "rngstate.state"
 LOADER_FILE = "rngstate_loader.json"
+NEXT_FILE = "rngstate_next.json"
 
 
 def _checkpoint_folder(args: Any, state: Any) -> Path:
@@ -64,7 +74,10 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
 
     def __init__(self) -> None:
         self.resume_from: str | None = None  # set by RNGStateMixin.train
+        self.trainer_batches = 0  # batches the Trainer skips in the resumed epoch (set by the mixin)
         self._pending: RNGState | None = None
+        self._expected: NextStep | None = None
+        self._loader: Any = None
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         folder = _checkpoint_folder(args, state)
@@ -78,9 +91,14 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
         if is_rngstate_loader(loader) and state.is_world_process_zero:
             # Data parallel ranks take the same number of batches: one position fits all.
             (folder / LOADER_FILE).write_text(json.dumps(loader.state_dict()))
+            epoch, batches = loader._rng_next_step()
+            # The Trainer saves right after an optimizer step: phase 0.
+            k = args.gradient_accumulation_steps
+            expected = NextStep(epoch, batches, state.global_step, k, 0, fingerprint())
+            (folder / NEXT_FILE).write_text(json.dumps(expected.to_dict()))
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._pending = None
+        self._pending, self._expected, self.trainer_batches = None, None, 0
         if self.resume_from is None:
             return
         folder = Path(self.resume_from)
@@ -92,6 +110,11 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
         loader: Any = kwargs.get("train_dataloader")
         if is_rngstate_loader(loader):
             loader.load_state_dict(json.loads((folder / LOADER_FILE).read_text()))
+            loader._rng_trust_restore()  # restored below, at the first step; checked there
+            self._loader = loader
+            if (folder / NEXT_FILE).is_file():  # absent in checkpoints of rngstate before 0.2
+                where = f"{folder / NEXT_FILE}"
+                self._expected = NextStep.from_dict(json.loads((folder / NEXT_FILE).read_text()), where)
         self._pending = load(folder / STATE_FILE)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -101,6 +124,24 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
             pending, self._pending = self._pending, None
             restore(pending)
             logger.info("rngstate: random state restored from %s", self.resume_from)
+            if self._expected is not None:
+                self._check_resume(args, state)
+
+    def _check_resume(self, args: Any, state: Any) -> None:
+        """The first resumed step is where the checkpoint said it would be, for the Trainer
+        (global step, batches it counts in the epoch) and for the loader (its epoch and
+        position), with the same accumulation and random state."""
+        expected, self._expected = self._expected, None
+        assert expected is not None
+        current = self._loader._rng_last
+        where = f"rngstate.transformers: resuming from {self.resume_from}"
+        k = args.gradient_accumulation_steps
+        check(expected, where, global_step=state.global_step, accumulation=k)
+        check(expected, f"{where} (the loader)", epoch=current.epoch, batches=current.before)
+        skipped = self.trainer_batches
+        check(expected, f"{where} (the Trainer)", batches=skipped, phase=skipped % k)
+        if state.is_world_process_zero:
+            check(expected, where, fingerprint=fingerprint())
 
 
 class RNGStateMixin:
@@ -151,6 +192,16 @@ class RNGStateMixin:
             **options,
         )
 
+    def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
+        """The rngstate loader itself: it continues at its saved position.  The Trainer counts
+        the ``num_batches`` it believes taken; the callback checks both agree at the first step."""
+        if not is_rngstate_loader(dataloader):
+            return super().get_resumed_dataloader(dataloader, num_batches)  # type: ignore[misc]
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, RNGStateCallback):
+                callback.trainer_batches = num_batches
+        return dataloader
+
     def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``Trainer.train``; a resume continues exactly where the checkpoint was saved."""
         handler = self.callback_handler
@@ -166,8 +217,13 @@ class RNGStateMixin:
         resume = os.fspath(resume_from_checkpoint) if resume_from_checkpoint else None
         for callback in callbacks:
             callback.resume_from = resume
-        # The rngstate loader restarts at its saved position; Trainer must not skip batches too.
-        self.args.ignore_data_skip = True
+        if resume and self.args.ignore_data_skip:
+            raise DataLoaderError(
+                "RNGStateMixin: ignore_data_skip=True makes the Trainer count the resumed epoch "
+                "from its first batch while the rngstate loader continues at its saved position: "
+                "gradient accumulation and the epoch's end would fall on other batches. Leave "
+                "ignore_data_skip=False (the loader skips nothing; it starts at the saved position)"
+            )
         return super().train(resume, *args, **kwargs)  # type: ignore[misc]
 
 

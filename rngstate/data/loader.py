@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from rngstate import _check
+from rngstate import _check, guard
 from rngstate.data.passes import (
     BATCH_SAMPLER,
     DATASET_STATE,
@@ -100,6 +100,9 @@ class ResumableLoader:
         self._rng_restored: SamplerState | IterableState | None = None
         self._rng_last: Pass | None = None
         self._rng_pending: Pass | None = None
+        self._rng_saved_rng: dict[str, Any] | None = None  # the RNG record of a loaded state
+        self._rng_loaded = False
+        guard.register(self)
 
     # -- where the next pass starts ---------------------------------------------------------
 
@@ -146,6 +149,10 @@ class ResumableLoader:
         """Commit to the next pass (iter() calls it); checks the root seed."""
         epoch, start = self._rng_plan()
         root = RUNTIME.require_root()
+        # Before anything draws: is the live random state the one the position belongs to?
+        record, self._rng_saved_rng = self._rng_saved_rng, None
+        if record is not None:
+            guard.check_rng(record, self._rng_path)
         restored = self._rng_restored
         if restored is not None and start > 0 and restored.root_seed not in (None, root):
             raise InvalidStateError(
@@ -154,6 +161,9 @@ class ResumableLoader:
                 "saved with it (rngstate.restore) before iterating, or set_epoch() another epoch"
             )
         current = Pass(epoch, start, root)
+        current.before = self._rng_batches_before(epoch, start, root)
+        if self._rng_last is None and not self._rng_loaded:
+            guard.check_first_pass(self._rng_path, epoch, current.before)
         if isinstance(restored, IterableState) and start > 0 and restored.resume == DATASET_STATE:
             current.dataset_state = restored.dataset_state
         self._rng_restored = None
@@ -226,12 +236,28 @@ class ResumableLoader:
         return seeded_batches(self._rng_parts, current, pieces, step, offset, self._rng_seed_per)
 
     def _rng_len(self, current: Pass | None = None) -> int:
-        """Batches of the next pass (``len(loader)``: the rest of the epoch right after a
-        restored position), or of ``current``."""
-        epoch, start = self._rng_plan() if current is None else (current.epoch, current.start)
+        """Batches of ``current``, of the pass running now, or else of the next pass
+        (``len(loader)``: the rest of the epoch right after a restored position)."""
+        last = self._rng_last
+        running = last is not None and not last.finished and self._rng_pending is None
+        if current is None and running and self._rng_restored is None and self._rng_start is None:
+            # One number while a pass runs: Paddle's Model.fit reads len(loader) at every
+            # step to end the epoch's gradient accumulation (step + 1 == len).
+            current = last
+        if current is None:
+            epoch, start = self._rng_plan()
+            return self._rng_len_at(epoch, start, getattr(self._rng_restored, "root_seed", None))
+        return self._rng_len_at(current.epoch, current.start, current.root)
+
+    def _rng_batches_before(self, epoch: int, start: int, root: int | None) -> int:
+        """Batches of ``epoch`` before sample position ``start``."""
+        if self._rng_mode == ITERABLE or start == 0:
+            return start
+        return self._rng_len_at(epoch, 0, root) - self._rng_len_at(epoch, start, root)
+
+    def _rng_len_at(self, epoch: int, start: int, root: int | None) -> int:
         size = self._rng_batch_size or 1
         if self._rng_mode == BATCH_SAMPLER:
-            root = current.root if current is not None else getattr(self._rng_restored, "root_seed", None)
             if start == 0 or root is None:
                 return len(self._rng_source)
             return sum(1 for _ in skip_batches(self._rng_draw(epoch, root), start, ""))
@@ -276,17 +302,56 @@ class ResumableLoader:
             return self._rng_start or 0
         return last.taken if self._rng_mode == ITERABLE else last.position()
 
+    @property
+    def batches_taken(self) -> int:
+        """Batches of the current epoch the training loop has taken, those before a restored
+        position included: the count a hand-written loop's gradient accumulation goes by.
+
+        >>> for batch in loader:  # doctest: +SKIP
+        ...     loss.backward()
+        ...     if loader.batches_taken % accumulation == 0 or loader.batches_taken == batches_per_epoch:
+        ...         optimizer.step(); optimizer.zero_grad()
+        """
+        restored, last = self._rng_restored, self._rng_last
+        if restored is not None or last is None or self._rng_start is not None:
+            root = getattr(restored, "root_seed", None) if restored is not None else RUNTIME.root
+            return self._rng_batches_before(self._rng_epoch, self.position, root)
+        return last.before + last.taken
+
+    def _rng_next_step(self) -> tuple[int, int]:
+        """(epoch, batches before it) of the batch the next step will take, as a run resumed
+        from ``state_dict()`` now would begin."""
+        restored, last = self._rng_restored, self._rng_last
+        if restored is not None or last is None or self._rng_start is not None:
+            epoch, start = self._rng_plan()
+            root = getattr(restored, "root_seed", None) if restored is not None else RUNTIME.root
+            return epoch, self._rng_batches_before(epoch, start, root)
+        if self._rng_mode == ITERABLE:
+            return (last.epoch + 1, 0) if last.finished else (last.epoch, last.taken)
+        position = last.position()
+        if last.finished or self._rng_remaining(last.epoch, position, last.root) is False:
+            return last.epoch + 1, 0
+        return last.epoch, self._rng_batches_before(last.epoch, position, last.root)
+
+    def _rng_trust_restore(self) -> None:
+        """A trainer integration restores the random state itself, after the first batch was
+        fetched, and checks the resume with its own guard: no check of the loaded state here."""
+        self._rng_saved_rng = None
+
     def state_dict(self) -> dict[str, Any]:
         """Epoch and position as plain data, for the checkpoint.
 
         After a pass has begun, what the training loop took of it (prefetched batches do not
         count); before, what ``set_epoch`` or ``load_state_dict`` set up.
         """
+        # Which random state this position belongs to: the first batch after load_state_dict
+        # checks that the live generators are back in it (guard.check_rng).
+        record = {guard.RNG_KEY: guard.rng_record()}
         restored = self._rng_restored
         if restored is not None:
-            return self._rng_with_mode(restored.to_dict())
+            return {**self._rng_with_mode(restored.to_dict()), **record}
         if self._rng_mode == ITERABLE:
-            return self._rng_iterable_state().to_dict()
+            return {**self._rng_iterable_state().to_dict(), **record}
         last = self._rng_last
         if last is None or self._rng_start is not None:
             epoch, position, root = self._rng_epoch, self._rng_start or 0, RUNTIME.root
@@ -300,7 +365,7 @@ class ResumableLoader:
             position,
             root,
             self._rng_world_size,
-        ).to_dict())
+        ).to_dict()) | record
 
     def _rng_with_mode(self, state: dict[str, Any]) -> dict[str, Any]:
         # seed_per decides every sample's randomness: a resumed loader must use the same.
@@ -329,6 +394,7 @@ class ResumableLoader:
         """Continue from a :meth:`state_dict`: the next iteration (or ``set_epoch`` of the saved
         epoch) starts at the saved position.  Raises InvalidStateError if it does not fit."""
         where = f"{self._rng_path}.load_state_dict"
+        state, record = guard.split_record(state, where)
         if self._rng_mode == ITERABLE:
             saved_iterable = IterableState.from_dict(state, where)
             if saved_iterable.path != self._rng_path:
@@ -347,6 +413,7 @@ class ResumableLoader:
             self._rng_restored = saved_iterable
             self._rng_start = None
             self._rng_epoch = saved_iterable.epoch
+            self._rng_loaded_with(record)
             return
         state = self._rng_check_mode(state, where)
         saved = SamplerState.from_dict(state, where)
@@ -377,6 +444,11 @@ class ResumableLoader:
         self._rng_restored = saved
         self._rng_start = None
         self._rng_epoch = saved.epoch
+        self._rng_loaded_with(record)
+
+    def _rng_loaded_with(self, record: dict[str, Any] | None) -> None:
+        self._rng_saved_rng, self._rng_loaded = record, True
+        guard.loaded(self._rng_path)
 
     def _rng_check_mode(self, state: Any, where: str) -> Any:
         """The sampler part of ``state``, once its ``seed_per`` (absent in a ResumableSampler's

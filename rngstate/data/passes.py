@@ -96,6 +96,7 @@ class Pass:
         self.epoch = epoch
         self.start = start
         self.root = root
+        self.before = 0  # batches of the epoch before ``start``
         self.ends: list[int] = []  # sample position after each batch handed to the framework
         self.length: int | None = None  # samples in this rank's epoch, once known
         self.taken = 0  # batches the training loop took

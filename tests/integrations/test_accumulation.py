@@ -1,0 +1,85 @@
+"""Exact or loud at the seams of training (issue 24): gradient accumulation 1/2/3, epochs a
+multiple of the accumulation or not (a shorter last accumulation), resumed at every kind of
+step (the first, mid-epoch, right before the epoch's short last update, at the epoch's end),
+``max_steps`` ending mid-epoch, ``drop_last``, an evaluation inside the epoch, two resumes in a
+row.  Per trainer, one process runs every uninterrupted reference (saving a checkpoint at each
+optimizer step) and another resumes from each listed checkpoint: the final weights must be the
+reference's bit for bit, or the run must raise an RNGStateError naming what disagrees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+slow = pytest.mark.slow
+
+
+def run_job(module: str, mode: str, out: Path, configs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run ``tests.integrations.jobs.<module>`` in its own process; its JSON result lines."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("RNGSTATE_SEED", None)
+    result = subprocess.run(
+        [sys.executable, "-m", f"tests.integrations.jobs.{module}", mode, str(out), json.dumps(configs)],
+        capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"config"')]
+
+
+def check_matrix(module: str, configs: dict[str, Any], out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Reference and resumed runs of ``configs`` in two processes; every resume that did not
+    raise equals its reference.  Returns the failed (raised) runs by config."""
+    references = {r["config"]: r for r in run_job(module, "reference", out, configs)}
+    resumed = run_job(module, "resume", out, configs)
+    expected_runs = sum(len(c.get("resume", [])) + ("chain" in c) for c in configs.values())
+    assert len(resumed) == expected_runs, resumed
+    raised: dict[str, list[dict[str, Any]]] = {}
+    for run in resumed:
+        if "error" in run:
+            raised.setdefault(run["config"], []).append(run)
+            continue
+        reference = references[run["config"]]
+        same = (run["hash"], run["global_step"]) == (reference["hash"], reference["global_step"])
+        assert same, (run, reference)
+    return raised
+
+
+# Batches of 2: 24 samples are 12 batches (a multiple of 1, 2 and 3), 26 are 13 (a multiple of
+# none but 1: the epoch ends on a shorter accumulation).  Steps are optimizer steps.
+HF_CONFIGS: dict[str, Any] = {
+    "k1-multiple": {"accumulation": 1, "samples": 24, "resume": [5, 12]},
+    "k1-odd": {"accumulation": 1, "samples": 26, "resume": [12, 14]},
+    "k2-multiple": {"accumulation": 2, "samples": 24, "resume": [1, 5, 6, 7]},
+    "k2-odd": {"accumulation": 2, "samples": 26, "resume": [1, 6, 7, 8]},  # 7 steps, the last of 1 batch
+    "k3-multiple": {"accumulation": 3, "samples": 24, "resume": [3, 4, 5]},
+    "k3-odd": {"accumulation": 3, "samples": 26, "resume": [2, 4, 5, 6]},  # 5 steps, the last of 1 batch
+    "max-steps-mid-epoch": {"accumulation": 2, "samples": 26, "epochs": 3, "max_steps": 10, "resume": [3, 8]},
+    "drop-last": {"accumulation": 3, "samples": 27, "drop_last": True, "resume": [2, 5]},
+    "eval-inside-epoch": {"accumulation": 2, "samples": 26, "eval_steps": 3, "resume": [3, 5, 9]},
+    "two-resumes": {"accumulation": 3, "samples": 26, "chain": [2, 7]},
+    # Loud: another accumulation than the checkpoint's, and the Trainer told to count the
+    # resumed epoch from its first batch.
+    "other-accumulation": {"accumulation": 3, "samples": 26, "from": "k2-odd", "resume": [4]},
+    "ignore-data-skip": {
+        "accumulation": 2, "samples": 26, "from": "k2-odd", "ignore_data_skip": True, "resume": [4]
+    },
+}
+
+
+@slow
+def test_transformers_trainer_gradient_accumulation_matrix(tmp_path: Path) -> None:
+    raised = check_matrix("hf_job", HF_CONFIGS, tmp_path)
+    assert sorted(raised) == ["ignore-data-skip", "other-accumulation"], raised
+    (other,) = raised["other-accumulation"]
+    assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]
+    (ignore,) = raised["ignore-data-skip"]
+    assert ignore["error"] == "DataLoaderError" and "ignore_data_skip" in ignore["message"]
