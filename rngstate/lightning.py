@@ -25,8 +25,10 @@ from rngstate import _check, fileformat
 from rngstate._trainers import is_rngstate_loader
 from rngstate.backends import torch_backend
 from rngstate.data import DataLoaderError
+from rngstate.diagnostics import fingerprint
 from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError
+from rngstate.guard import NextStep, check
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
 
@@ -68,9 +70,27 @@ def _capture_ranks() -> dict[str, Any]:
     return {"format": STATE_FORMAT, "version": STATE_VERSION, "world_size": world_size, "ranks": ranks}
 
 
+def _next_step(trainer: Any) -> dict[str, Any] | None:
+    """What the step after this checkpoint must look like (None outside a fit's training)."""
+    fit_loop = getattr(trainer, "fit_loop", None)
+    epoch_loop = getattr(fit_loop, "epoch_loop", None)
+    if epoch_loop is None or trainer.state.fn != "fit":
+        return None
+    k = int(trainer.accumulate_grad_batches)
+    loaders = _rngstate_loaders(trainer)
+    epoch, batches = loaders[0]._rng_next_step() if loaders else (trainer.current_epoch, 0)
+    # Between two optimizer steps (a checkpoint written mid-accumulation) the gradients so far
+    # are not in the checkpoint: the phase records it, and the resume refuses it.
+    ready = int(epoch_loop.batch_progress.current.ready)
+    phase = ready % k if ready and epoch_loop._should_accumulate() else 0
+    return NextStep(epoch, batches, int(trainer.global_step), k, phase, fingerprint()).to_dict()
+
+
 def _own_rank(saved: Any) -> RNGState:
     """This rank's entry of :func:`_capture_ranks`, validated."""
     where = "rngstate.lightning checkpoint entry"
+    if isinstance(saved, dict):
+        saved = {key: value for key, value in saved.items() if key != "next"}  # see load_state_dict
     _check.mapping(saved, where, ("format", "version", "world_size", "ranks"))
     _check.text(saved["format"], f"{where}: format", (STATE_FORMAT,))
     version = _check.integer(saved["version"], f"{where}: version", 1, 2**31)
@@ -105,6 +125,10 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     def __init__(self) -> None:
         super().__init__()
         self._pending: RNGState | None = None
+        self._training: RNGState | None = None  # the training run's state while validation runs
+        self._trainer: Any = None
+        self._expected: NextStep | None = None
+        self._fingerprint: str | None = None  # right after the restore
 
     @property
     def state_key(self) -> str:
@@ -112,14 +136,33 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         _keep_rngstate_samplers(trainer)
+        self._trainer = trainer
 
     def state_dict(self) -> dict[str, Any]:
-        return _capture_ranks()
+        state = _capture_ranks()
+        following = None if self._trainer is None else _next_step(self._trainer)
+        return state if following is None else {**state, "next": following}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Applied in on_train_start: Lightning restores callbacks before it builds the
         # loaders and runs the sanity check, which would draw from the restored state.
         self._pending = _own_rank(state_dict)
+        following = state_dict.get("next")
+        where = "rngstate.lightning checkpoint entry: next"
+        self._expected = None if following is None else NextStep.from_dict(following, where)
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        # Validation inside fit draws (a torch DataLoader draws its base seed from the global
+        # generator at iter()).  A checkpoint of the batch after which validation runs holds the
+        # state from before it, and the resumed run does not validate again: validation must
+        # leave the training streams as it found them.
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._training = capture()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._training is not None:
+            training, self._training = self._training, None
+            restore(training)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         loaders = _rngstate_loaders(trainer)
@@ -130,6 +173,24 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             pending, self._pending = self._pending, None
             restore(pending)
             logger.info("rngstate: random state restored from the checkpoint")
+            self._fingerprint = fingerprint()
+        for loader in loaders:
+            loader._rng_trust_restore()  # checked by the callback at the first batch
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self._expected is None:
+            return
+        expected, self._expected = self._expected, None
+        where = "rngstate.lightning: the first batch after resuming"
+        k = int(trainer.accumulate_grad_batches)
+        check(expected, where, global_step=int(trainer.global_step), accumulation=k)
+        loaders = _rngstate_loaders(trainer)
+        current = loaders[0]._rng_last if loaders else None
+        if current is not None:
+            check(expected, f"{where} (the loader)", epoch=current.epoch, batches=current.before)
+        check(expected, f"{where} (Lightning)", epoch=int(trainer.current_epoch), batches=batch_idx, phase=0)
+        if rank_info().rank == 0:
+            check(expected, where, fingerprint=self._fingerprint)
 
 
 def _keep_rngstate_samplers(trainer: Any) -> None:

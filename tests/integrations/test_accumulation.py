@@ -83,3 +83,25 @@ def test_transformers_trainer_gradient_accumulation_matrix(tmp_path: Path) -> No
     assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]
     (ignore,) = raised["ignore-data-skip"]
     assert ignore["error"] == "DataLoaderError" and "ignore_data_skip" in ignore["message"]
+
+
+LIGHTNING_CONFIGS: dict[str, Any] = {
+    "k1-odd": {"accumulation": 1, "samples": 26, "resume": [5, 13]},
+    "k2-multiple": {"accumulation": 2, "samples": 24, "resume": [1, 6, 7]},
+    "k2-odd": {"accumulation": 2, "samples": 26, "resume": [1, 6, 7, 8]},
+    "k3-multiple": {"accumulation": 3, "samples": 24, "resume": [3, 4]},
+    "k3-odd": {"accumulation": 3, "samples": 26, "resume": [2, 4, 5, 6]},
+    "max-steps-mid-epoch": {"accumulation": 2, "samples": 26, "epochs": 3, "max_steps": 10, "resume": [3, 8]},
+    "drop-last": {"accumulation": 3, "samples": 27, "drop_last": True, "resume": [2, 5]},
+    "eval-inside-epoch": {"accumulation": 2, "samples": 26, "eval_steps": 3, "resume": [3, 5, 9]},
+    "two-resumes": {"accumulation": 3, "samples": 26, "chain": [2, 7]},
+    "other-accumulation": {"accumulation": 3, "samples": 26, "from": "k2-odd", "resume": [4]},
+}
+
+
+@slow
+def test_lightning_gradient_accumulation_matrix(tmp_path: Path) -> None:
+    raised = check_matrix("lightning_job", LIGHTNING_CONFIGS, tmp_path)
+    assert sorted(raised) == ["other-accumulation"], raised
+    (other,) = raised["other-accumulation"]
+    assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]

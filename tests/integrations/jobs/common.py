@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import random
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
+
+from rngstate.guard import ResumeWarning
+
+# No false alarms: the guard's warning fails a job.
+warnings.simplefilter("error", ResumeWarning)
 
 
 class Noisy(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
