@@ -14,7 +14,9 @@ from typing import Any
 import paddle.callbacks
 
 from rngstate._trainers import is_rngstate_loader, read_progress, replace_folder
+from rngstate.diagnostics import fingerprint
 from rngstate.errors import PaddleResumeError as PaddleResumeError  # re-exported: raised here
+from rngstate.guard import NextStep, check
 from rngstate.snapshot import restore
 from rngstate.storage import load, save
 
@@ -42,6 +44,12 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
     random generator, the loader's position) into ``backup_dir``; ``fit`` called again with
     the same callback and the same ``epochs`` resumes exactly, even mid-epoch.
 
+    With ``fit(accumulate_grad_batches=k)`` a backup is written only right after an optimizer
+    step (a due backup waits for the end of the accumulation): the gradients accumulated so far
+    are not part of ``Model.save``.  The backup records what the next step must look like
+    (epoch, batches, steps, accumulation, RNG fingerprint); a resume that disagrees raises
+    :class:`rngstate.guard.ResumeMismatchError` naming the counter.
+
     ``train_data`` must be the ``rngstate.paddle.DataLoader`` given to ``fit`` (a bare
     Dataset would get Paddle's own loader, which cannot resume).  ``Model.fit`` always
     counts epochs from 0: after a resume the callback stops ``fit`` once the original
@@ -66,26 +74,56 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
         self.save_freq = save_freq
         self._steps = 0
         self._epoch = 0  # the loader's epoch that fit's current epoch trains
+        self._due = False  # a backup is due at the next optimizer step
+        self._expected: NextStep | None = None
+        self._fingerprint: str | None = None  # right after the restore
 
     def on_train_begin(self, logs: Any = None) -> None:
-        self._steps = 0
+        self._steps, self._due, self._expected = 0, False, None
         if not (self.folder / "progress.json").exists():
             return
         progress = read_progress(self.folder, PROGRESS_FORMAT, PROGRESS_VERSION, PaddleResumeError)
         self.model.load(str(self.folder / "model"))  # type: ignore[union-attr]
         self.loader.load_state_dict(json.loads((self.folder / "loader.json").read_text()))
         restore(load(self.folder / "rng.state"))
+        self.loader._rng_trust_restore()  # checked at the first batch (on_train_batch_begin)
+        self._fingerprint = fingerprint()
         self._steps = progress["steps"]
+        if "next" in progress:
+            self._expected = NextStep.from_dict(progress["next"], f"{self.folder / 'progress.json'}: next")
         logger.info("rngstate.paddle: resumed after step %d from %s", self._steps, self.folder)
+
+    def _accumulation(self) -> int:
+        return int(getattr(self.model, "_accumulate", 1) or 1)
 
     def on_train_batch_begin(self, step: int, logs: Any = None) -> None:
         if step == 0:  # the loader's iteration has begun: its epoch is the one trained now
             self._epoch = self.loader.epoch
+        if self._expected is not None:
+            expected, self._expected = self._expected, None
+            where = f"rngstate.paddle: the first batch after resuming from {self.folder}"
+            k = self._accumulation()
+            check(expected, where, global_step=self._steps, accumulation=k, fingerprint=self._fingerprint)
+            current = self.loader._rng_last
+            check(expected, f"{where} (the loader)", epoch=current.epoch, batches=current.before)
+            # Model.fit counts a resumed epoch's steps from 0: its accumulation is aligned only
+            # when the loader resumed at a multiple of k (or at an epoch's start).
+            check(expected, f"{where} (Model.fit)", phase=(current.before + step) % k)
 
     def on_train_batch_end(self, step: int, logs: Any = None) -> None:
         self._steps += 1
-        if self._steps % self.save_freq == 0:
-            progress = {"format": PROGRESS_FORMAT, "version": PROGRESS_VERSION, "steps": self._steps}
+        self._due = self._due or self._steps % self.save_freq == 0
+        k = self._accumulation()
+        # Model.fit steps the optimizer when (step + 1) % k == 0 or at the epoch's last batch.
+        stepped = (step + 1) % k == 0 or step + 1 == len(self.loader)
+        if self._due and stepped:
+            self._due = False
+            epoch, batches = self.loader._rng_next_step()
+            following = NextStep(epoch, batches, self._steps, k, 0, fingerprint())
+            progress = {
+                "format": PROGRESS_FORMAT, "version": PROGRESS_VERSION, "steps": self._steps,
+                "next": following.to_dict(),
+            }
             _write_backup(self.folder, self.model, self.loader, progress)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:

@@ -105,3 +105,24 @@ def test_lightning_gradient_accumulation_matrix(tmp_path: Path) -> None:
     assert sorted(raised) == ["other-accumulation"], raised
     (other,) = raised["other-accumulation"]
     assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]
+
+
+# Paddle: steps are batches trained; backups only right after an optimizer step.
+PADDLE_CONFIGS: dict[str, Any] = {
+    "k1-odd": {"accumulation": 1, "samples": 26, "resume": [5, 13]},
+    "k2-multiple": {"accumulation": 2, "samples": 24, "resume": [2, 12, 14]},
+    "k2-odd": {"accumulation": 2, "samples": 26, "resume": [2, 12, 13, 15]},
+    "k3-multiple": {"accumulation": 3, "samples": 24, "resume": [6, 12]},
+    "k3-odd": {"accumulation": 3, "samples": 26, "resume": [3, 12, 13, 16]},
+    "drop-last": {"accumulation": 3, "samples": 27, "drop_last": True, "resume": [6, 13]},
+    "two-resumes": {"accumulation": 3, "samples": 26, "chain": [6, 19]},
+    "other-accumulation": {"accumulation": 3, "samples": 26, "from": "k2-odd", "resume": [2]},
+}
+
+
+@slow
+def test_paddle_fit_gradient_accumulation_matrix(tmp_path: Path) -> None:
+    raised = check_matrix("paddle_job", PADDLE_CONFIGS, tmp_path)
+    assert sorted(raised) == ["other-accumulation"], raised
+    (other,) = raised["other-accumulation"]
+    assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]
