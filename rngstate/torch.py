@@ -155,6 +155,10 @@ class DataLoader(ResumableLoader, torch_data.DataLoader[T_co]):  # type: ignore[
         self.name = name  # public, like the other arguments: a re-created loader keeps them
         self.seed_per = seed_per
         self._rng_batching = self.batch_sampler is not None
+        # torch hands a dataset with __getitems__ (HF datasets) the whole batch in one call:
+        # it is seeded per batch, whatever seed_per says, so that results never depend on
+        # num_workers (its transform runs once for the batch).
+        self._rng_hold = bool(getattr(self.dataset, "__getitems__", None))
         self._rng_ready = True
 
     _rng_building = False  # an iterator is being built (it reads the two below)
@@ -196,8 +200,8 @@ class DataLoader(ResumableLoader, torch_data.DataLoader[T_co]):  # type: ignore[
             own = collate not in (torch_data.default_collate, torch_data.default_convert)
             if not self._rng_batching:
                 collate = Unbatch(collate)
-            if own:  # randomness in the user's collate_fn (mixup) is seeded per batch
-                collate = SeededCollate(collate)
+            if own or self._rng_hold:  # randomness in the user's collate_fn (mixup) is seeded per batch
+                collate = SeededCollate(collate)  # (and it puts back what a held batch seeded)
         self.collate_fn = collate
         self.worker_init_fn = WorkerScopes(self.worker_init_fn)
         if self.generator is None and current is not None:

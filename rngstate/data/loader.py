@@ -60,6 +60,7 @@ class ResumableLoader:
     """Mixed in before the framework's DataLoader class; see ``rngstate.torch.DataLoader``."""
 
     _rng_mode: str = ORDER
+    _rng_hold = False  # the dataset is fetched whole by __getitems__: seeded per batch
 
     def _rng_setup(
         self,
@@ -233,7 +234,8 @@ class ResumableLoader:
             step, offset = replica_of(self._rng_source)
             current.length = sum(len(batch) for batch in batches)
             pieces = skip_batches(batches, start, self._rng_path)
-        return seeded_batches(self._rng_parts, current, pieces, step, offset, self._rng_seed_per)
+        seed_per, hold = self._rng_seed_per, self._rng_hold
+        return seeded_batches(self._rng_parts, current, pieces, step, offset, seed_per, hold)
 
     def _rng_len(self, current: Pass | None = None) -> int:
         """Batches of ``current``, of the pass running now, or else of the next pass
@@ -383,6 +385,9 @@ class ResumableLoader:
         own_state = callable(getattr(dataset, "state_dict", None)) and callable(
             getattr(dataset, "load_state_dict", None)
         )
+        # HF datasets' IterableDataset resumes a batched map by re-running the batch's earlier
+        # examples: their randomness would come from another sample's seeds. Replay instead.
+        own_state = own_state and not type(dataset).__module__.startswith("datasets.")
         # Workers iterate copies of the dataset whose state this process cannot see.
         if own_state and workers == 0 and batches > 0 and not finished:
             return IterableState(

@@ -213,6 +213,7 @@ def seeded_batches(
     step: int,
     offset: int,
     seed_per: str,
+    hold: bool = False,
 ) -> Iterator[SeededBatch]:
     """The batches of a pass as SeededBatch lists.  Not a method: the framework iterator holds
     this generator, and it must not keep the loader (and its persistent workers) alive."""
@@ -227,6 +228,7 @@ def seeded_batches(
             first=first * step + offset,
             step=step,
             seed_per=seed_per,
+            hold=hold,
         )
 
 

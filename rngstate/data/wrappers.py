@@ -37,7 +37,9 @@ class SeededBatch(list[Any]):
     True
     """
 
-    __slots__ = ("batch_start", "epoch", "first", "parts", "pid", "root", "seed_per", "step")
+    __slots__ = (
+        "batch_start", "entered", "epoch", "first", "hold", "parts", "pid", "root", "seed_per", "step"
+    )
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class SeededBatch(list[Any]):
         step: int = 1,
         pid: int | None = None,
         seed_per: str = "sample",
+        hold: bool = False,
     ) -> None:
         super().__init__(indices)
         self.root = root
@@ -60,14 +63,36 @@ class SeededBatch(list[Any]):
         self.batch_start = first
         self.pid = os.getpid() if pid is None else pid
         self.seed_per = seed_per
+        # For a dataset fetched whole by __getitems__ (HF datasets): seeded once per batch at
+        # the first iteration, held through the whole call (its transform runs after reading
+        # the keys, maybe several times), put back by SeededCollate right after.
+        self.hold = hold
+        self.entered = False
 
     def __reduce__(self) -> Any:
         # Not the default list pickling: that would iterate, and iterating seeds.
-        fields = (self.root, self.parts, self.epoch, self.first, self.step, self.pid, self.seed_per)
+        fields = (
+            self.root, self.parts, self.epoch, self.first, self.step, self.pid, self.seed_per, self.hold
+        )
         return (_rebuild, (list.copy(self), *fields))
 
     def __iter__(self) -> Iterator[Any]:
-        return self._seeding()
+        return self._held() if self.hold else self._seeding()
+
+    def _held(self) -> Iterator[Any]:
+        if not self.entered:
+            self.entered = True
+            here = os.getpid() == self.pid
+            outer_scopes = RUNTIME.rebase(RUNTIME.root)
+            batch_samples = epoch_parts(self.parts, BATCH_SAMPLES, self.epoch)
+            if here:
+                saved, sample_root = SEEDER.enter(self.root, batch_samples, self.first)
+            else:
+                saved, sample_root = None, SEEDER.seed(self.root, batch_samples, self.first)
+            RUNTIME.rebase(sample_root)
+            LOCAL.held = (saved, outer_scopes)
+            LOCAL.batch = (self.root, self.parts, self.epoch, self.batch_start, here)
+        yield from list.__iter__(self)
 
     def _seeding(self) -> Iterator[Any]:
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
@@ -102,10 +127,21 @@ class SeededBatch(list[Any]):
 
 
 def _rebuild(indices: list[Any], root: int, parts: tuple[str, ...], epoch: int, first: int,
-             step: int, pid: int, seed_per: str) -> SeededBatch:
+             step: int, pid: int, seed_per: str, hold: bool = False) -> SeededBatch:
     return SeededBatch(
-        indices, root=root, parts=parts, epoch=epoch, first=first, step=step, pid=pid, seed_per=seed_per
+        indices, root=root, parts=parts, epoch=epoch, first=first, step=step, pid=pid, seed_per=seed_per,
+        hold=hold,
     )
+
+
+def put_back_held() -> None:
+    """After a held batch's ``__getitems__``: the outer generators and scopes back."""
+    held = getattr(LOCAL, "held", None)
+    if held is not None:
+        LOCAL.held = None
+        saved, outer_scopes = held
+        RUNTIME.rebase(*outer_scopes)
+        SEEDER.put_back(saved)
 
 
 class SeededCollate:
@@ -120,6 +156,7 @@ class SeededCollate:
         self.collate_fn = collate_fn
 
     def __call__(self, batch: list[Any]) -> Any:
+        put_back_held()
         # The samples of this batch were just loaded by this thread; they left the batch's key.
         info = getattr(LOCAL, "batch", None)
         LOCAL.batch = None
