@@ -126,3 +126,21 @@ def test_paddle_fit_gradient_accumulation_matrix(tmp_path: Path) -> None:
     assert sorted(raised) == ["other-accumulation"], raised
     (other,) = raised["other-accumulation"]
     assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]
+
+
+# accelerate, the loader not prepared: accelerate does not see the end of the loader, so the
+# accumulation runs on across epochs (2 epochs of 13 batches at accumulation 2: 13 steps).
+ACCELERATE_CONFIGS: dict[str, Any] = {
+    "k1-odd": {"accumulation": 1, "samples": 26, "resume": [5, 13]},
+    "k2-odd": {"accumulation": 2, "samples": 26, "resume": [1, 6, 7, 8]},
+    "k3-multiple": {"accumulation": 3, "samples": 24, "resume": [3, 4, 5]},
+    "k3-odd": {"accumulation": 3, "samples": 26, "resume": [2, 4, 5]},
+    "max-steps-mid-epoch": {"accumulation": 2, "samples": 26, "epochs": 3, "max_steps": 10, "resume": [3, 8]},
+    "drop-last": {"accumulation": 3, "samples": 27, "drop_last": True, "resume": [2, 5]},
+    "two-resumes": {"accumulation": 3, "samples": 26, "chain": [2, 6]},
+}
+
+
+@slow
+def test_accelerate_gradient_accumulation_matrix(tmp_path: Path) -> None:
+    assert check_matrix("accelerate_job", ACCELERATE_CONFIGS, tmp_path) == {}
