@@ -96,15 +96,22 @@ LIGHTNING_CONFIGS: dict[str, Any] = {
     "eval-inside-epoch": {"accumulation": 2, "samples": 26, "eval_steps": 3, "resume": [3, 5, 9]},
     "two-resumes": {"accumulation": 3, "samples": 26, "chain": [2, 7]},
     "other-accumulation": {"accumulation": 3, "samples": 26, "from": "k2-odd", "resume": [4]},
+    # A checkpoint written after every batch: the one between two optimizer steps lacks the
+    # gradients accumulated so far; the one right after a step resumes exactly.
+    "mid-accumulation": {
+        "accumulation": 2, "samples": 26, "every_batch": True, "resume": ["batch-3.ckpt", "batch-4.ckpt"]
+    },
 }
 
 
 @slow
 def test_lightning_gradient_accumulation_matrix(tmp_path: Path) -> None:
     raised = check_matrix("lightning_job", LIGHTNING_CONFIGS, tmp_path)
-    assert sorted(raised) == ["other-accumulation"], raised
+    assert sorted(raised) == ["mid-accumulation", "other-accumulation"], raised
     (other,) = raised["other-accumulation"]
     assert other["error"] == "ResumeMismatchError" and "gradient accumulation steps is 3" in other["message"]
+    (middle,) = raised["mid-accumulation"]
+    assert middle["resume"] == "batch-3.ckpt" and "between two optimizer steps" in middle["message"]
 
 
 # Paddle: steps are batches trained; backups only right after an optimizer step.

@@ -54,10 +54,16 @@ class Module(pl.LightningModule):
 
 
 class SaveEachStep(pl.Callback):
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.saved = folder, -1
+    """``step-N.ckpt`` after each optimizer step; ``every_batch``: also ``batch-M.ckpt`` after
+    each batch (M: batches trained), between optimizer steps too."""
+
+    def __init__(self, folder: Path, every_batch: bool) -> None:
+        self.folder, self.saved, self.every_batch, self.batches = folder, -1, every_batch, 0
 
     def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+        self.batches += 1
+        if self.every_batch:
+            trainer.save_checkpoint(self.folder / f"batch-{self.batches}.ckpt")
         if trainer.global_step != self.saved:
             self.saved = trainer.global_step
             trainer.save_checkpoint(self.folder / f"step-{trainer.global_step}.ckpt")
@@ -69,7 +75,7 @@ def train(config: dict[str, Any], out: Path, resume: Path | None, save: bool) ->
     module = Module(config)
     callbacks: list[Any] = [rngstate.lightning.RNGStateCallback()]
     if save:
-        callbacks.append(SaveEachStep(out))
+        callbacks.append(SaveEachStep(out, config.get("every_batch", False)))
     eval_steps = config.get("eval_steps")
     trainer = pl.Trainer(
         max_epochs=config.get("epochs", 2), max_steps=config.get("max_steps") or -1,
@@ -96,8 +102,9 @@ def main() -> None:
             runs: list[tuple[Any, dict[str, Any]]] = [(None, train(config, folder, None, save=True))]
         else:
             runs = []
-            for step in config.get("resume", []):
-                runs.append((step, train(config, folder, folder / f"step-{step}.ckpt", save=False)))
+            for step in config.get("resume", []):  # a step number, or a file name
+                file = f"step-{step}.ckpt" if isinstance(step, int) else step
+                runs.append((step, train(config, folder, folder / file, save=False)))
             if "chain" in config:
                 first, second = config["chain"]
                 chained = out / f"{name}-chain"
