@@ -63,9 +63,10 @@ class SeededBatch(list[Any]):
         self.batch_start = first
         self.pid = os.getpid() if pid is None else pid
         self.seed_per = seed_per
-        # For a dataset fetched whole by __getitems__ (HF datasets): seeded once per batch at
-        # the first iteration, held through the whole call (its transform runs after reading
-        # the keys, maybe several times), put back by SeededCollate right after.
+        # For a dataset fetched whole by __getitems__: the first iteration seeds as usual (a
+        # dataset drawing per sample as it iterates gets per-sample seeds); after it the batch's
+        # streams are seeded and held through the rest of the call (an HF datasets transform
+        # runs after reading the keys, maybe several times), put back by SeededCollate.
         self.hold = hold
         self.entered = False
 
@@ -77,26 +78,16 @@ class SeededBatch(list[Any]):
         return (_rebuild, (list.copy(self), *fields))
 
     def __iter__(self) -> Iterator[Any]:
-        return self._held() if self.hold else self._seeding()
-
-    def _held(self) -> Iterator[Any]:
-        if not self.entered:
-            self.entered = True
-            here = os.getpid() == self.pid
-            outer_scopes = RUNTIME.rebase(RUNTIME.root)
-            batch_samples = epoch_parts(self.parts, BATCH_SAMPLES, self.epoch)
-            if here:
-                saved, sample_root = SEEDER.enter(self.root, batch_samples, self.first)
-            else:
-                saved, sample_root = None, SEEDER.seed(self.root, batch_samples, self.first)
-            RUNTIME.rebase(sample_root)
-            LOCAL.held = (saved, outer_scopes)
-            LOCAL.batch = (self.root, self.parts, self.epoch, self.batch_start, here)
-        yield from list.__iter__(self)
+        if self.hold and self.entered:
+            return list.__iter__(self)
+        return self._seeding()
 
     def _seeding(self) -> Iterator[Any]:
         root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
         here = os.getpid() == self.pid
+        if self.hold:
+            self.entered = True
+            put_back_held()  # a previous call that raised before its collate
         outer_scopes = RUNTIME.rebase(RUNTIME.root)
         items = list.__iter__(self)
         # sample_seed() finds the sample's position from what is left of ``items``: cheaper
@@ -122,8 +113,13 @@ class SeededBatch(list[Any]):
         finally:
             LOCAL.sample = None
             LOCAL.batch = (root, parts, epoch, self.batch_start, here)
-            RUNTIME.rebase(*outer_scopes)
-            SEEDER.put_back(saved)
+            if self.hold:
+                if self.seed_per == "sample":  # seed_per="batch": its streams continue
+                    RUNTIME.rebase(SEEDER.seed(root, epoch_parts(parts, BATCH_SAMPLES, epoch), first))
+                LOCAL.held = (saved, outer_scopes)
+            else:
+                RUNTIME.rebase(*outer_scopes)
+                SEEDER.put_back(saved)
 
 
 def _rebuild(indices: list[Any], root: int, parts: tuple[str, ...], epoch: int, first: int,
