@@ -96,7 +96,8 @@ def test_only_the_facade_imports_lightning() -> None:
 
 def test_a_checkpoint_from_another_world_size_is_refused() -> None:
     import rngstate
-    from rngstate.lightning import capture_ranks, own_rank
+    from rngstate.lightning import _capture_ranks as capture_ranks
+    from rngstate.lightning import _own_rank as own_rank
 
     rngstate.seed_everything(3)
     saved = capture_ranks()

@@ -20,7 +20,7 @@ slow = pytest.mark.slow
 def test_resume_mid_epoch_with_fewer_workers(tmp_path: Path) -> None:
     EXAMPLE.interrupted(tmp_path, 8, "--workers", "2")
     assert sorted(p.name for p in (tmp_path / "checkpoint-8").glob("rngstate*")) == [
-        "rngstate.state", "rngstate_loader.json"
+        "rngstate.state", "rngstate_loader.json", "rngstate_next.json"
     ]
     resume = ("--checkpoint", str(tmp_path), "--resume", str(tmp_path / "checkpoint-8"))
     resumed = EXAMPLE.final(*resume, "--workers", "0")
