@@ -190,7 +190,10 @@ def mid_epoch_loaders() -> dict[str, list[int]]:
     (batches of it already taken), for ``capture()``."""
     found = {}
     for loader in list(_LOADERS):
-        epoch, batches = loader._rng_next_step()
+        try:
+            epoch, batches = loader._rng_next_step()
+        except (RNGStateError, TypeError):  # no length to place it by: no record, capture goes on
+            continue
         if batches > 0:
             found[loader._rng_path] = [epoch, batches]
     return dict(sorted(found.items()))
