@@ -86,6 +86,7 @@ def test_transformers_trainer_gradient_accumulation_matrix(tmp_path: Path) -> No
 
 
 LIGHTNING_CONFIGS: dict[str, Any] = {
+    "k1-multiple": {"accumulation": 1, "samples": 24, "resume": [12]},
     "k1-odd": {"accumulation": 1, "samples": 26, "resume": [5, 13]},
     "k2-multiple": {"accumulation": 2, "samples": 24, "resume": [1, 6, 7]},
     "k2-odd": {"accumulation": 2, "samples": 26, "resume": [1, 6, 7, 8]},
@@ -116,6 +117,7 @@ def test_lightning_gradient_accumulation_matrix(tmp_path: Path) -> None:
 
 # Paddle: steps are batches trained; backups only right after an optimizer step.
 PADDLE_CONFIGS: dict[str, Any] = {
+    "k1-multiple": {"accumulation": 1, "samples": 24, "resume": [12]},
     "k1-odd": {"accumulation": 1, "samples": 26, "resume": [5, 13]},
     "k2-multiple": {"accumulation": 2, "samples": 24, "resume": [2, 12, 14]},
     "k2-odd": {"accumulation": 2, "samples": 26, "resume": [2, 12, 13, 15]},
@@ -138,7 +140,9 @@ def test_paddle_fit_gradient_accumulation_matrix(tmp_path: Path) -> None:
 # accelerate, the loader not prepared: accelerate does not see the end of the loader, so the
 # accumulation runs on across epochs (2 epochs of 13 batches at accumulation 2: 13 steps).
 ACCELERATE_CONFIGS: dict[str, Any] = {
+    "k1-multiple": {"accumulation": 1, "samples": 24, "resume": [12]},
     "k1-odd": {"accumulation": 1, "samples": 26, "resume": [5, 13]},
+    "k2-multiple": {"accumulation": 2, "samples": 24, "resume": [6]},
     "k2-odd": {"accumulation": 2, "samples": 26, "resume": [1, 6, 7, 8]},
     "k3-multiple": {"accumulation": 3, "samples": 24, "resume": [3, 4, 5]},
     "k3-odd": {"accumulation": 3, "samples": 26, "resume": [2, 4, 5]},
