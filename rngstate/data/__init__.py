@@ -10,7 +10,10 @@ Framework-agnostic building blocks (no framework is imported here), one module p
 * :mod:`~rngstate.data.wrappers`: what the loaders wrap around the dataset and ``collate_fn``.
 * :mod:`~rngstate.data.workers`: :func:`worker_init_fn` for plain framework loaders.
 * :mod:`~rngstate.data.loader`: the mixin behind ``rngstate.torch.DataLoader`` and
-  ``rngstate.paddle.DataLoader``.
+  ``rngstate.paddle.DataLoader``; :mod:`~rngstate.data.passes`: a pass's bookkeeping, the
+  iterable state and the batches of a pass.
+* :mod:`rngstate.guard` (outside this package): the resume guard the loaders and trainer
+  integrations record and check.
 """
 
 from __future__ import annotations
