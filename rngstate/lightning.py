@@ -122,8 +122,9 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     ...                                 pl.callbacks.ModelCheckpoint(every_n_train_steps=50)])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, check_resume: bool = True) -> None:
         super().__init__()
+        self.check_resume = check_resume  # False: a deliberate change on resume, unchecked
         self._pending: RNGState | None = None
         self._training: RNGState | None = None  # the training run's state while validation runs
         self._trainer: Any = None
@@ -150,6 +151,8 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         following = state_dict.get("next")
         where = "rngstate.lightning checkpoint entry: next"
         self._expected = None if following is None else NextStep.from_dict(following, where)
+        if not self.check_resume:
+            self._expected = None
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         # Validation inside fit draws (a torch DataLoader draws its base seed from the global

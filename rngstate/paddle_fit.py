@@ -60,8 +60,16 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
     >>> model.fit(loader, epochs=5, callbacks=[backup])  # doctest: +SKIP
     """
 
-    def __init__(self, backup_dir: str | os.PathLike[str], train_data: Any, *, save_freq: int) -> None:
+    def __init__(
+        self,
+        backup_dir: str | os.PathLike[str],
+        train_data: Any,
+        *,
+        save_freq: int,
+        check_resume: bool = True,
+    ) -> None:
         super().__init__()
+        self.check_resume = check_resume  # False: a deliberate change on resume, unchecked
         if not is_rngstate_loader(train_data):
             raise PaddleResumeError(
                 "train_data must be the rngstate.paddle.DataLoader passed to Model.fit, got "
@@ -89,7 +97,7 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
         self.loader._rng_trust_restore()  # checked at the first batch (on_train_batch_begin)
         self._fingerprint = fingerprint()
         self._steps = progress["steps"]
-        if "next" in progress:
+        if self.check_resume and "next" in progress:
             self._expected = NextStep.from_dict(progress["next"], f"{self.folder / 'progress.json'}: next")
         logger.info("rngstate.paddle: resumed after step %d from %s", self._steps, self.folder)
 

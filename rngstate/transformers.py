@@ -72,7 +72,8 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
     >>> trainer.add_callback(rngstate.transformers.RNGStateCallback())  # doctest: +SKIP
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, check_resume: bool = True) -> None:
+        self.check_resume = check_resume  # False: a deliberate change on resume, unchecked
         self.resume_from: str | None = None  # set by RNGStateMixin.train
         self.trainer_batches = 0  # batches the Trainer skips in the resumed epoch (set by the mixin)
         self._pending: RNGState | None = None
@@ -112,7 +113,8 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
             loader.load_state_dict(json.loads((folder / LOADER_FILE).read_text()))
             loader._rng_trust_restore()  # restored below, at the first step; checked there
             self._loader = loader
-            if (folder / NEXT_FILE).is_file():  # absent in checkpoints of rngstate before 0.2
+            # The record is absent in checkpoints written before the resume guard.
+            if self.check_resume and (folder / NEXT_FILE).is_file():
                 where = f"{folder / NEXT_FILE}"
                 self._expected = NextStep.from_dict(json.loads((folder / NEXT_FILE).read_text()), where)
         self._pending = load(folder / STATE_FILE)

@@ -78,7 +78,11 @@ def train(config: dict[str, Any], out: Path, resume: Path | None, save: bool) ->
     )
     eval_dataset = Dicts(6) if eval_steps else None
     dataset = Dicts(config["samples"])
-    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, eval_dataset=eval_dataset)
+    callback = rngstate.transformers.RNGStateCallback(check_resume=config.get("check_resume", True))
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=dataset, eval_dataset=eval_dataset,
+        callbacks=[callback],
+    )
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except rngstate.RNGStateError as exc:
