@@ -43,6 +43,7 @@ from rngstate.data.passes import (
     skip_batches,
     skip_to_start,
 )
+from rngstate.data.progress import Progress
 from rngstate.data.sampler import ResumableSampler, SamplerState, check_count, sampler_at, shard, share
 from rngstate.data.seeding import SEED_PER as SEED_PER_MODES
 from rngstate.data.seeding import check_seed_per, seeded
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 SEED_PER = "seed_per"  # the state_dict key of the loader's seeding mode
 
 
-class ResumableLoader:
+class ResumableLoader(Progress):
     """Mixed in before the framework's DataLoader class; see ``rngstate.torch.DataLoader``."""
 
     _rng_mode: str = ORDER
@@ -251,12 +252,6 @@ class ResumableLoader:
             return self._rng_len_at(epoch, start, getattr(self._rng_restored, "root_seed", None))
         return self._rng_len_at(current.epoch, current.start, current.root)
 
-    def _rng_batches_before(self, epoch: int, start: int, root: int | None) -> int:
-        """Batches of ``epoch`` before sample position ``start``."""
-        if self._rng_mode == ITERABLE or start == 0:
-            return start
-        return self._rng_len_at(epoch, 0, root) - self._rng_len_at(epoch, start, root)
-
     def _rng_len_at(self, epoch: int, start: int, root: int | None) -> int:
         size = self._rng_batch_size or 1
         if self._rng_mode == BATCH_SAMPLER:
@@ -303,42 +298,6 @@ class ResumableLoader:
         if last is None:
             return self._rng_start or 0
         return last.taken if self._rng_mode == ITERABLE else last.position()
-
-    @property
-    def batches_taken(self) -> int:
-        """Batches of the current epoch the training loop has taken, those before a restored
-        position included: the count a hand-written loop's gradient accumulation goes by.
-
-        >>> for batch in loader:  # doctest: +SKIP
-        ...     loss.backward()
-        ...     if loader.batches_taken % accumulation == 0 or loader.batches_taken == batches_per_epoch:
-        ...         optimizer.step(); optimizer.zero_grad()
-        """
-        restored, last = self._rng_restored, self._rng_last
-        if restored is not None or last is None or self._rng_start is not None:
-            root = getattr(restored, "root_seed", None) if restored is not None else RUNTIME.root
-            return self._rng_batches_before(self._rng_epoch, self.position, root)
-        return last.before + last.taken
-
-    def _rng_next_step(self) -> tuple[int, int]:
-        """(epoch, batches before it) of the batch the next step will take, as a run resumed
-        from ``state_dict()`` now would begin."""
-        restored, last = self._rng_restored, self._rng_last
-        if restored is not None or last is None or self._rng_start is not None:
-            epoch, start = self._rng_plan()
-            root = getattr(restored, "root_seed", None) if restored is not None else RUNTIME.root
-            return epoch, self._rng_batches_before(epoch, start, root)
-        if self._rng_mode == ITERABLE:
-            return (last.epoch + 1, 0) if last.finished else (last.epoch, last.taken)
-        position = last.position()
-        if last.finished or self._rng_remaining(last.epoch, position, last.root) is False:
-            return last.epoch + 1, 0
-        return last.epoch, self._rng_batches_before(last.epoch, position, last.root)
-
-    def _rng_trust_restore(self) -> None:
-        """A trainer integration restores the random state itself, after the first batch was
-        fetched, and checks the resume with its own guard: no check of the loaded state here."""
-        self._rng_saved_rng = None
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch and position as plain data, for the checkpoint.
