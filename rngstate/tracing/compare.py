@@ -26,6 +26,9 @@ from rngstate.tracing.digests import loss_text
 from rngstate.tracing.reader import StepRecord, TraceFile, read_trace
 
 ORDER = ("place", "batch", "streams", "loss", "weights")
+_WHERE = {"place": "the step's place (epoch, position, phase)", "batch": "the batch",
+          "streams": "the random streams", "loss": "the loss", "weights": "the weights",
+          "missing": "the steps recorded"}
 _DETERMINISTIC = "try `rngstate.deterministic()` (and run both with it)"
 
 
@@ -292,7 +295,8 @@ def format_comparison(result: Comparison) -> str:
         lines.append("not comparable")
     else:
         before = f"identical for {result.compared} steps, then " if result.compared else ""
-        lines.append(f"{before}first difference at step {result.step}: {result.differed} differs first")
+        where = _WHERE.get(result.differed or "", result.differed)
+        lines.append(f"{before}first difference at step {result.step}, in {where}")
         width = max((len(x.name) for x in result.aspects), default=0)
         for aspect in result.aspects:
             mark = "!=" if aspect.same is False else "==" if aspect.same else "  "

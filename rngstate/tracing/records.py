@@ -135,9 +135,7 @@ def iter_records(handle: BinaryIO, name: str) -> Iterator[RawRecord]:
         if len(head) < _FRAME.size:
             return  # torn tail
         length, checksum = _FRAME.unpack(head)
-        if length > MAX_RECORD_BYTES:
-            if offset + _FRAME.size + length > size:
-                return  # garbage at the very end of a cut file reads as a huge length
+        if length > MAX_RECORD_BYTES:  # no writer makes one, torn or not
             raise StateFileError(
                 f"{name!r}: record {index} declares {length} bytes, more than a record may "
                 f"({MAX_RECORD_BYTES}); the file is corrupt"
