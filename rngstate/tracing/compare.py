@@ -169,7 +169,11 @@ def _cause(first: str, step: int, a: StepRecord, b: StepRecord, aspects: list[As
            batches_a: dict[bytes, StepRecord], opening: bool) -> str:
     resumed = "B" if b.resumed else "A" if a.resumed else None
     after = f" (the first step after {resumed}'s resume)" if resumed else ""
-    streams = next(x for x in aspects if x.name == "streams").detail.removeprefix("differ: ")
+    if first == "missing":
+        return (f"step {step} is in one trace only: the runs took different steps (a resumed run that "
+                "skipped or repeated steps: pass trace.step(step=global_step))")
+    details = {x.name: x.detail for x in aspects}
+    streams = details["streams"].removeprefix("differ: ")
     if first in ("place", "batch"):
         late, early = (b, a) if resumed != "A" else (a, b)
         seen = batches_a.get(b.batch) if b.batch is not None and resumed != "A" else None
@@ -184,7 +188,11 @@ def _cause(first: str, step: int, a: StepRecord, b: StepRecord, aspects: list[As
                 f"{early.position}. Save and load the loader's (or sampler's) state_dict with the checkpoint "
                 "(rngstate.torch.DataLoader, rngstate.ResumableSampler)"
             )
-        detail = next(x for x in aspects if x.name == "batch").detail
+        detail = details["batch"]
+        if first == "place" and next(x.same for x in aspects if x.name == "batch") is not False:
+            return (f"the runs place step {step} differently ({details['place']}){after} with the same "
+                    "batch: they count epochs or positions differently (a resumed run that began counting "
+                    "again, or another number of batches per epoch)")
         if "another order" in detail:
             return (f"the batch holds the same samples in another order at step {step}{after}: the shuffle "
                     "differs — the sampler's generator or seed, or a loader whose state was not restored")
@@ -216,8 +224,7 @@ def _cause(first: str, step: int, a: StepRecord, b: StepRecord, aspects: list[As
         return (f"batch, RNG and loss identical, weights differ at step {step}{after}: a nondeterministic "
                 "kernel in the backward pass or the optimizer, or optimizer state not restored — "
                 f"{_DETERMINISTIC}")
-    return (f"step {step} is in one trace only: the runs took different steps (a resumed run that skipped "
-            "or repeated steps: pass trace.step(step=global_step))")
+    raise AssertionError(f"no cause for {first!r}")  # ORDER names every aspect
 
 
 def _notes(ta: TraceFile, tb: TraceFile) -> list[str]:
