@@ -197,10 +197,6 @@ class Trace:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            self.close()
-
     def __repr__(self) -> str:
         return f"Trace({str(self.path)!r}, last step {self._last})"
 

@@ -42,19 +42,24 @@ def test_a_step_record_holds_place_streams_batch_loss_and_weights(tmp_path: Path
     assert second.optimizer == weights_digest(optimizer) and second.batch is None
 
 
-def test_stream_fingerprints_are_those_inspect_shows(tmp_path: Path) -> None:
-    from rngstate.cli import describe
-
+def test_stream_fingerprints_follow_the_state_not_the_process(tmp_path: Path) -> None:
+    code = f"""
+    import random, sys, rngstate
     rngstate.seed_everything(5)
-    random.random()
-    with rngstate.trace(tmp_path / "t.trace") as trace:
+    with rngstate.trace(sys.argv[1]) as trace:
         trace.step()
-        rngstate.save(tmp_path / "s.rngstate")
-    streams = read_trace(tmp_path / "t.trace").steps[0].streams
-    shown = describe(str(tmp_path / "s.rngstate"))["streams"]
-    assert {name: digest.hex() for name, digest in streams.items()} == {
-        name: entry["fingerprint"] for name, entry in shown.items()
-    }
+        random.random()
+        trace.step()
+        rngstate.restore(rngstate.load({str(tmp_path / 's.rngstate')!r}))
+        trace.step()
+    """
+    rngstate.seed_everything(5)
+    rngstate.save(tmp_path / "s.rngstate")
+    for name in ("a.trace", "b.trace"):
+        run_python(code, str(tmp_path / name))
+    a, b = (read_trace(tmp_path / name).steps for name in ("a.trace", "b.trace"))
+    assert [r.streams for r in a] == [r.streams for r in b]
+    assert a[0].streams["python"] != a[1].streams["python"] and a[0].streams == a[2].streams
 
 
 def test_a_substream_touched_again_is_listed_again(tmp_path: Path) -> None:
