@@ -180,9 +180,9 @@ def _leaves(value: Any, path: str, out: list[tuple[str, Any]], depth: int = 0) -
 def _array(value: Any, path: str) -> Any:
     """A NumPy view of a CPU torch tensor (no copy: the digest only reads it), else a copy."""
     torch = sys.modules.get("torch")
-    if torch is not None and type(value) is torch.Tensor and value.device.type == "cpu":
-        if value.dtype != torch.bfloat16 and not value.is_conj() and not value.is_neg():  # noqa: SIM102
-            return value.detach().numpy()
+    cpu = torch is not None and type(value) is torch.Tensor and value.device.type == "cpu"
+    if cpu and value.dtype != torch.bfloat16 and not value.is_conj() and not value.is_neg():  # type: ignore[union-attr]
+        return value.detach().numpy()
     try:
         return to_numpy(value, path)
     except RNGStateError as exc:
