@@ -47,7 +47,8 @@ class Comparison:
 
     ``step``: the first step where they differ (None when identical); ``differed``: the aspect
     that differed first there (``"missing"``, ``"place"``, ``"batch"``, ``"streams"``,
-    ``"loss"`` or ``"weights"``); ``aspects``: every aspect at that step; ``cause``: the likely
+    ``"loss"`` or ``"weights"``); ``phase``: its accumulation phase (0 without accumulation);
+    ``aspects``: every aspect at that step; ``cause``: the likely
     cause and what to do; ``compared``: steps compared (those both traces hold); ``notes``:
     what else to know (a trace that goes on longer, a torn last record, another rank).
     """
@@ -63,6 +64,7 @@ class Comparison:
     aspects: tuple[Aspect, ...] = ()
     cause: str = ""
     notes: tuple[str, ...] = ()
+    phase: int = 0
 
     def __bool__(self) -> bool:
         return self.identical
@@ -227,6 +229,14 @@ def _cause(first: str, step: int, a: StepRecord, b: StepRecord, aspects: list[As
     raise AssertionError(f"no cause for {first!r}")  # ORDER names every aspect
 
 
+def _key(record: StepRecord) -> tuple[int, int]:
+    return record.step, record.phase or 0
+
+
+def _name(key: tuple[int, int]) -> str:
+    return f"step {key[0]}" + (f" (phase {key[1]})" if key[1] else "")
+
+
 def _notes(ta: TraceFile, tb: TraceFile) -> list[str]:
     notes = []
     for label, trace in (("A", ta), ("B", tb)):
@@ -246,8 +256,8 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Comparison:
     corrupt) raises :class:`~rngstate.errors.StateFileError`."""
     ta, tb = read_trace(a), read_trace(b)
     notes = _notes(ta, tb)
-    by_a = {r.step: r for r in ta.steps}
-    by_b = {r.step: r for r in tb.steps}
+    by_a = {_key(r): r for r in ta.steps}
+    by_b = {_key(r): r for r in tb.steps}
     if not by_a or not by_b:
         empty = " and ".join(label for label, t in (("A", by_a), ("B", by_b)) if not t)
         notes.append(f"{empty} holds no step record")
@@ -261,18 +271,19 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Comparison:
         if record.batch is not None:
             batches_a.setdefault(record.batch, record)
     for record in ta.steps:  # scopes touched before the compared range
-        if record.step < low:
+        if _key(record) < low:
             scopes_a.update(record)
     for record in tb.steps:
-        if record.step < low:
+        if _key(record) < low:
             scopes_b.update(record)
-    for step in sorted(s for s in set(by_a) | set(by_b) if low <= s <= high):
-        ra, rb = by_a.get(step), by_b.get(step)
+    for key in sorted(k for k in set(by_a) | set(by_b) if low <= k <= high):
+        ra, rb = by_a.get(key), by_b.get(key)
+        step = key[0]
         if ra is None or rb is None:
-            detail = f"step {step} is in {'B' if ra is None else 'A'} only"
+            detail = f"{_name(key)} is in {'B' if ra is None else 'A'} only"
             cause = _cause("missing", step, ra or rb, rb or ra, [], batches_a, False)  # type: ignore[arg-type]
-            return Comparison(ta.path, tb.path, False, compared, low, high, step, "missing",
-                              (Aspect("step", False, detail),), cause, tuple(notes))
+            return Comparison(ta.path, tb.path, False, compared, low[0], high[0], step, "missing",
+                              (Aspect("step", False, detail),), cause, tuple(notes), key[1])
         scopes_a.update(ra)
         scopes_b.update(rb)
         aspects = _aspects(ra, rb, scopes_a, scopes_b, batches_a)
@@ -280,16 +291,16 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Comparison:
         if wrong:
             first = min(wrong, key=ORDER.index)
             cause = _cause(first, step, ra, rb, aspects, batches_a, compared == 0)
-            return Comparison(ta.path, tb.path, False, compared, low, high, step, first,
-                              tuple(aspects), cause, tuple(notes))
+            return Comparison(ta.path, tb.path, False, compared, low[0], high[0], step, first,
+                              tuple(aspects), cause, tuple(notes), key[1])
         compared += 1
     for label, steps in (("A", by_a), ("B", by_b)):
         if max(steps) > high:
-            more = max(steps) - high
-            notes.append(f"{label} goes on to step {max(steps)} ({more} steps more than the other)")
+            more = len([k for k in steps if k > high])
+            notes.append(f"{label} goes on to {_name(max(steps))} ({more} records more than the other)")
         if min(steps) < low:
-            notes.append(f"{label} starts earlier, at step {min(steps)}")
-    return Comparison(ta.path, tb.path, True, compared, low, high, notes=tuple(notes))
+            notes.append(f"{label} starts earlier, at {_name(min(steps))}")
+    return Comparison(ta.path, tb.path, True, compared, low[0], high[0], notes=tuple(notes))
 
 
 def format_comparison(result: Comparison) -> str:
@@ -303,7 +314,8 @@ def format_comparison(result: Comparison) -> str:
     else:
         before = f"identical for {result.compared} steps, then " if result.compared else ""
         where = _WHERE.get(result.differed or "", result.differed)
-        lines.append(f"{before}first difference at step {result.step}, in {where}")
+        at = _name((result.step, result.phase))
+        lines.append(f"{before}first difference at {at}, in {where}")
         width = max((len(x.name) for x in result.aspects), default=0)
         for aspect in result.aspects:
             mark = "!=" if aspect.same is False else "==" if aspect.same else "  "

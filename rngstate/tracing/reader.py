@@ -1,8 +1,8 @@
 """Read a trace file into validated step records, the way a resumed run's trace reads.
 
-A resumed run appends to the trace of the run it continues; when it records a step number the
-file already holds, its records replace those of the dead run from that step on (the dead run
-may have gone on past its last checkpoint).  A torn last record is skipped.
+A resumed run appends to the trace of the run it continues; when it records a step (and
+accumulation phase) the file already holds, its records replace those of the dead run from that
+step on (the dead run may have gone on past its last checkpoint).  A torn last record is skipped.
 
 >>> import os, tempfile, rngstate
 >>> _ = rngstate.seed_everything(0)
@@ -147,9 +147,10 @@ def read_trace(path: str | os.PathLike[str]) -> TraceFile:
                 raise StateFileError(
                     f"{name}: more than {records.MAX_STEPS} step records; compare reads at most that many"
                 )
+            phase = records.integer(record.data, "phase", where) or 0
             steps = result.steps
-            while steps and steps[-1].step >= number:  # a resumed run redoes these steps
-                steps.pop()
+            while steps and (steps[-1].step, steps[-1].phase or 0) >= (number, phase):
+                steps.pop()  # a resumed run redoes these steps
             resumed = first_of_session and bool(steps)
             steps.append(_step(record.data, where, len(result.sessions) - 1, resumed))
             first_of_session = False

@@ -146,19 +146,20 @@ class Trace:
     ) -> int:
         """Append the record of one training step; returns its step number.
 
-        ``step`` defaults to the previous step + 1 (the first of a new trace is 1; a trace
-        reopened by a resumed run continues after its last record: pass ``step=`` when the
-        run resumes from a checkpoint older than that).  ``epoch``, ``position`` (the batch's
-        index in the epoch) and ``phase`` (gradient accumulation micro-step) are recorded as
-        given.  ``batch``: any nesting of tuples/lists/dicts of tensors or arrays;
-        ``loss``: a number or a one-element tensor; ``model``/``optimizer``: digested at
-        every step number divisible by ``weights_every``.
+        ``step`` defaults to the previous step + 1, or the previous step when ``phase`` > 0
+        (the first of a new trace is 1; a trace reopened by a resumed run continues after its
+        last record: pass ``step=`` when the run resumes from a checkpoint older than that).
+        ``epoch``, ``position`` (the batch's index in the epoch) and ``phase`` (the micro-step
+        of gradient accumulation) are recorded as given.  ``batch``: any nesting of
+        tuples/lists/dicts of tensors or arrays; ``loss``: a number or a one-element tensor;
+        ``model``/``optimizer``: digested at every step number divisible by ``weights_every``.
         """
         with self._lock:
             fd = self._fd
             if fd is None:
                 raise TraceError(f"the trace {str(self.path)!r} is closed")
-            number = (self._last or 0) + 1 if step is None else step
+            # Without step=, a micro-step of gradient accumulation (phase > 0) joins the last step.
+            number = (self._last or 0) + (0 if phase and self._last else 1) if step is None else step
             record: dict[str, Any] = {"kind": "step", "step": number, **self._streams.take()}
             for key, value in (("epoch", epoch), ("position", position), ("phase", phase)):
                 if value is not None:

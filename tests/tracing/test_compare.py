@@ -14,7 +14,7 @@ import torch
 
 import rngstate
 from rngstate.cli import main
-from rngstate.tracing import Comparison, compare
+from rngstate.tracing import Comparison, compare, read_trace
 
 Hook = Callable[[int], None]
 
@@ -102,7 +102,26 @@ def test_a_missing_step_and_a_longer_trace(tmp_path: Path) -> None:
     assert (missing.step, missing.differed) == (3, "missing") and "in one trace only" in missing.cause
     shorter = compare(a, _run(tmp_path / "c.trace", steps=4))
     assert shorter.identical and shorter.compared == 4
-    assert shorter.notes == ("A goes on to step 6 (2 steps more than the other)",)
+    assert shorter.notes == ("A goes on to step 6 (2 records more than the other)",)
+
+
+def test_accumulation_phases_are_aligned(tmp_path: Path) -> None:
+    def job(path: Path, bad: tuple[int, int] | None = None) -> Path:
+        rngstate.seed_everything(0)
+        with rngstate.trace(path) as trace:
+            for step in (1, 2):
+                for phase in (0, 1, 2):
+                    loss = 1.0 + (1e-9 if (step, phase) == bad else 0.0)
+                    assert trace.step(phase=phase, loss=loss) == step  # phases join their step
+        return path
+
+    a = job(tmp_path / "a.trace")
+    keys = [(r.step, r.phase) for r in read_trace(a).steps]
+    assert keys == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    assert compare(a, job(tmp_path / "b.trace")).compared == 6
+    result = compare(a, job(tmp_path / "c.trace", bad=(2, 1)))
+    assert (result.step, result.phase, result.differed) == (2, 1, "loss")
+    assert "first difference at step 2 (phase 1), in the loss" in str(result)
 
 
 def test_the_result_is_frozen_and_plain(tmp_path: Path) -> None:
