@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -29,6 +30,7 @@ from rngstate.distributed import TopologyError, rank_info
 from rngstate.errors import InvalidStateError
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
+from rngstate.tracing.hook import StepTracer
 
 logger = logging.getLogger(__name__)
 
@@ -97,14 +99,18 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     (that loader shards by rank itself) and keeps Lightning's loop counters right on a
     mid-epoch resume.
 
+    ``trace="run.trace"`` also records a step trace (``rngstate.trace``; one file per rank):
+    each training batch, its loss, the model and the first optimizer every 100 steps.
+
     >>> import lightning.pytorch as pl, rngstate.lightning      # doctest: +SKIP
     >>> trainer = pl.Trainer(callbacks=[rngstate.lightning.RNGStateCallback(),  # doctest: +SKIP
     ...                                 pl.callbacks.ModelCheckpoint(every_n_train_steps=50)])
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, trace: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self._pending: RNGState | None = None
+        self._trace = StepTracer(trace)
 
     @property
     def state_key(self) -> str:
@@ -130,6 +136,21 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             pending, self._pending = self._pending, None
             restore(pending)
             logger.info("rngstate: random state restored from the checkpoint")
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        accumulate = max(1, int(trainer.accumulate_grad_batches))
+        phase = batch_idx % accumulate
+        stepped = phase == accumulate - 1 or batch_idx + 1 == trainer.num_training_batches
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        optimizers = trainer.optimizers
+        self._trace.step(step=trainer.global_step + (0 if stepped else 1), epoch=trainer.current_epoch,
+                         position=batch_idx, phase=phase if accumulate > 1 else None, batch=batch,
+                         loss=loss, model=pl_module, optimizer=optimizers[0] if optimizers else None)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._trace.close()
 
 
 def _keep_rngstate_samplers(trainer: Any) -> None:
