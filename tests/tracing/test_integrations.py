@@ -134,3 +134,42 @@ def test_paddle_fit(tmp_path: Path) -> None:
     steps = read_trace(a).steps
     assert [(r.step, r.epoch) for r in steps[5:8]] == [(6, 0), (7, 1), (8, 1)]
     assert all(r.loss is not None and "paddle.cpu" in r.streams for r in steps)
+
+
+@slow
+def test_the_lightning_example_proves_its_resume(tmp_path: Path) -> None:
+    """examples/trainer_lightning.py killed at step 8 and resumed with another number of
+    workers: its trace compares identical with the uninterrupted run's, step for step."""
+    from tests.integrations.conftest import TrainerExample
+
+    example = TrainerExample("trainer_lightning.py")
+    example.run("--workers", "0", "--trace", str(tmp_path / "uninterrupted.trace"))
+    resumed = str(tmp_path / "resumed.trace")
+    example.interrupted(tmp_path / "ckpts", 8, "--workers", "2", "--trace", resumed)
+    assert [r.step for r in read_trace(resumed).steps] == list(range(1, 9))
+    checkpoint = str(tmp_path / "ckpts" / "interrupted.ckpt")
+    example.run("--resume", checkpoint, "--workers", "0", "--trace", resumed)
+    result = compare(tmp_path / "uninterrupted.trace", resumed)
+    assert result.identical and result.compared == 18, str(result)
+    assert [r.resumed for r in read_trace(resumed).steps].index(True) == 8  # step 9: the resume
+
+
+@slow
+def test_two_ranks_each_prove_their_resume(tmp_path: Path) -> None:
+    """DDP on two gloo ranks: one trace file per rank; each rank's resumed trace compares
+    identical with that rank's uninterrupted one (and the ranks' own traces differ: their
+    batches are other shards)."""
+    from rngstate.cli import main
+    from tests.integrations.conftest import TrainerExample
+
+    example = TrainerExample("trainer_lightning.py")
+    example.run("--ddp", "--workers", "0", "--trace", str(tmp_path / "a" / "run.trace"))
+    traced = ("--trace", str(tmp_path / "b" / "run.trace"))
+    example.interrupted(tmp_path / "ckpts", 4, "--ddp", "--workers", "0", *traced)
+    example.run("--ddp", "--resume", str(tmp_path / "ckpts" / "interrupted.ckpt"), "--workers", "0", *traced)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["run.rank0.trace", "run.rank1.trace"]
+    for rank in ("0", "1"):
+        assert main(["compare", str(tmp_path / "a" / "run.trace"), str(tmp_path / "b" / "run.trace"),
+                     "--rank", rank]) == 0
+    across = compare(tmp_path / "a" / "run.rank0.trace", tmp_path / "a" / "run.rank1.trace")
+    assert across.differed == "batch" and "compare the traces of one rank" in " ".join(across.notes)
