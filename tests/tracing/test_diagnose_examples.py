@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-DOC = ROOT / "docs" / "diagnostics.md"
+DOCS = [ROOT / "docs" / name for name in ("diagnostics.md", "cli.md", "exact-resume.md")]
 CAUSES = {
     "resume_identical": (0, None, None, "identical: 12 steps compared"),
     "nondeterministic_kernel": (1, 1, "the loss", "loss differs: a nondeterministic kernel — try "
@@ -25,12 +25,12 @@ CAUSES = {
 }
 
 
-def _documented(script: str) -> str:
-    text = DOC.read_text()
+def _documented(script: str) -> list[str]:
+    """Every block the docs say this script printed (Diagnostics, Command line, Exact resume)."""
     marker = rf"<!-- printed by examples/diagnose/{script}\.py -->\n```console\n(.*?)```"
-    match = re.search(marker, text, re.S)
-    assert match, f"docs/diagnostics.md shows no output of {script}.py"
-    return match.group(1)
+    blocks = [block for doc in DOCS for block in re.findall(marker, doc.read_text(), re.S)]
+    assert blocks, f"the docs show no output of {script}.py"
+    return blocks
 
 
 @pytest.mark.slow
@@ -48,7 +48,7 @@ def test_each_broken_job_is_diagnosed_at_the_right_step(tmp_path: Path, script: 
     if step is not None:
         assert f"first difference at step {step}, in {where}\n" in out
     assert cause in out
-    shown = _documented(script)
-    if script == "nondeterministic_kernel":  # its losses change from run to run, by design
-        out, shown = (re.sub(r"loss     != .*", "loss     != ...", text) for text in (out, shown))
-    assert shown == out
+    for shown in _documented(script):
+        if script == "nondeterministic_kernel":  # its losses change from run to run, by design
+            out, shown = (re.sub(r"loss     != .*", "loss     != ...", text) for text in (out, shown))
+        assert shown == out
