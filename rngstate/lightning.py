@@ -140,6 +140,8 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if not self._trace.enabled:
+            return
         accumulate = max(1, int(trainer.accumulate_grad_batches))
         phase = batch_idx % accumulate
         stepped = phase == accumulate - 1 or batch_idx + 1 == trainer.num_training_batches

@@ -91,9 +91,10 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
     def on_train_batch_end(self, step: int, logs: Any = None) -> None:
         self._steps += 1
         loss, model = (logs or {}).get("loss"), self.model
-        self._trace.step(step=self._steps, epoch=self._epoch,
-                         loss=loss[0] if isinstance(loss, list) else loss,
-                         model=model.network, optimizer=model._optimizer)  # type: ignore[union-attr]
+        if self._trace.enabled:
+            self._trace.step(step=self._steps, epoch=self._epoch,
+                             loss=loss[0] if isinstance(loss, list) else loss,
+                             model=model.network, optimizer=model._optimizer)  # type: ignore[union-attr]
         if self._steps % self.save_freq == 0:
             progress = {"format": PROGRESS_FORMAT, "version": PROGRESS_VERSION, "steps": self._steps}
             _write_backup(self.folder, self.model, self.loader, progress)

@@ -46,10 +46,13 @@ def fingerprint(plain: Any) -> bytes:
     >>> fingerprint({"pos": 1}) == fingerprint({"pos": 1}) != fingerprint({"pos": 2})
     True
     """
-    try:
-        blob = msgpack.packb(plain, use_bin_type=True)
-    except (OverflowError, TypeError, ValueError):  # integers wider than 64 bits (PCG64)
-        blob = pack(plain)
+    if type(plain) is bytes:  # torch's CPU state: hashed as it is (no msgpack copy of 5 KB)
+        blob = plain
+    else:
+        try:
+            blob = msgpack.packb(plain, use_bin_type=True)
+        except (OverflowError, TypeError, ValueError):  # integers wider than 64 bits (PCG64)
+            blob = pack(plain)
     return struct.pack(">II", zlib.crc32(blob), zlib.adler32(blob))
 
 
@@ -180,9 +183,11 @@ def _leaves(value: Any, path: str, out: list[tuple[str, Any]], depth: int = 0) -
 def _array(value: Any, path: str) -> Any:
     """A NumPy view of a CPU torch tensor (no copy: the digest only reads it), else a copy."""
     torch = sys.modules.get("torch")
-    cpu = torch is not None and type(value) is torch.Tensor and value.device.type == "cpu"
-    if cpu and value.dtype != torch.bfloat16 and not value.is_conj() and not value.is_neg():  # type: ignore[union-attr]
-        return value.detach().numpy()
+    if torch is not None and isinstance(value, torch.Tensor):
+        try:  # refused for CUDA, bfloat16 and conjugate/negative-bit views: to_numpy copies those
+            return value.detach().numpy()
+        except (TypeError, RuntimeError):
+            pass
     try:
         return to_numpy(value, path)
     except RNGStateError as exc:

@@ -32,6 +32,11 @@ class StepTracer:
         self._trace: Trace | None = None
 
     @property
+    def enabled(self) -> bool:
+        """True when a path was given: callbacks skip gathering a step's fields otherwise."""
+        return self._path is not None
+
+    @property
     def path(self) -> Path | None:
         """The file written (per rank: ``run.rank1.trace``), once open; else the path given."""
         if self._trace is not None:
