@@ -182,6 +182,15 @@ def _cause(first: str, step: int, a: StepRecord, b: StepRecord, aspects: list[As
         restarted = late.position == 0 and early.position not in (None, 0)
         if seen is not None and seen.position == 0 and seen.step != a.step:
             restarted = True
+        replayed = seen is not None and seen.step < a.step and not restarted
+        if resumed and replayed:
+            assert seen is not None
+            return (
+                f"the batch of step {step}{after} is A's batch of step {seen.step}: the loader's state was "
+                "not loaded — the resumed run went through batches again. Save and load the loader's (or "
+                "sampler's) state_dict with the checkpoint (rngstate.torch.DataLoader, "
+                "rngstate.ResumableSampler)"
+            )
         if resumed and restarted:
             epoch = late.epoch if late.epoch is not None else early.epoch
             return (

@@ -147,3 +147,25 @@ def test_cli_exit_status_json_and_rank(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["compare", mine, theirs, "--rank", "1"]) == 2  # no run.rank1.trace here yet
     a.rename(tmp_path / "run.rank1.trace")
     assert main(["compare", mine, theirs, "--rank", "1"]) == 0
+
+
+def test_a_resumed_run_that_replays_batches_without_positions(tmp_path: Path) -> None:
+    """No epoch/position recorded: the loader that was not loaded shows as a replayed batch."""
+    data = np.arange(48, dtype=np.float32).reshape(12, 4)
+
+    def job(path: Path, resume_from: int | None = None, bad: bool = False) -> Path:
+        rngstate.seed_everything(0)
+        with rngstate.trace(path) as trace:
+            start = resume_from or 0
+            for step in range(start + 1, 7):
+                index = step - 1 - (start if bad else 0)  # a loader that begins again
+                trace.step(step=step, batch=data[2 * index : 2 * index + 2], loss=1.0)
+        return path
+
+    a = job(tmp_path / "a.trace")
+    b = tmp_path / "b.trace"
+    job(b)
+    job(b, resume_from=3, bad=True)
+    result = compare(a, b)
+    assert (result.step, result.differed) == (4, "batch")
+    assert "is A's batch of step 1: the loader's state was not loaded" in result.cause
