@@ -19,6 +19,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -75,13 +76,18 @@ class StreamFingerprints:
     Global streams and tracked generators are fingerprinted at every step (a few microseconds
     each); a substream's snapshot object only changes when its scope exits, so its fingerprint
     is cached by identity and each record lists only the substreams *touched* since the
-    previous one (all of them in a session's first record), plus a digest over all of them.
+    previous one (all of them in a session's first record), plus a digest over all of them
+    (kept up to date entry by entry: a model with hundreds of scopes costs little per step).
     """
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[Any, bytes]] = {}
         self._last: dict[str, tuple[Any, bytes]] = {}  # stream -> (raw snapshot key, fingerprint)
-        self._all = b""
+        self._all = bytes(8)
+        self._all_int = 0
+        self._entries: dict[tuple[str, str], int] = {}
+        self._flat: list[Any] = []
+        self._ids: list[int] = []
         self._first = True
 
     def _stream(self, key: str, snapshot: Any, encode: Any) -> bytes:
@@ -97,9 +103,29 @@ class StreamFingerprints:
 
     def take(self) -> dict[str, Any]:
         """The record fields ``streams``, ``substreams`` (touched), ``scopes`` and ``generators``."""
-        outer, substreams = RUNTIME.outer_and_substreams()
+        if RUNTIME.frames:  # inside a scope: the states as if every open scope had exited
+            outer, substreams = RUNTIME.outer_and_substreams()
+        else:  # the usual case: read the live registry, copying nothing
+            RUNTIME.refresh()
+            outer = {name: stream.get_state() for name, stream in RUNTIME.active.items()}
+            substreams = RUNTIME.substreams
         streams = {name: self._stream(name, snap, backend_stream(name).encode)
                    for name, snap in outer.items()}
+        # A substream's snapshot object is replaced only when its scope exits: one identity
+        # comparison of them all tells whether any scope ran since the last record.
+        flat = list(chain.from_iterable(map(dict.values, substreams.values())))  # C loops only
+        ids = list(map(id, flat))  # self._flat keeps the objects alive: no id is reused meanwhile
+        touched: dict[str, dict[str, bytes]] = {}
+        if self._first or ids != self._ids:
+            touched = self._touched(substreams)
+        self._flat, self._ids = flat, ids
+        generators = {
+            key: self._stream("\0" + key, tracked.kind.get_state(tracked.obj), tracked.kind.encode)
+            for key, tracked in RUNTIME.tracked.items()
+        }
+        return {"streams": streams, "substreams": touched, "scopes": self._all, "generators": generators}
+
+    def _touched(self, substreams: dict[str, dict[str, Any]]) -> dict[str, dict[str, bytes]]:
         touched: dict[str, dict[str, bytes]] = {}
         for path, states in substreams.items():
             for name, snapshot in states.items():
@@ -107,20 +133,20 @@ class StreamFingerprints:
                 if cached is not None and cached[0] is snapshot and not self._first:
                     continue
                 if cached is None or cached[0] is not snapshot:
-                    cached = (snapshot, fingerprint(backend_stream(name).encode(snapshot)))
+                    digest = fingerprint(backend_stream(name).encode(snapshot))
+                    # The digest of all scopes: an XOR of one hash per (path, stream), updated
+                    # for the entries that changed instead of rehashing hundreds of scopes.
+                    entry = hashlib.blake2b(f"{len(path)}:{path}{len(name)}:{name}".encode() + digest,
+                                            digest_size=8).digest()
+                    old = self._entries.get((path, name), 0)
+                    self._all_int ^= old ^ int.from_bytes(entry, "big")
+                    self._entries[(path, name)] = int.from_bytes(entry, "big")
+                    cached = (snapshot, digest)
                     self._cache[(path, name)] = cached
                 touched.setdefault(path, {})[name] = cached[1]
-        if touched or self._first:
-            combined = hashlib.blake2b(digest_size=8)
-            for (path, name), (_, digest) in sorted(self._cache.items()):
-                combined.update(f"{len(path)}:{path}{len(name)}:{name}".encode() + digest)
-            self._all = combined.digest()
+        self._all = self._all_int.to_bytes(8, "big")
         self._first = False
-        generators = {
-            key: self._stream("\0" + key, tracked.kind.get_state(tracked.obj), tracked.kind.encode)
-            for key, tracked in RUNTIME.tracked.items()
-        }
-        return {"streams": streams, "substreams": touched, "scopes": self._all, "generators": generators}
+        return touched
 
 
 # -- batches, weights ------------------------------------------------------------------------------

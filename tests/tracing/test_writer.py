@@ -193,3 +193,39 @@ def test_frame_layout() -> None:
     data = records.frame({"kind": "step", "step": 1})
     length, _ = struct.unpack(">I8s", data[:12])
     assert length == len(data) - 12
+
+
+def test_a_step_recorded_inside_a_scope_sees_the_state_as_if_it_had_exited(tmp_path: Path) -> None:
+    def run(path: Path, inside: bool) -> list[dict[str, bytes]]:
+        rngstate.seed_everything(2)
+        with rngstate.trace(path) as trace:
+            with rngstate.rng_scope("dropout"):
+                random.random()
+                if inside:
+                    trace.step()
+            if not inside:
+                trace.step()
+        record = read_trace(path).steps[0]
+        return [record.streams, record.substreams, {"scopes": record.scopes or b""}]
+
+    assert run(tmp_path / "in.trace", True) == run(tmp_path / "out.trace", False)
+
+
+def test_many_scopes_one_touched(tmp_path: Path) -> None:
+    rngstate.seed_everything(0)
+    for index in range(50):
+        with rngstate.rng_scope(f"model/layer{index}"):
+            pass
+    with rngstate.trace(tmp_path / "t.trace") as trace:
+        trace.step()
+        trace.step()
+        with rngstate.rng_scope("model/layer7"):
+            random.random()
+        trace.step()
+    first, second, third = read_trace(tmp_path / "t.trace").steps
+    assert len(first.substreams) == 50 and second.substreams == {}
+    assert set(third.substreams) == {"model/layer7"}  # the scope ran: its streams are listed again
+    changed = {name for name, digest in third.substreams["model/layer7"].items()
+               if digest != first.substreams["model/layer7"][name]}
+    assert changed == {"python"}
+    assert first.scopes == second.scopes != third.scopes
