@@ -11,7 +11,9 @@ loader, the callback.  One run at a time:
     python examples/trainer_lightning.py --run --resume ckpts/interrupted.ckpt --workers 0
 
 ``--plain`` is Lightning on its own, as its docs recommend (``seed_everything(workers=True)``, a
-torch DataLoader, ``ModelCheckpoint``); ``--ddp`` trains on 2 CPU processes (gloo).
+torch DataLoader, ``ModelCheckpoint``); ``--ddp`` trains on 2 CPU processes (gloo).  ``--trace
+FILE`` records a step trace (one file per rank): give the killed run and its resumed run the same
+file, and ``rngstate compare uninterrupted.trace resumed.trace`` says ``identical``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def train(args: argparse.Namespace) -> None:
     else:
         rngstate.seed_everything(args.seed)  # rngstate
     model = Classifier(args.plain, args.workers)
-    callbacks: list[Any] = [] if args.plain else [rngstate.lightning.RNGStateCallback()]  # rngstate
+    rng_callback = rngstate.lightning.RNGStateCallback(trace=args.trace)  # rngstate (trace: optional)
+    callbacks: list[Any] = [] if args.plain else [rng_callback]
     if args.stop_at:
         callbacks.append(CheckpointThenDie(args.stop_at, args.checkpoint))
     trainer = pl.Trainer(
@@ -168,6 +171,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plain", action="store_true", help="Lightning alone, without rngstate")
     parser.add_argument("--ddp", action="store_true", help="2 CPU processes, strategy='ddp'")
+    parser.add_argument("--trace", help="record a step trace (rngstate compare A B tells where runs part)")
     args = parser.parse_args()
     if args.run:
         train(args)

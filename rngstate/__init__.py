@@ -4,7 +4,8 @@ The top level holds the everyday verbs and types; everything else lives in its m
 ``rngstate.errors`` (every exception and ``RNGStateWarning``), ``rngstate.diagnostics``
 (``check_reproducible``, ``AuditReport``, ``untracked_generators``), ``rngstate.distributed``
 (``rank_info``), ``rngstate.backends`` (``register_stream``, ``register_kind``, ``generator_state``),
-``rngstate.determinism`` (``DeterminismReport``), and the framework helpers ``rngstate.torch``,
+``rngstate.determinism`` (``DeterminismReport``), ``rngstate.tracing`` (``compare``, ``Trace``),
+and the framework helpers ``rngstate.torch``,
 ``rngstate.paddle``, ``rngstate.numpy``, ``rngstate.data``, loaded on first use.
 
 >>> import rngstate
@@ -36,6 +37,7 @@ if _typing.TYPE_CHECKING:
     from rngstate import torch as torch
     from rngstate.data import ResumableSampler as ResumableSampler
     from rngstate.data import worker_init_fn as worker_init_fn
+    from rngstate.tracing import trace as trace
 
 __all__ = [
     "RNGState",
@@ -54,13 +56,14 @@ __all__ = [
     "save",
     "seed_everything",
     "stateful",
+    "trace",
     "track",
     "worker_init_fn",
 ]
 
 # Loaded on first use, so `import rngstate` imports no framework.
 _SUBMODULES = frozenset({"data", "keras", "lightning", "numpy", "paddle", "torch", "transformers"})
-_LAZY = {"ResumableSampler": "rngstate.data", "worker_init_fn": "rngstate.data"}
+_LAZY = {"ResumableSampler": "rngstate.data", "trace": "rngstate.tracing", "worker_init_fn": "rngstate.data"}
 # Names the top level had in 0.1.0, and where they live now.
 _MOVED = {
     "AuditReport": "rngstate.diagnostics",

@@ -4,9 +4,10 @@
 
     rngstate inspect FILE [--json]        what a state file holds
     rngstate diff A B [--json]            which streams differ; exit 1 when they do
+    rngstate compare A B [--rank N] [--json]   where two step traces part; exit 1 when they do
     rngstate run [--seed N] [--deterministic] -- CMD ...
 
-Exit codes: 0 success (``diff``: identical), 1 ``diff`` found differences, 2 bad input (missing
+Exit codes: 0 success (``diff``, ``compare``: identical), 1 they found differences, 2 bad input (missing
 or corrupt file, unknown command, bad option), ``run``: the command's own exit code (127 when
 the command cannot be found, 126 when it cannot be executed, 128+N when killed by signal N).
 Bad input prints one line to stderr, never a traceback.
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from rngstate import __version__, _check, fileformat
+from rngstate._text import clean as _clean
+from rngstate._text import emit as _emit
 from rngstate.derive import MAX_SEED
 from rngstate.determinism import ENVIRONMENT
 from rngstate.diagnostics import fingerprint, plain_fingerprint
@@ -65,44 +68,11 @@ def _size(plain: Any) -> int:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     if isinstance(value, bytes):
         return value.hex()
     return value
-
-
-def _clean(value: Any, limit: int = 160) -> str:
-    r"""A value read from a file as one safe line of text: every control or invisible character
-    escaped (a file cannot clear the screen, recolour or retitle the terminal, or fake lines),
-    bytes as hex, long values cut.  Works for any plain data, whatever its type.
-
-    >>> print(_clean("title" + chr(27) + "]0;pwned" + chr(7)))
-    title\x1b]0;pwned\x07
-    """
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, bytes):
-        text = value[: limit // 2].hex()
-    elif isinstance(value, int) and not isinstance(value, bool):
-        text = str(value) if value.bit_length() <= 512 else f"<integer of {value.bit_length()} bits>"
-    elif isinstance(value, list):
-        more = ", ..." if len(value) > 16 else ""
-        text = "[" + ", ".join(_clean(item, limit) for item in value[:16]) + more + "]"
-    elif isinstance(value, dict):
-        items = [f"{_clean(key, limit)}: {_clean(item, limit)}" for key, item in list(value.items())[:16]]
-        text = "{" + ", ".join(items) + (", ...}" if len(value) > 16 else "}")
-    else:
-        text = f"<{type(value).__name__}>"
-    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
-
-
-def _emit(text: str, stream: Any = None) -> None:
-    """Print ``text``, escaping what the stream's encoding cannot show (LANG=C: ASCII only)."""
-    stream = sys.stdout if stream is None else stream
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream)
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -325,6 +295,27 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return 0 if result["identical"] else EXIT_DIFFERENT
 
 
+# -- compare -------------------------------------------------------------------------------------
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from rngstate.tracing import compare as compare_traces
+    from rngstate.tracing import rank_path
+
+    a, b = args.a, args.b
+    if args.rank is not None:  # run.trace -> run.rank1.trace
+        a, b = (str(rank_path(path, args.rank, 2)) for path in (a, b))
+    result = compare_traces(a, b)
+    _emit(json.dumps(_jsonable(result.to_dict()), indent=2) if args.json else str(result))
+    return 0 if result.identical else EXIT_DIFFERENT
+
+
+def _parse_rank(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise CommandLineError(f"--rank: {_clean(text)} is not a rank (a number >= 0)")
+    return int(text)
+
+
 # -- run -----------------------------------------------------------------------------------------
 
 
@@ -391,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation tools)."""
     parser = _Parser(
         prog=PROG,
-        description="Inspect and compare rngstate files; run a command with a fixed seed.",
+        description="Inspect and compare rngstate files and step traces; run a command with a fixed seed.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=_Parser)
@@ -404,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("b", help="second state file")
     diff.add_argument("--json", action="store_true", help="machine-readable output")
     diff.set_defaults(handler=_cmd_diff)
+    compare_ = commands.add_parser(
+        "compare",
+        help="the first step where two step traces differ, and why (exit 1 when they differ)",
+        description=(
+            "Align two traces written by rngstate.trace() by step and print the first step where "
+            "they differ, what differed first (batch, streams, loss, weights) and the likely cause. "
+            "Exit 0 identical, 1 different, 2 bad input."
+        ),
+    )
+    compare_.add_argument("a", help="first trace (e.g. uninterrupted.trace)")
+    compare_.add_argument("b", help="second trace (e.g. resumed.trace)")
+    compare_.add_argument("--rank", type=_parse_rank, help="compare this rank's files (run.rankN.trace)")
+    compare_.add_argument("--json", action="store_true", help="machine-readable output")
+    compare_.set_defaults(handler=_cmd_compare)
     run = commands.add_parser(
         "run",
         help="run a command with RNGSTATE_SEED, PYTHONHASHSEED (and determinism variables) set",
@@ -431,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if getattr(args, "handler", None) is None:
-            raise CommandLineError("no command given; use inspect, diff or run (see `rngstate --help`)")
+            raise CommandLineError(
+                "no command given; use inspect, diff, compare or run (see `rngstate --help`)"
+            )
         code: int = args.handler(args)
         return code
     except RNGStateError as exc:  # StateFileError, CommandLineError, ...: one line, no traceback

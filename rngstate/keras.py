@@ -22,6 +22,7 @@ from rngstate._trainers import read_progress, replace_folder
 from rngstate.errors import KerasResumeError as KerasResumeError  # re-exported: raised here
 from rngstate.initialize.keras import init_by_name as init_by_name
 from rngstate.storage import load, save
+from rngstate.tracing.hook import StepTracer
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,18 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
     mid-epoch resume the rest of the interrupted epoch is trained with ``train_on_batch``
     (the same step function) before ``fit`` goes on with the next epoch.
 
+    ``trace="run.trace"`` also records a step trace (``rngstate.trace``): each step's random
+    streams and loss (``fit`` shows callbacks no batch), weights and optimizer every 100 steps.
+
     >>> backup = rngstate.keras.RNGStateCallback("backup", save_freq=50, data=train)  # doctest: +SKIP
     >>> model.fit(train, epochs=5, shuffle=False, callbacks=[backup])  # doctest: +SKIP
     """
 
     def __init__(self, backup_dir: str | os.PathLike[str], *, save_freq: int | str = "epoch",
-                 data: Any = None, delete_on_end: bool = False) -> None:
+                 data: Any = None, delete_on_end: bool = False,
+                 trace: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
+        self._trace = StepTracer(trace)
         steps = not isinstance(save_freq, bool) and isinstance(save_freq, int) and save_freq >= 1
         if save_freq != "epoch" and not steps:
             raise KerasResumeError(f"save_freq must be 'epoch' or a positive int, got {save_freq!r}")
@@ -123,7 +129,9 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
         for index in range(batch, len(data)):
             x, y = data[index][:2]
             self.model.train_on_batch(x, y)
-            self._steps += 1
+            self._steps += 1  # (its loss is the batch's, fit's is the epoch's running mean: not traced)
+            self._trace.step(step=self._steps, epoch=epoch, position=index, model=self.model,
+                             optimizer=self.model.optimizer)
         on_epoch_end = getattr(data, "on_epoch_end", None)
         if callable(on_epoch_end):
             on_epoch_end()
@@ -135,6 +143,9 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self._steps += 1
+        if self._trace.enabled:
+            self._trace.step(step=self._steps, epoch=self._epoch, position=batch,
+                             loss=(logs or {}).get("loss"), model=self.model, optimizer=self.model.optimizer)
         if self.save_freq != "epoch" and self._steps % int(self.save_freq) == 0:
             self._save(self._epoch, batch + 1)
 
@@ -150,6 +161,7 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
         _write_backup(self.folder, self.model, progress)
 
     def on_train_end(self, logs: Any = None) -> None:
+        self._trace.close()
         if self.delete_on_end:
             shutil.rmtree(self.folder, ignore_errors=True)
 

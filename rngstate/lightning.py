@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -31,6 +32,7 @@ from rngstate.errors import InvalidStateError
 from rngstate.guard import NextStep, check
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
+from rngstate.tracing.hook import StepTracer
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +119,15 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     (that loader shards by rank itself) and keeps Lightning's loop counters right on a
     mid-epoch resume.
 
+    ``trace="run.trace"`` also records a step trace (``rngstate.trace``; one file per rank):
+    each training batch, its loss, the model and the first optimizer every 100 steps.
+
     >>> import lightning.pytorch as pl, rngstate.lightning      # doctest: +SKIP
     >>> trainer = pl.Trainer(callbacks=[rngstate.lightning.RNGStateCallback(),  # doctest: +SKIP
     ...                                 pl.callbacks.ModelCheckpoint(every_n_train_steps=50)])
     """
 
-    def __init__(self, *, check_resume: bool = True) -> None:
+    def __init__(self, *, check_resume: bool = True, trace: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.check_resume = check_resume  # False: a deliberate change on resume, unchecked
         self._pending: RNGState | None = None
@@ -130,6 +135,7 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._trainer: Any = None
         self._expected: NextStep | None = None
         self._fingerprint: str | None = None  # right after the restore
+        self._trace = StepTracer(trace)
 
     @property
     def state_key(self) -> str:
@@ -194,6 +200,23 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         check(expected, f"{where} (Lightning)", epoch=int(trainer.current_epoch), batches=batch_idx, phase=0)
         if rank_info().rank == 0:
             check(expected, where, fingerprint=self._fingerprint)
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._trace.enabled:
+            return
+        accumulate = max(1, int(trainer.accumulate_grad_batches))
+        phase = batch_idx % accumulate
+        stepped = phase == accumulate - 1 or batch_idx + 1 == trainer.num_training_batches
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        optimizers = trainer.optimizers
+        self._trace.step(step=trainer.global_step + (0 if stepped else 1), epoch=trainer.current_epoch,
+                         position=batch_idx, phase=phase if accumulate > 1 else None, batch=batch,
+                         loss=loss, model=pl_module, optimizer=optimizers[0] if optimizers else None)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._trace.close()
 
 
 def _keep_rngstate_samplers(trainer: Any) -> None:

@@ -19,6 +19,7 @@ from rngstate.errors import PaddleResumeError as PaddleResumeError  # re-exporte
 from rngstate.guard import NextStep, check
 from rngstate.snapshot import restore
 from rngstate.storage import load, save
+from rngstate.tracing.hook import StepTracer
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
     number of epochs is done, so epoch numbers seen by other callbacks are counted from
     the resume.
 
+    ``trace="run.trace"`` also records a step trace (``rngstate.trace``; one file per rank):
+    each step's random streams and loss, the network and optimizer every 100 steps.
+
     >>> backup = rngstate.paddle.RNGStateCallback("backup", loader, save_freq=50)  # doctest: +SKIP
     >>> model.fit(loader, epochs=5, callbacks=[backup])  # doctest: +SKIP
     """
@@ -67,9 +71,11 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
         *,
         save_freq: int,
         check_resume: bool = True,
+        trace: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.check_resume = check_resume  # False: a deliberate change on resume, unchecked
+        self._trace = StepTracer(trace)
         if not is_rngstate_loader(train_data):
             raise PaddleResumeError(
                 "train_data must be the rngstate.paddle.DataLoader passed to Model.fit, got "
@@ -120,6 +126,11 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
 
     def on_train_batch_end(self, step: int, logs: Any = None) -> None:
         self._steps += 1
+        loss, model = (logs or {}).get("loss"), self.model
+        if self._trace.enabled:
+            self._trace.step(step=self._steps, epoch=self._epoch,
+                             loss=loss[0] if isinstance(loss, list) else loss,
+                             model=model.network, optimizer=model._optimizer)  # type: ignore[union-attr]
         self._due = self._due or self._steps % self.save_freq == 0
         k = self._accumulation()
         # Model.fit steps the optimizer when (step + 1) % k == 0 or at the epoch's last batch.
@@ -133,6 +144,9 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
                 "next": following.to_dict(),
             }
             _write_backup(self.folder, self.model, self.loader, progress)
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self._trace.close()
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         # fit counts epochs from 0 again after a resume; the loader knows the real one.

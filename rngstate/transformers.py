@@ -51,6 +51,7 @@ from rngstate.snapshot import restore
 from rngstate.state import RNGState
 from rngstate.storage import load, save
 from rngstate.torch import DataLoader as TorchDataLoader  # the Trainer needs torch anyway
+from rngstate.tracing.hook import StepTracer
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +70,41 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
     folder and restores them when training resumes.  Use it with :class:`RNGStateMixin`,
     which adds it when missing.
 
+    ``trace="run.trace"`` also records a step trace (``rngstate.trace``; one file per rank):
+    with :class:`RNGStateMixin`, each micro-batch and its loss (the Trainer's callbacks see
+    neither), the model and optimizer every 100 steps.
+
     >>> trainer.add_callback(rngstate.transformers.RNGStateCallback())  # doctest: +SKIP
     """
 
-    def __init__(self, *, check_resume: bool = True) -> None:
+    def __init__(self, *, check_resume: bool = True, trace: str | os.PathLike[str] | None = None) -> None:
         self.check_resume = check_resume  # False: a deliberate change on resume, unchecked
         self.resume_from: str | None = None  # set by RNGStateMixin.train
         self.trainer_batches = 0  # batches the Trainer skips in the resumed epoch (set by the mixin)
         self._pending: RNGState | None = None
         self._expected: NextStep | None = None
         self._loader: Any = None
+        self._trace = StepTracer(trace)
+        self._phase = 0  # micro-batches of the optimizer step under way
+        self.fed_by_trainer = False  # RNGStateMixin records each micro-batch itself
+
+    def trace_micro_batch(self, state: Any, inputs: Any, loss: Any, model: Any, optimizer: Any) -> None:
+        """Record one micro-batch (called by :class:`RNGStateMixin.training_step`)."""
+        self.fed_by_trainer = True
+        if not self._trace.enabled:
+            return
+        self._trace.step(step=state.global_step + 1, epoch=int(state.epoch or 0), phase=self._phase,
+                         batch=inputs, loss=loss, model=model, optimizer=optimizer)
+        self._phase += 1
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.fed_by_trainer and self._trace.enabled:  # a plain Trainer: streams, weights only
+            self._trace.step(step=state.global_step, epoch=int(state.epoch or 0),
+                             model=kwargs.get("model"), optimizer=kwargs.get("optimizer"))
+        self._phase = 0
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._trace.close()
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         folder = _checkpoint_folder(args, state)
@@ -203,6 +229,15 @@ class RNGStateMixin:
             if isinstance(callback, RNGStateCallback):
                 callback.trainer_batches = num_batches
         return dataloader
+
+    def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.training_step``; records the micro-batch and its loss in the step trace of
+        an ``RNGStateCallback(trace=...)``."""
+        loss = super().training_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, RNGStateCallback):
+                callback.trace_micro_batch(self.state, inputs, loss, model, self.optimizer)  # type: ignore[attr-defined]
+        return loss
 
     def train(self, resume_from_checkpoint: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``Trainer.train``; a resume continues exactly where the checkpoint was saved."""

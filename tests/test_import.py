@@ -46,7 +46,7 @@ def test_works_with_python_and_numpy_only(tmp_path: object) -> None:
 TOP_LEVEL = {
     "RNGState", "RNGStateError", "ResumableSampler", "StateFileError", "__version__", "audit",
     "capture", "derive_seed", "deterministic", "fingerprint", "load", "restore", "rng_scope", "save",
-    "seed_everything", "stateful", "track", "worker_init_fn",
+    "seed_everything", "stateful", "trace", "track", "worker_init_fn",
 }
 
 
