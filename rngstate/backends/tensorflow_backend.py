@@ -114,11 +114,19 @@ _UNSEEDED_DATA = (
 _KERAS_ARRAYS = "array_data_adapter.py"
 
 
-def _data_op(code: Any) -> str | None:
-    """``shuffle`` / ``random`` when ``code`` is a tf.data dataset constructor, else None."""
-    if "/data/ops/" not in code.co_filename.replace("\\", "/"):
-        return None
-    return str(os.path.basename(code.co_filename)).removesuffix(".py").removesuffix("_op")
+def _data_op(frame: Any) -> str | None:
+    """``shuffle`` / ``random`` / ... when ``frame`` (a get_seed caller) builds a tf.data
+    dataset (directly or through tf.data's own ``random_seed`` helper), else None."""
+    for _ in range(3):
+        if frame is None:
+            return None
+        filename = frame.f_code.co_filename.replace("\\", "/")
+        if "/python/data/" not in filename:
+            return None
+        if "/python/data/ops/" in filename:
+            return str(os.path.basename(filename)).removesuffix(".py").removesuffix("_op")
+        frame = frame.f_back
+    return None
 
 
 def _called_from(filename: str, depth: int = 8) -> bool:
@@ -144,7 +152,7 @@ def _install_get_seed_watch() -> None:
 
     def get_seed(op_seed: Any) -> Any:
         if len(_warned) < 4:
-            caller = sys._getframe(1).f_code
+            caller = sys._getframe(1)
             data_op = _data_op(caller)
             if data_op is not None:
                 # Seeded tf.data ops are saved with their iterator (tf.train.Checkpoint).
@@ -152,7 +160,7 @@ def _install_get_seed_watch() -> None:
                     warn_once(f"data.{data_op}", _UNSEEDED_DATA.format(op=data_op))
             elif not context_module.executing_eagerly():
                 if not _called_from(_KERAS_ARRAYS):
-                    warn_once("graph", _IN_GRAPH.format(op=caller.co_name))
+                    warn_once("graph", _IN_GRAPH.format(op=caller.f_code.co_name))
             elif op_seed is not None:
                 warn_once("explicit", _EXPLICIT_SEED)
         return original(op_seed)
