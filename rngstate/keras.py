@@ -28,7 +28,7 @@ from rngstate.storage import load, save
 logger = logging.getLogger(__name__)
 
 PROGRESS_FORMAT = "rngstate.keras.fit"
-PROGRESS_VERSION = 1
+PROGRESS_VERSION = 2  # 2: "next" (what the next step must look like) and "feed"
 
 
 def _write_backup(partial: Path, model: Any, progress: dict[str, Any]) -> None:
@@ -131,6 +131,11 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
         self._check(progress)
         epoch, batch, self._steps = progress["epoch"], progress["batch"], progress["steps"]
         if self._feed is not None:
+            if not isinstance(progress.get("feed"), dict):
+                raise KerasResumeError(
+                    f"{self.folder}: this backup holds no position in the data fit gets now (written "
+                    "for a PyDataset or by an older rngstate); delete it to start over"
+                )
             self._feed.load(self.folder, progress["feed"], batch)
         elif batch > 0:
             self._finish_epoch(epoch, batch)
@@ -170,6 +175,8 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch = epoch
+        if self._feed is not None:
+            self._feed.epoch = epoch
         if self.data is not None:
             self.data.set_epoch(epoch)
 

@@ -62,6 +62,7 @@ class Feed:
         self.steps_per_epoch: int | None = epoch_iterator.steps_per_epoch
         self.per_call: int = epoch_iterator.steps_per_execution
         self.start = 0  # the step the next epoch starts at (a resumed position)
+        self.epoch = 0  # set by the callback before each epoch
         epoch_iterator._enumerate_iterator = self._enumerate
 
     def _enumerate(self) -> Iterator[tuple[int, int, Any]]:
@@ -145,8 +146,8 @@ class ArrayFeed(Feed):
 
     def _enumerate(self) -> Iterator[tuple[int, int, Any]]:
         start, self.start = self.start, 0
-        if start == 0 and self.steps_per_epoch is None and self.pos:
-            self.pass_, self.pos = self.pass_ + 1, 0  # an epoch cut short: the next one starts a pass
+        if start == 0 and self.steps_per_epoch is None:
+            self.pass_, self.pos = self.epoch, 0  # epoch e is pass e (also with initial_epoch)
         first_pass = self.pass_
         stream = self._stream()
         for step in range(start, self.steps_per_epoch or self.num_batches, self.per_call):
