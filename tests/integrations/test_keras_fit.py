@@ -90,6 +90,16 @@ def test_keras_alone_restarts_the_epoch_of_a_fit_on_arrays(tmp_path: Path) -> No
     assert resumed["arrays@9"] != reference["arrays@0"]
 
 
+def test_only_the_facade_imports_keras() -> None:
+    code = """
+    import sys, rngstate
+    before = bool({'keras', 'tensorflow'} & set(sys.modules))
+    import rngstate.keras
+    print(before, 'keras' in sys.modules)
+    """
+    assert run_python(code).strip() == "False True"
+
+
 def test_bad_arguments_are_refused() -> None:
     out = run_python(
         """

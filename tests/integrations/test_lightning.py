@@ -85,14 +85,20 @@ def test_lightning_alone_does_not_resume_exactly(tmp_path: Path) -> None:
     assert resumed != EXAMPLE.reference("--plain", "--workers", "2")
 
 
-def test_importing_the_module_imports_no_lightning() -> None:
-    out = run_python("import sys, rngstate.lightning; print(bool({'lightning'} & set(sys.modules)))")
-    assert out.strip() == "False"
+def test_only_the_facade_imports_lightning() -> None:
+    code = """
+    import sys, rngstate
+    before = bool({'lightning', 'pytorch_lightning'} & set(sys.modules))
+    import rngstate.lightning
+    print(before, 'lightning.pytorch' in sys.modules)
+    """
+    assert run_python(code).strip() == "False True"
 
 
 def test_a_checkpoint_from_another_world_size_is_refused() -> None:
     import rngstate
-    from rngstate.lightning import capture_ranks, own_rank
+    from rngstate.lightning import _capture_ranks as capture_ranks
+    from rngstate.lightning import _own_rank as own_rank
 
     rngstate.seed_everything(3)
     saved = capture_ranks()
