@@ -97,6 +97,10 @@ class ArrayFeed(Feed):
         self._backend = keras.backend.backend()
         target = "torch" if self._backend == "torch" else "numpy"
         self._sliceables = array_slicing.convert_to_sliceable(adapter._inputs, target_backend=target)
+        self._tf_inputs = _dense_tf_inputs(adapter._inputs) if self._backend == "tensorflow" else None
+        self._tf_iterator: Any = None  # TensorFlow: the rest of the current pass, in the graph
+        self._tf_data: Any = None
+        self._cached: tuple[int, np.ndarray] = (-1, np.arange(0))  # (pass, its order)
         if self.shuffle:
             RUNTIME.require_root()  # the order is derived from the root seed: say so now
 
@@ -109,6 +113,7 @@ class ArrayFeed(Feed):
 
     def load(self, folder: Path, state: dict[str, Any], step: int) -> None:
         self.pass_, self.pos, self.start = int(state["pass"]), int(state["position"]), step
+        self._tf_iterator = None
 
     def rows(self, pass_: int, index: int) -> np.ndarray:
         """The sample indices of batch ``index`` of pass ``pass_``."""
@@ -117,8 +122,13 @@ class ArrayFeed(Feed):
             parts = (*self.parts, "batch", str(index))
             return begin + epoch_order(RUNTIME.require_root(), parts, pass_, end - begin)
         if self.shuffle:
-            return np.asarray(epoch_order(RUNTIME.require_root(), self.parts, pass_, self.n)[begin:end])
+            return np.asarray(self._order(pass_)[begin:end])
         return np.arange(begin, end)
+
+    def _order(self, pass_: int) -> np.ndarray:
+        if self._cached[0] != pass_:
+            self._cached = (pass_, epoch_order(RUNTIME.require_root(), self.parts, pass_, self.n))
+        return self._cached[1]
 
     def _batch(self, rows: np.ndarray) -> Any:
         if self._backend == "torch":
@@ -144,18 +154,79 @@ class ArrayFeed(Feed):
             if self.pos == 0:
                 return
 
+    def _tf_pass(self) -> Any:
+        """The rest of the current pass as a ``tf.data`` iterator of the same batches: Keras'
+        compiled step then takes them inside the graph, as from its own array pipeline.  The
+        pipeline is built (and its functions traced) once; each pass writes its rows into a
+        variable that the pipeline reads when an iterator starts."""
+        import tensorflow as tf
+
+        begin = self.pos * self.batch_size
+        if self.shuffle == "batch":
+            rows = np.concatenate([self.rows(self.pass_, i) for i in range(self.pos, self.num_batches)])
+        elif self.shuffle:
+            rows = np.asarray(self._order(self.pass_)[begin:])
+        else:
+            rows = np.arange(begin, self.n)
+        if self._tf_data is None:
+            self._tf_rows = tf.Variable(tf.zeros([self.n], tf.int64), trainable=False)
+            self._tf_count = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+            stored, count = self._tf_rows, self._tf_count
+
+            def pass_rows(_: Any) -> Any:
+                return tf.data.Dataset.from_tensor_slices(stored[:count])
+
+            indices = tf.data.Dataset.range(1).flat_map(pass_rows).batch(self.batch_size)
+            data = tf.data.Dataset.zip((indices, tf.data.Dataset.from_tensors(self._tf_inputs).repeat()))
+            data = data.map(_gather, num_parallel_calls=tf.data.AUTOTUNE)  # deterministic order
+            options = tf.data.Options()
+            options.experimental_optimization.apply_default_optimizations = False  # as Keras does
+            self._tf_data = data.with_options(options).prefetch(tf.data.AUTOTUNE)
+        self._tf_rows[: len(rows)].assign(rows.astype(np.int64))
+        self._tf_count.assign(len(rows))
+        return iter(self._tf_data)  # after the assignments: its prefetching reads them
+
     def _enumerate(self) -> Iterator[tuple[int, int, Any]]:
         start, self.start = self.start, 0
         if start == 0 and self.steps_per_epoch is None:
             self.pass_, self.pos = self.epoch, 0  # epoch e is pass e (also with initial_epoch)
+            self._tf_iterator = None
         first_pass = self.pass_
-        stream = self._stream()
+        in_graph = self._tf_inputs is not None
+        stream = None if in_graph else self._stream()
         for step in range(start, self.steps_per_epoch or self.num_batches, self.per_call):
             if self.pass_ != first_pass:
                 # With steps_per_epoch Keras ends the epoch where the pass over the data ends.
                 self.ei._interrupted_warning()
                 break
-            yield step, step + self.per_call - 1, stream
+            if not in_graph:
+                yield step, step + self.per_call - 1, stream
+                continue
+            if self._tf_iterator is None:
+                self._tf_iterator = self._tf_pass()
+            iterator = self._tf_iterator
+            self.pos += self.per_call  # counted before the step runs: a backup after it sees it
+            if self.pos >= self.num_batches:
+                self.pass_, self.pos, self._tf_iterator = self.pass_ + 1, 0, None
+            yield step, step + self.per_call - 1, iterator
+
+
+def _dense_tf_inputs(inputs: Any) -> Any | None:
+    """The arrays as TensorFlow tensors (Keras' own conversion), or None when one is sparse or
+    ragged (those batches are made in Python)."""
+    import tensorflow as tf
+
+    converted = tree.lists_to_tuples(array_slicing.convert_to_sliceable(inputs, target_backend="tensorflow"))
+    leaves = tree.flatten(converted)
+    if not all(isinstance(x, tf.Tensor) or (isinstance(x, np.ndarray) and x.dtype != object) for x in leaves):
+        return None
+    return tree.map_structure(tf.convert_to_tensor, converted)
+
+
+def _gather(indices: Any, inputs: Any) -> Any:
+    import tensorflow as tf
+
+    return tree.map_structure(lambda x: tf.gather(x, indices, axis=0), inputs)
 
 
 class DatasetFeed(Feed):
