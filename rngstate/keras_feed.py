@@ -6,9 +6,11 @@ from torch's global generator, and restarts the epoch on resume.  A feed takes o
 ``fit``'s ``EpochIterator._enumerate_iterator`` (the generator ``fit`` loops over) so that
 
 * arrays (and dicts of arrays): batch ``i`` of pass ``p`` over the data holds the rows
-  ``ResumableSampler.order(p)[i*b:(i+1)*b]`` (``shuffle="batch"``: rows ``i*b..`` in an order
-  derived from ``(p, i)``), sliced and converted the way Keras' own adapter does; a resume starts
-  at the saved ``(pass, position)`` and step;
+  ``order(p)[i*b:(i+1)*b]``, ``order`` derived as ``ResumableSampler`` derives its orders
+  (``shuffle="batch"``: rows ``i*b..`` in an order derived from ``(p, i)``); on TensorFlow they
+  go through one ``tf.data`` pipeline into Keras' compiled step, elsewhere they are sliced and
+  converted in Python the way Keras' own adapter does; a resume starts at the saved
+  ``(pass, position)`` and step;
 * a ``tf.data.Dataset``: ``fit`` iterates the dataset exactly as Keras does; the feed counts the
   ``iter()`` calls and batches taken, and a resume rebuilds the iterator there
   (:func:`rngstate.tf_data.resume_iterator`), so the epochs reshuffle as the uninterrupted run's.
