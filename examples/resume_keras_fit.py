@@ -16,6 +16,7 @@ Cases (48 training samples, batches of 8: 6 steps an epoch, 3 epochs):
 * ``dict``: a two-input model fed a dict of arrays, ``shuffle="batch"``, ``validation_data``;
 * ``steps``: ``steps_per_epoch=4`` (an epoch is not a pass over the data);
 * ``accumulate``: ``SGD(gradient_accumulation_steps=3)``, stopped at every accumulation phase;
+* ``execution``: ``compile(steps_per_execution=2)``, stopped after 2 executions (4 batches);
 * ``tfdata``: ``fit`` on a ``tf.data`` pipeline written as TensorFlow's determinism guidance
   says (seeded ``shuffle`` reshuffling each epoch, per-element seeds from ``Dataset.random``,
   stateless random ops in a parallel ``map``, ``batch``, ``prefetch``);
@@ -56,8 +57,8 @@ LABELS = SOURCE.randint(0, 3, size=60)
 IMAGES = (SOURCE.normal(size=(60, 6, 6, 1)) + LABELS[:, None, None, None]).astype("float32")
 EXTRA = SOURCE.normal(size=(60, 4)).astype("float32")
 STOPS = {"arrays": [4, 9, 12], "dict": [5], "steps": [5], "accumulate": [7, 8, 9],
-         "tfdata": [4, 9], "loop": [4, 9]}
-TF_ONLY = {"tfdata", "loop"}
+         "execution": [2], "tfdata": [4, 9], "loop": [4, 9]}
+TF_ONLY = {"tfdata", "loop", "execution"}  # torch: steps_per_execution must be 1
 
 
 class StopError(Exception):
@@ -86,7 +87,7 @@ def seeds(plain: bool, name: str, fixed: int) -> int:
     return fixed if plain else rngstate.derive_seed(name)
 
 
-def build(case: str, accumulate: bool = False) -> Any:
+def build(case: str, accumulate: bool = False, per_call: int = 1) -> Any:
     image = keras.Input((6, 6, 1), name="image")
     h = keras.layers.RandomFlip("horizontal")(image)
     h = keras.layers.RandomTranslation(0.2, 0.2)(h)
@@ -102,7 +103,8 @@ def build(case: str, accumulate: bool = False) -> Any:
     optimizer = keras.optimizers.SGD(
         0.05, momentum=0.9, gradient_accumulation_steps=3 if accumulate else None
     )
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=per_call)
     return model
 
 
@@ -131,7 +133,7 @@ def fit_case(case: str, folder: Path, stop: int, plain: bool) -> str:
         keras.utils.set_random_seed(0)
     else:
         rngstate.seed_everything(0)
-    model = build(case, accumulate=case == "accumulate")
+    model = build(case, accumulate=case == "accumulate", per_call=2 if case == "execution" else 1)
     save_freq: Any = stop or "epoch"
     backup = (keras.callbacks.BackupAndRestore(str(folder), save_freq=save_freq) if plain
               else rngstate.keras.RNGStateCallback(folder, save_freq=save_freq))
@@ -145,7 +147,7 @@ def fit_case(case: str, folder: Path, stop: int, plain: bool) -> str:
         model.fit(x, LABELS[:48], batch_size=BATCH, shuffle="batch", validation_data=valid, **kwargs)
     elif case == "steps":
         model.fit(IMAGES[:48], LABELS[:48], batch_size=BATCH, steps_per_epoch=4, **kwargs)
-    else:  # arrays, accumulate: 60 samples, the last 12 for validation
+    else:  # arrays, accumulate, execution: 60 samples, the last 12 for validation
         model.fit(IMAGES, LABELS, batch_size=BATCH, shuffle=True, validation_split=0.2, **kwargs)
     return weights_hash(model)
 

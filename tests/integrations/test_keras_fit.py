@@ -66,10 +66,10 @@ def fit_example(folder: Path, cases: str, *options: str, backend: str = "tensorf
 def test_fit_on_arrays_and_tf_data_and_a_custom_loop_resume_exactly(tmp_path: Path) -> None:
     # arrays: RandomFlip, RandomTranslation, Dropout, validation_split, stopped in epochs 0 and 1
     # and at the end of epoch 1; a dict of arrays with shuffle="batch" and validation_data;
-    # steps_per_epoch; gradient accumulation stopped at phases 1, 2 and 0; fit on tf.data; a
-    # GradientTape loop with a CheckpointManager.
-    reference, resumed = fit_example(tmp_path, "arrays,dict,steps,accumulate,tfdata,loop")
-    assert len(resumed) == 12
+    # steps_per_epoch; gradient accumulation stopped at phases 1, 2 and 0; steps_per_execution=2;
+    # fit on tf.data; a GradientTape loop with a CheckpointManager.
+    reference, resumed = fit_example(tmp_path, "arrays,dict,steps,accumulate,execution,tfdata,loop")
+    assert len(resumed) == 13
     for key, weights in resumed.items():
         assert weights == reference[key.split("@")[0] + "@0"], key
 
