@@ -62,7 +62,9 @@ __all__ = [
 ]
 
 # Loaded on first use, so `import rngstate` imports no framework.
-_SUBMODULES = frozenset({"data", "keras", "lightning", "numpy", "paddle", "torch", "transformers"})
+_SUBMODULES = frozenset(
+    {"data", "keras", "lightning", "numpy", "paddle", "tensorflow", "tf_data", "torch", "transformers"}
+)
 _LAZY = {"ResumableSampler": "rngstate.data", "trace": "rngstate.tracing", "worker_init_fn": "rngstate.data"}
 # Names the top level had in 0.1.0, and where they live now.
 _MOVED = {

@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import random
 import sys
 import warnings
@@ -95,11 +96,49 @@ _EXPLICIT_SEED = (
     "tf.random.Generator, stateless ops or keras.random with a SeedGenerator for exact resume"
 )
 _IN_GRAPH = (
-    "rngstate: a TensorFlow stateful random op (tf.random.uniform, tf.nn.dropout, ...) was "
+    "rngstate: a TensorFlow stateful random op ({op}) was "
     "traced into a tf.function or tf.data function; its kernel keeps its own state, which "
-    "rngstate cannot capture. Use tf.random.Generator, stateless ops or keras.random with a "
-    "SeedGenerator for exact resume"
+    "rngstate cannot capture (in a parallel tf.data map it also depends on thread order). "
+    "Use stateless ops (tf.random.stateless_*, tf.image.stateless_random_*) with seeds from "
+    "rngstate.derive_seed, or keras.random with a SeedGenerator, for exact resume"
 )
+
+
+_UNSEEDED_DATA = (
+    "rngstate: tf.data.Dataset.{op}() was built without a seed; its order then depends on how "
+    "many TensorFlow ops drew a seed before it and cannot be rebuilt exactly on resume. Write "
+    ".{op}(..., seed=rngstate.derive_seed('data/{op}'))"
+)
+# Keras builds its own pipeline for arrays with tf.random.shuffle in a dataset map;
+# rngstate.keras.RNGStateCallback replaces that pipeline, so it is not the user's to fix.
+_KERAS_ARRAYS = "array_data_adapter.py"
+
+
+def _data_op(frame: Any) -> str | None:
+    """``shuffle`` / ``random`` / ... when ``frame`` (a get_seed caller) builds a tf.data
+    dataset (directly or through tf.data's own ``random_seed`` helper), else None."""
+    for _ in range(3):
+        if frame is None:
+            return None
+        filename = frame.f_code.co_filename.replace("\\", "/")
+        if "/python/data/" not in filename:
+            return None
+        if "/python/data/ops/" in filename:
+            return str(os.path.basename(filename)).removesuffix(".py").removesuffix("_op")
+        frame = frame.f_back
+    return None
+
+
+def _called_from(filename: str, depth: int = 8) -> bool:
+    """True when one of the nearest ``depth`` callers runs code of a file named ``filename``."""
+    frame: Any = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_filename.endswith(filename):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _install_get_seed_watch() -> None:
@@ -112,9 +151,16 @@ def _install_get_seed_watch() -> None:
     context_module = _context_module()
 
     def get_seed(op_seed: Any) -> Any:
-        if len(_warned) < 2:
-            if not context_module.executing_eagerly():
-                warn_once("graph", _IN_GRAPH)
+        if len(_warned) < 4:
+            caller = sys._getframe(1)
+            data_op = _data_op(caller)
+            if data_op is not None:
+                # Seeded tf.data ops are saved with their iterator (tf.train.Checkpoint).
+                if op_seed is None:
+                    warn_once(f"data.{data_op}", _UNSEEDED_DATA.format(op=data_op))
+            elif not context_module.executing_eagerly():
+                if not _called_from(_KERAS_ARRAYS):
+                    warn_once("graph", _IN_GRAPH.format(op=caller.f_code.co_name))
             elif op_seed is not None:
                 warn_once("explicit", _EXPLICIT_SEED)
         return original(op_seed)

@@ -5,11 +5,15 @@ subprocesses)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import ROOT, run_python
 from tests.integrations.conftest import TrainerExample
 
 EXAMPLE = TrainerExample("trainer_keras.py")
@@ -43,6 +47,49 @@ def test_keras_alone_does_not_resume_exactly(tmp_path: Path) -> None:
     assert resumed != EXAMPLE.reference("--plain", "--checkpoint", str(tmp_path / "reference"))
 
 
+def fit_example(folder: Path, cases: str, *options: str, backend: str = "tensorflow") -> list[dict[str, str]]:
+    """examples/resume_keras_fit.py: uninterrupted, stopped right after each listed backup,
+    resumed -- three processes; returns the uninterrupted and the resumed weights hashes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": backend}
+    env.pop("RNGSTATE_SEED", None)
+    hashes = []
+    for mode in ("reference", "stop", "resume"):
+        command = [sys.executable, str(ROOT / "examples" / "resume_keras_fit.py"), "--run", "--mode", mode,
+                   "--cases", cases, "--folder", str(folder), *options]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+        assert result.returncode == 0, result.stderr[-4000:]
+        hashes.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return [hashes[0], hashes[2]]
+
+
+@slow
+def test_fit_on_arrays_and_tf_data_and_a_custom_loop_resume_exactly(tmp_path: Path) -> None:
+    # arrays: RandomFlip, RandomTranslation, Dropout, validation_split, stopped in epochs 0 and 1
+    # and at the end of epoch 1; a dict of arrays with shuffle="batch" and validation_data;
+    # steps_per_epoch; gradient accumulation stopped at phases 1, 2 and 0; steps_per_execution=2;
+    # fit on tf.data; a GradientTape loop with a CheckpointManager.
+    reference, resumed = fit_example(tmp_path, "arrays,dict,steps,accumulate,execution,tfdata,loop")
+    assert len(resumed) == 13
+    for key, weights in resumed.items():
+        assert weights == reference[key.split("@")[0] + "@0"], key
+
+
+@slow
+def test_fit_resumes_exactly_on_the_torch_backend(tmp_path: Path) -> None:
+    reference, resumed = fit_example(tmp_path, "arrays,dict,accumulate", backend="torch")
+    assert len(resumed) == 7
+    for key, weights in resumed.items():
+        assert weights == reference[key.split("@")[0] + "@0"], key
+
+
+@slow
+def test_keras_alone_restarts_the_epoch_of_a_fit_on_arrays(tmp_path: Path) -> None:
+    # Control: keras.utils.set_random_seed + BackupAndRestore(save_freq=k) on the same fit.
+    reference, resumed = fit_example(tmp_path, "arrays", "--plain")
+    assert resumed["arrays@4"] != reference["arrays@0"]
+    assert resumed["arrays@9"] != reference["arrays@0"]
+
+
 def test_only_the_facade_imports_keras() -> None:
     code = """
     import sys, rngstate
@@ -60,11 +107,77 @@ def test_bad_arguments_are_refused() -> None:
         os.environ["KERAS_BACKEND"] = "tensorflow"
         import rngstate.keras
         from rngstate.keras import KerasResumeError
-        for kwargs in ({"save_freq": 0}, {"save_freq": 5}, {"save_freq": 5, "data": [1, 2]}):
+        for kwargs in ({"save_freq": 0}, {"save_freq": "3"}, {"save_freq": 5, "data": [1, 2]}):
             try:
                 rngstate.keras.RNGStateCallback("backup", **kwargs)
             except KerasResumeError as exc:
                 print("refused:", str(exc).split(" ")[0])
         """
     )
-    assert out.split() == ["refused:", "save_freq", "refused:", "a", "refused:", "data"]
+    assert out.split() == ["refused:", "save_freq", "refused:", "save_freq", "refused:", "data"]
+
+
+FIT_CHECKS = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import keras, numpy as np
+import rngstate, rngstate.keras
+from rngstate.errors import KerasResumeError, NoRootSeedError
+
+class Stop(Exception):
+    pass
+
+class StopAt(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 2:
+            raise Stop
+
+x, y = np.random.RandomState(0).normal(size=(48, 4)).astype("float32"), np.arange(48) % 2
+
+def fit(folder, batch_size=8, accumulate=None, data=None, stop=False):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.SGD(0.1, gradient_accumulation_steps=accumulate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callbacks = [rngstate.keras.RNGStateCallback(folder, save_freq=3)] + ([StopAt()] if stop else [])
+    try:
+        if data is not None:
+            model.fit(data, epochs=1, steps_per_epoch=6, callbacks=callbacks, verbose=0)
+        else:
+            model.fit(x, y, batch_size=batch_size, epochs=2, callbacks=callbacks, verbose=0)
+    except Stop:
+        pass
+
+def refused(what, call):
+    try:
+        call()
+    except (KerasResumeError, NoRootSeedError) as exc:
+        print(what, type(exc).__name__, str(exc).replace(chr(10), " "))
+    else:
+        print(what, "accepted")
+
+folder = sys.argv[1]
+refused("noseed", lambda: fit(folder + "/a"))
+rngstate.seed_everything(0)
+def batches():
+    while True:
+        yield x[:8], y[:8]
+
+refused("generator", lambda: fit(folder + "/g", data=batches()))
+fit(folder + "/b", stop=True)
+refused("batch_size", lambda: fit(folder + "/b", batch_size=4))
+fit(folder + "/c", accumulate=3, stop=True)
+refused("accumulation", lambda: fit(folder + "/c", accumulate=2))
+refused("same", lambda: fit(folder + "/c", accumulate=3))
+"""
+
+
+@slow
+def test_a_fit_that_cannot_resume_exactly_is_refused(tmp_path: Path) -> None:
+    out = run_python(FIT_CHECKS, str(tmp_path))
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    assert "NoRootSeedError" in lines["noseed"] and "seed_everything" in lines["noseed"]
+    assert "KerasResumeError" in lines["generator"]
+    assert "NumPy arrays or a tf.data.Dataset" in lines["generator"]
+    assert "batch_size is 4 in this run but 8 in the backup" in lines["batch_size"]
+    assert "gradient_accumulation_steps is 2 in this run but 3 in the backup" in lines["accumulation"]
+    assert lines["same"] == "same accepted"
