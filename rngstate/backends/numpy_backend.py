@@ -76,7 +76,9 @@ _MT_RAW_SIZE = MT_TABLE_BYTES + 4
 _LITTLE_ENDIAN = sys.byteorder == "little"
 _GAUSS_RAW = struct.Struct("=i4xd")
 _MT_POS = struct.Struct("=i")
-_FRESH_TABLE = _MT_POS.pack(0)  # pos 0: the next draws read the table, no twist first
+# pos 1: the next draws read words 1-623, then twist; word 0, whose top bit is forced (never the
+# all-zero table), is never output: read at pos 0 it biased the first draw.
+_FRESH_TABLE = _MT_POS.pack(1)
 _NO_GAUSS = _GAUSS_RAW.pack(0, 0.0)
 
 
@@ -350,19 +352,20 @@ class NumpyStream(Stream):
 
     def seed_from_material(self, material: bytes | memoryview) -> None:
         """Give the global generator a whole MT19937 table from the material, as the rngstate
-        loaders do per sample: the state ``set_state(("MT19937", words, 0, 0, 0.0))`` with
+        loaders do per sample: the state ``set_state(("MT19937", words, 1, 0, 0.0))`` with
         ``words`` the first 2,496 bytes as little-endian uint32, the first one's top bit set
-        (what ``init_by_array`` does: never the all-zero table); pos 0, as in Python's stream:
-        the table is read before any twist.  Writing the table costs ~0.4 us against ~8 us for
-        ``np.random.seed`` of 128 bits.  A global that is not MT19937
-        (``np.random.set_bit_generator``) gets :meth:`seed_derived` of the first 32 bytes.
+        (what ``init_by_array`` does: never the all-zero table); pos 1, as in Python's stream:
+        words 1-623 are read before any twist, word 0 (its top bit forced) never is.
+        Writing the table costs ~0.4 us against ~8 us for ``np.random.seed`` of 128 bits.  A
+        global that is not MT19937 (``np.random.set_bit_generator``) gets :meth:`seed_derived`
+        of the first 32 bytes.
 
         >>> import numpy as np
         >>> stream = NumpyStream()
         >>> stream.seed_from_material(bytes(range(256)) * 9 + bytes(200))
         >>> state = np.random.get_state(legacy=False)
         >>> int(state["state"]["key"][1]), state["state"]["pos"]
-        (117835012, 0)
+        (117835012, 1)
         """
         check_material(material, self.sample_material)
         table = material[:MT_TABLE_BYTES]
@@ -383,7 +386,7 @@ class NumpyStream(Stream):
         words = words.astype(np.uint32)
         words[0] |= 0x80000000
         _set_random_state(random_state, {"bit_generator": "MT19937",
-                                         "state": {"key": words, "pos": 0},
+                                         "state": {"key": words, "pos": 1},
                                          "has_gauss": 0, "gauss": 0.0})
 
     def sample_writer(self, block: memoryview, start: int, stride: int) -> Callable[[int], None]:
@@ -394,7 +397,7 @@ class NumpyStream(Stream):
             return super().sample_writer(block, start, stride)
         slots = np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + self.sample_material]
         slots[:, 3] |= 0x80  # the top byte of word 0
-        slots[:, MT_TABLE_BYTES : _MT_RAW_SIZE] = 0  # pos 0
+        slots[:, MT_TABLE_BYTES : _MT_RAW_SIZE] = np.frombuffer(_FRESH_TABLE, np.uint8)  # pos 1
         (mt_view, gauss_view), (random_state, bit_generator) = views, self._owners
         mtrand, end = np.random.mtrand, start + _MT_RAW_SIZE
         size, seed = self.sample_material, self.seed_from_material

@@ -28,7 +28,10 @@ _RAW_SIZE = 4 + 4 * _WORDS
 _INDEX = struct.Struct("=i")
 _LITTLE_ENDIAN = sys.byteorder == "little"  # raw words then equal the file's "<u4" bytes
 _RAW_WORDS = struct.Struct(f"={_WORDS}I")
-_FRESH_TABLE = _INDEX.pack(0)  # index 0: the next draws read the table, no twist first
+# Index 1: the next draws read words 1-623, then twist.  Word 0's top bit is forced to 1 (never
+# the all-zero table) as init_by_array does; read at index 0 it would bias the first output
+# (bit 31 of the untempered word always set), so it is never output, as after random.seed.
+_FRESH_TABLE = _INDEX.pack(1)
 
 
 def _raw_from_state(internal: tuple[int, ...]) -> bytes:
@@ -143,10 +146,11 @@ class PythonStream(Stream):
 
     def seed_from_material(self, material: bytes | memoryview) -> None:
         """Give ``random`` a whole MT19937 table from the material, as the rngstate loaders do
-        per sample: the state ``setstate((3, (*words, 0), None))`` with ``words`` the 624
+        per sample: the state ``setstate((3, (*words, 1), None))`` with ``words`` the 624
         little-endian uint32 at bytes 4-2499, the first one's top bit set (what
-        ``init_by_array`` does: never the all-zero table).  Index 0: the next draws read the
-        table itself, whose words are as random as a twist's output, so no twist comes first.
+        ``init_by_array`` does: never the all-zero table).  Index 1: the next draws read words
+        1-623 of the table, as random as a twist's output, so no twist comes first; word 0,
+        whose top bit is forced, is never output (its lower bits never matter).
         Writing the table costs ~0.3 us against ~3.5 us for ``random.seed`` of 128 bits plus
         ~0.5 us for its twist.  An instance other than ``random.Random`` behind the module
         functions is seeded with ``random.seed`` of bytes 4-19.
@@ -154,7 +158,7 @@ class PythonStream(Stream):
         >>> import random
         >>> PythonStream().seed_from_material(bytes(4) + bytes(range(256)) * 9 + bytes(196))
         >>> random.getstate()[1][1], random.getstate()[1][624]
-        (117835012, 0)
+        (117835012, 1)
         """
         check_material(material, self.sample_material)
         instance = random._inst
@@ -167,7 +171,7 @@ class PythonStream(Stream):
             instance.gauss_next = None  # type: ignore[attr-defined]
         elif type(instance) is random.Random:
             words = _MT_FORMAT.unpack(table)
-            instance.setstate((3, (words[0] | 0x80000000, *words[1:], 0), None))
+            instance.setstate((3, (words[0] | 0x80000000, *words[1:], 1), None))
         else:
             random.seed(derived_int(bytes(table[:16]), 128))
 
@@ -180,7 +184,7 @@ class PythonStream(Stream):
         import numpy as np  # the block is NumPy's (rngstate.data.seeding): already imported
 
         slots = np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + self.sample_material]
-        slots[:, :4] = 0  # index 0
+        slots[:, :4] = np.frombuffer(_FRESH_TABLE, np.uint8)  # index 1
         slots[:, 7] |= 0x80  # the top byte of word 0
         end, size, seed = start + view.nbytes, self.sample_material, self.seed_from_material
 
