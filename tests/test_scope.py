@@ -212,7 +212,7 @@ def slow_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     python, numpy_, torch_cpu = (backends.stream(name) for name in ("python", "numpy", "torch.cpu"))
     for stream, fields in ((python, {"_fast": False, "_instance": None, "_view": memoryview(b"")}),
                            (numpy_, {"_gauss_offset": None, "_owners": (None, None), "_views": None}),
-                           (torch_cpu, {"_view": None, "_generator": torch.default_generator})):
+                           (torch_cpu, {"_engine": None, "_generator": torch.default_generator})):
         for field, value in fields.items():
             monkeypatch.setattr(stream, field, value)
 
@@ -236,7 +236,6 @@ def many_round_trips() -> tuple[list[tuple[object, ...]], rngstate.RNGState]:
     return seen, rngstate.capture()
 
 
-@pytest.mark.usefixtures("no_other_threads")
 def test_many_round_trips_exact_and_raw_copies_equal_get_set_state(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = many_round_trips()
     live = RUNTIME.substreams["a"]

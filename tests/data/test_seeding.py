@@ -93,7 +93,6 @@ def test_sample_streams_hold_whole_tables_from_the_epoch_key() -> None:
         assert len({state[1] for state in seen}) == 3
 
 
-@pytest.mark.usefixtures("no_other_threads")
 @pytest.mark.parametrize("name", ["python", "numpy", "torch.cpu"])
 def test_block_writes_single_writes_and_fallbacks_seed_alike(name: str) -> None:
     """One stream seeded as a sample three ways: from a whole block of samples rewritten once
@@ -138,7 +137,6 @@ def test_block_writes_single_writes_and_fallbacks_seed_alike(name: str) -> None:
     assert seeded("block", 0) != seeded("block", 1)
 
 
-@pytest.mark.usefixtures("no_other_threads")
 @pytest.mark.parametrize("name", ["python", "numpy", "torch.cpu"])
 @pytest.mark.parametrize("raw", [True, False])
 def test_exchange_material_is_get_state_then_seed_from_material(name: str, raw: bool,
