@@ -156,8 +156,21 @@ def test_rank_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TopologyError, match="outside"):
         rank_info()
     monkeypatch.setenv("RANK", "x")
-    with pytest.raises(TopologyError, match="not an integer"):
+    with pytest.raises(TopologyError, match="not a rank"):
         rank_info()
+
+
+@pytest.mark.parametrize("name", ["RANK", "WORLD_SIZE", "LOCAL_RANK"])
+@pytest.mark.parametrize("text", ["+1", "1_0", "\u0661", "-0", "1.0", "", "12345678901"])
+def test_launcher_variables_are_read_strictly(monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> None:
+    # Issue 25: int() took "+1", "1_0" and Arabic-Indic digits.
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv(name, text)
+    with pytest.raises(TopologyError, match=f"{name}=.* plain decimal digits"):
+        rank_info()
+    monkeypatch.setenv(name, " 3\n")  # what a shell may leave around is fine
+    assert getattr(rank_info(), name.lower()) == 3
 
 
 def test_per_rank_scope_uses_environment_rank(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -418,7 +418,7 @@ def rank_in_group(group: Any) -> tuple[int, int]:
 
 def _local_rank() -> int:
     text = os.environ.get("LOCAL_RANK", "")
-    return int(text) if text.isdigit() else 0
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0  # as rank_info() reads it
 
 
 def collective_device() -> Any:
