@@ -29,9 +29,9 @@ from rngstate.backends.torch_raw import (
     fresh_engine,
     fresh_fields,
     legacy_cpu_state,
-    trylock,
-    unlock,
 )
+from rngstate.backends.torch_raw import raw_trylock as _trylock  # 0: taken
+from rngstate.backends.torch_raw import raw_unlock as _unlock
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateWarning, ScopeError
 
@@ -162,12 +162,12 @@ class TorchCPUStream(Stream):
         check_material(material, self.sample_material)
         generator = sys.modules["torch"].default_generator
         engine = self._engine if generator is self._generator else self._raw()
-        if engine is not None and trylock(engine.mutex):
+        if engine is not None and not _trylock(engine.mutex):
             try:
                 engine.view[:] = material
                 fresh_fields(engine.view)
             finally:
-                unlock(engine.mutex)
+                _unlock(engine.mutex)
             return
         filler = self._sample_state
         if filler is None:
@@ -186,11 +186,11 @@ class TorchCPUStream(Stream):
         generator, view, mutex = engine.generator, engine.view, engine.mutex
 
         def write(base: int) -> None:
-            if torch.default_generator is generator and trylock(mutex):
+            if torch.default_generator is generator and not _trylock(mutex):
                 try:
                     view[:] = block[base + start : base + end]
                 finally:
-                    unlock(mutex)
+                    _unlock(mutex)
             else:  # busy, or replaced: set_state waits for the mutex
                 seed(block[base + start : base + end])
 
@@ -209,11 +209,11 @@ class TorchCPUStream(Stream):
     def get_state(self) -> Any:
         generator = sys.modules["torch"].default_generator
         engine = self._engine if generator is self._generator else self._raw()
-        if engine is not None and trylock(engine.mutex):  # a raw copy (~0.2 us plus the lock)
+        if engine is not None and not _trylock(engine.mutex):  # a raw copy (~0.2 us plus the lock)
             try:
                 raw = engine.view.tobytes()
             finally:
-                unlock(engine.mutex)
+                _unlock(engine.mutex)
             return RawCPUState(check_engine(raw))
         return generator.get_state()
 
@@ -221,11 +221,11 @@ class TorchCPUStream(Stream):
         generator = sys.modules["torch"].default_generator
         if type(snapshot) is RawCPUState:
             engine = self._engine if generator is self._generator else self._raw()
-            if engine is not None and trylock(engine.mutex):
+            if engine is not None and not _trylock(engine.mutex):
                 try:
                     engine.view[:] = snapshot.raw
                 finally:
-                    unlock(engine.mutex)
+                    _unlock(engine.mutex)
                 return
             snapshot = legacy_cpu_state(snapshot)
         if not isinstance(snapshot, _torch().Tensor):
@@ -235,27 +235,27 @@ class TorchCPUStream(Stream):
     def exchange_material(self, material: bytes | memoryview) -> Any:
         generator = sys.modules["torch"].default_generator
         engine = self._engine if generator is self._generator else self._raw()
-        if engine is None or len(material) != self.sample_material or not trylock(engine.mutex):
+        if engine is None or len(material) != self.sample_material or _trylock(engine.mutex):
             return super().exchange_material(material)
         try:
             previous = engine.view.tobytes()
             engine.view[:] = material
             fresh_fields(engine.view)
         finally:
-            unlock(engine.mutex)
+            _unlock(engine.mutex)
         return RawCPUState(check_engine(previous))
 
     def exchange(self, snapshot: Any) -> Any:
         generator = sys.modules["torch"].default_generator
         # The scope hot path: _raw() inlined for the generator it last saw.
         engine = self._engine if generator is self._generator else self._raw()
-        if engine is not None and type(snapshot) is RawCPUState and trylock(engine.mutex):
+        if engine is not None and type(snapshot) is RawCPUState and not _trylock(engine.mutex):
             view = engine.view
             try:
                 previous = view.tobytes()
                 view[:] = snapshot.raw
             finally:
-                unlock(engine.mutex)
+                _unlock(engine.mutex)
             return RawCPUState(check_engine(previous))
         previous = self.get_state()
         self.set_state(snapshot)

@@ -260,17 +260,25 @@ def _pthread() -> tuple[Callable[[int], int], Callable[[int], int]] | None:
 _LOCKS = _pthread() if ctypes.sizeof(ctypes.c_void_p) == 8 else None
 
 
-def trylock(address: int) -> bool:
-    """Take the generator mutex at ``address`` if it is free (never waits); True when taken.
-
-    Callers release it with :func:`unlock` before anything else, in a ``finally``."""
-    assert _LOCKS is not None  # a mutex address exists only where _LOCKS does
-    return _LOCKS[0](address) == 0
+def _busy(address: Any) -> int:
+    return errno.EBUSY
 
 
-def unlock(address: int) -> None:
-    assert _LOCKS is not None
-    _LOCKS[1](address)
+# The hot paths call these two directly (a wrapper costs a tenth of a microsecond a call):
+# raw_trylock(mutex) is 0 when it took the mutex (never waits), raw_unlock(mutex) releases it; callers
+# release in a ``finally`` before anything else.  Without glibc no mutex is ever verified.
+raw_trylock: Callable[[Any], int] = _LOCKS[0] if _LOCKS is not None else _busy
+raw_unlock: Callable[[Any], int] = _LOCKS[1] if _LOCKS is not None else _busy
+
+
+def trylock(address: Any) -> bool:
+    """Take the generator mutex at ``address`` if it is free (never waits); True when taken."""
+    return raw_trylock(address) == 0
+
+
+def unlock(address: Any) -> None:
+    """Release a mutex :func:`trylock` took."""
+    raw_unlock(address)
 
 
 def _find_mutex(torch: Any, probe: Any, impl: int) -> int | None:
@@ -300,7 +308,7 @@ def _find_mutex(torch: Any, probe: Any, impl: int) -> int | None:
         return None
     try:
         lock, _count, owner = _MUTEX_HEAD.unpack(ctypes.string_at(at, _MUTEX_HEAD.size))
-        ours = lock == 1 and owner == threading.get_native_id() and _LOCKS[0](at) == errno.EBUSY
+        ours = lock == 1 and owner == threading.get_native_id() and raw_trylock(at) == errno.EBUSY
     finally:
         unlock(at)
     return at if ours and ctypes.string_at(at, _MUTEX_SIZE) == _UNLOCKED else None
@@ -321,13 +329,14 @@ def check_engine(raw: bytes) -> bytes:
 
 
 class RawView:
-    """A verified generator's engine (``view``, RAW_CPU_SIZE bytes) and mutex address; keep
-    ``generator`` alive meanwhile (this object does)."""
+    """A verified generator's engine (``view``, RAW_CPU_SIZE bytes) and mutex address (a
+    ``c_void_p``: converted once, not per call); keep ``generator`` alive meanwhile (this
+    object does)."""
 
     __slots__ = ("generator", "mutex", "view")
 
     def __init__(self, generator: Any, view: memoryview, mutex: int) -> None:
-        self.generator, self.view, self.mutex = generator, view, mutex
+        self.generator, self.view, self.mutex = generator, view, ctypes.c_void_p(mutex)
 
 
 _LAYOUT: list[tuple[int, int] | None] = []  # (engine offset, mutex offset), or None; on first use

@@ -273,7 +273,7 @@ def test_raw_copies_hold_the_generator_mutex_and_leave_it_to_torch_when_busy(
     assert drawn
     torch.rand(5)
     before = stream.encode(stream.get_state())
-    monkeypatch.setattr(torch_backend, "trylock", lambda address: False)  # as if torch drew now
+    monkeypatch.setattr(torch_backend, "_trylock", lambda address: 16)  # EBUSY: as if torch drew now
     previous = stream.exchange(raw)
     assert isinstance(previous, torch.Tensor) and stream.encode(previous) == before
     assert stream.encode(stream.get_state()) == stream.encode(raw)
