@@ -97,8 +97,8 @@ def bench_scope(rounds: int = 7) -> None:
                  f"Lightning collect/set x2: {median(naives) * 1e6:,.1f} us",
                  spread(vs_naive, "x faster"),
                  f">= 5x faster {'met' if median(vs_naive) >= 5 else 'MISSED'}"))
-    # With another Python thread alive, NumPy's copies take its lock and torch's go through
-    # get_state/set_state (their draws run without the GIL): what a prefetching thread costs.
+    # With another Python thread alive: the raw copies hold NumPy's lock and torch's mutex as
+    # they always do (issue 25), so this row should match the one above.
     stop = threading.Event()
     waiter = threading.Thread(target=stop.wait)
     waiter.start()
@@ -108,7 +108,7 @@ def bench_scope(rounds: int = 7) -> None:
         stop.set()
         waiter.join()
     ROWS.append(("scope round trip, another thread alive", "", "fork_rng(devices=[])",
-                 spread(threaded), "none (the locks are taken)"))
+                 spread(threaded), "none (the same locks as alone)"))
 
 
 def spread(ratios: list[float], unit: str = "x") -> str:

@@ -36,13 +36,20 @@ class RankInfo:
 
 
 def _environment_int(names: tuple[str, ...], default: int) -> int:
+    """The first of ``names`` set, read strictly: plain ASCII decimal digits (surrounding
+    spaces allowed), as launchers write them.  ``int()`` would also take "+1", "1_0" and
+    Arabic-Indic digits, which other tools (and the launcher) read differently or not at all."""
     for name in names:
         text = os.environ.get(name)
         if text is not None:
-            try:
-                return int(text)
-            except ValueError:
-                raise TopologyError(f"{name}={text!r} is not an integer") from None
+            digits = text.strip(" \t\r\n")
+            if not (digits.isascii() and digits.isdigit() and len(digits) <= 9):
+                raise TopologyError(
+                    f"{name}={text!r} is not a rank or process count: it must be a non-negative "
+                    "integer in plain decimal digits (0-9), as torchrun and paddle.distributed "
+                    "write it; fix the launcher's environment"
+                )
+            return int(digits)
     return default
 
 

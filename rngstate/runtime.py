@@ -21,7 +21,7 @@ from typing import Any
 
 from rngstate import backends
 from rngstate.backends.base import DeviceMapped, GeneratorKind, Stream
-from rngstate.derive import derive_bytes
+from rngstate.derive import MAX_PATH_DEPTH, derive_bytes
 from rngstate.errors import NoRootSeedError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,14 @@ def device_count_problem(name: str, saved: set[int], live: int) -> str:
         f"the state holds {name} generator states for {' and '.join(map(str, sorted(saved)))} "
         f"device(s) but this process sees {live}; with strict=False, device i gets the "
         "state saved for device i and devices without a saved state keep theirs"
+    )
+
+
+def _too_deep(parts: tuple[str, ...]) -> str:
+    return (
+        f"scopes nested {len(parts)} deep ({'/'.join(parts[:3])}/...): at most {MAX_PATH_DEPTH} "
+        "path components, the most a saved state may hold; a recursive @rng_scope needs a "
+        "depth limit, or one scope around the recursion"
     )
 
 
@@ -80,7 +88,7 @@ class Runtime:
         self.tracked: dict[str, Tracked] = {}
         self.pending_streams: dict[str, Any] = {}
         self.pending_generators: dict[str, tuple[str, Any]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a signal handler may enter a scope while held
         self._modules_seen = -1  # len(sys.modules) at the last full refresh
         self._python_at_fork: Any = None  # random.getstate() taken just before os.fork
 
@@ -213,9 +221,14 @@ class Runtime:
             root = self.require_root()
         frames = self.frames
         if frames and self.owner == _get_ident():
-            frame = Frame(frames[-1].parts + parts)
+            parts = frames[-1].parts + parts
+            if len(parts) > MAX_PATH_DEPTH:  # the limit restore() and load() enforce
+                raise ScopeError(_too_deep(parts))
+            frame = Frame(parts)
             frames.append(frame)
         else:
+            if len(parts) > MAX_PATH_DEPTH:  # a name of 64 components plus per_rank's
+                raise ScopeError(_too_deep(parts))
             lock = self._lock
             lock.acquire()  # not `with`: its two method calls cost as much as the rest here
             try:
@@ -432,7 +445,7 @@ class Runtime:
         that substream).  Scopes another thread had open are closed as that thread would have
         closed them: the substreams keep their advance and the child starts from the outer state.
         """
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a signal handler may enter a scope while held
         for name in [name for name, stream in self.active.items() if not stream.is_active()]:
             # CUDA in a child forked after it started: any use there fails
             # ("CUDA error: initialization error"), so the child manages it no more.

@@ -29,7 +29,9 @@ from rngstate.state import RNGState
 logger = logging.getLogger(__name__)
 FORMAT_KEY = "rngstate"
 FORMAT_VERSION = 1
-_ENTRY = re.compile(r"rank([0-9]+)\Z")
+# One spelling per rank: "rank0", never "rank000" (two keys for one rank, the last winning);
+# at most 10 digits (a 5000-digit key would fail inside int()).
+_ENTRY = re.compile(r"rank(0|[1-9][0-9]{0,9})\Z")
 
 
 class RNGStateful:
@@ -95,10 +97,11 @@ def _entries(state_dict: Any) -> tuple[int, dict[int, Any]]:
     """Check the layout; return (saved world size, {rank: entry})."""
     try:
         _check.mapping(state_dict, "RNG state dict")
-        if state_dict.get(FORMAT_KEY) != FORMAT_VERSION:
+        version = state_dict.get(FORMAT_KEY)
+        if type(version) is not int or version != FORMAT_VERSION:  # not True, 1.0 or an array
             raise InvalidStateError(
-                f"RNG state dict: {FORMAT_KEY}={_check.show(state_dict.get(FORMAT_KEY))}, expected "
-                f"{FORMAT_VERSION}; not made by rngstate.stateful().state_dict() (or by a newer rngstate)"
+                f"RNG state dict: {FORMAT_KEY}={_check.show(version)}, expected {FORMAT_VERSION} (an "
+                "int); not made by rngstate.stateful().state_dict() (or by a newer rngstate)"
             )
         world = _check.integer(state_dict.get("world_size"), "RNG state dict.world_size", 1, 2**31)
         entries: dict[int, Any] = {}
@@ -108,7 +111,8 @@ def _entries(state_dict: Any) -> tuple[int, dict[int, Any]]:
             match = _ENTRY.match(key) if isinstance(key, str) else None
             if match is None or int(match.group(1)) >= world:
                 raise InvalidStateError(
-                    f"RNG state dict: unexpected key {_check.show(key)} (expected rank0..rank{world - 1})"
+                    f"RNG state dict: unexpected key {_check.show(key)} (expected rank0..rank{world - 1}, "
+                    "in plain digits without leading zeros)"
                 )
             entries[int(match.group(1))] = value
     except RNGStateError as exc:
@@ -117,7 +121,7 @@ def _entries(state_dict: Any) -> tuple[int, dict[int, Any]]:
 
 
 def _unpack(entry: Any, rank: int) -> Any:
-    if entry == b"":
+    if type(entry) is bytes and not entry:
         raise StateFileError(
             f"the RNG state entry of rank {rank} is empty: it was saved by a stateful(reshard=True), "
             "which only loads; save with rngstate.stateful()"

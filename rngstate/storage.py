@@ -99,7 +99,33 @@ def load(path: str | os.PathLike[str], *, rank: int | None = None, reshard: bool
     data = fileformat.read(path, check_plain=False)  # decode() below checks every value
     if isinstance(data, dict) and COLLECTIVE in data:
         return _load_collective(path, data, rank, reshard)
+    metadata = data.get("metadata") if isinstance(data, dict) else None
+    if isinstance(metadata, dict):  # else _from_data refuses the file
+        saved = (metadata.get("world_size", 1), metadata.get("rank", 0))
+        wanted = _check_topology(path, saved, rank, reshard)
+        if reshard:
+            data = reshard_state(data, rank_info().world_size, wanted)
     return _from_data(path, data)
+
+
+def _check_topology(
+    path: str | os.PathLike[str], saved: tuple[Any, Any], rank: int | None, reshard: bool
+) -> int:
+    """The rank to load for; TopologyError where the file was saved by another rank or world
+    size (in a job, or for an explicit ``rank``) and ``reshard`` is off.  A single process
+    loading without ``rank`` (inspecting, diffing) is told at ``restore`` instead."""
+    live = rank_info()
+    wanted = live.rank if rank is None else rank
+    in_job = live.world_size > 1
+    if reshard or not (in_job or rank is not None):
+        return wanted
+    if saved[1] == wanted and (not in_job or saved[0] == live.world_size):
+        return wanted
+    raise TopologyError(
+        f"{os.fspath(path)} holds the state of rank {saved[1]} of {saved[0]} but is loaded for "
+        f"rank {wanted} of {live.world_size if in_job else '?'}: per-rank streams would not "
+        "continue. Load with reshard=True to re-derive per-rank substreams for this job"
+    )
 
 
 def _from_data(path: str | os.PathLike[str], data: Any) -> RNGState:
@@ -129,6 +155,7 @@ def _load_collective(
             "reshard=True to re-derive per-rank streams for a job of another size"
         )
     index = wanted if wanted < world_size else 0
+    _check_topology(path, (world_size, index), rank, reshard)
     blob: bytes | bytearray
     if entries == "shards":
         blob = _read_shard(path, items[index], index)

@@ -31,20 +31,6 @@ def fresh_runtime() -> Iterator[None]:
         os.environ["RNGSTATE_SEED"] = saved
 
 
-@pytest.fixture
-def no_other_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Threads earlier tests left behind (Paddle's multi-worker loaders leave reader threads)
-    count as gone, so that the raw state copies, used only in a single-threaded process, are
-    what the test exercises.  The test itself must not draw from other threads."""
-    import _thread
-
-    from rngstate.backends import base
-
-    # Less the queue feeders among them, which single_threaded() discounts by themselves.
-    monkeypatch.setattr(base, "_FORK_LEFTOVERS", [_thread._count() - len(base._mover_threads())])
-    monkeypatch.setattr(base, "_SEEN", [-1, (), False])
-
-
 def run_python(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     """Run ``code`` in a fresh interpreter (project on sys.path); return stdout, fail on error."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

@@ -156,8 +156,21 @@ def test_rank_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(TopologyError, match="outside"):
         rank_info()
     monkeypatch.setenv("RANK", "x")
-    with pytest.raises(TopologyError, match="not an integer"):
+    with pytest.raises(TopologyError, match="not a rank"):
         rank_info()
+
+
+@pytest.mark.parametrize("name", ["RANK", "WORLD_SIZE", "LOCAL_RANK"])
+@pytest.mark.parametrize("text", ["+1", "1_0", "\u0661", "-0", "1.0", "", "12345678901"])
+def test_launcher_variables_are_read_strictly(monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> None:
+    # Issue 25: int() took "+1", "1_0" and Arabic-Indic digits.
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv(name, text)
+    with pytest.raises(TopologyError, match=f"{name}=.* plain decimal digits"):
+        rank_info()
+    monkeypatch.setenv(name, " 3\n")  # what a shell may leave around is fine
+    assert getattr(rank_info(), name.lower()) == 3
 
 
 def test_per_rank_scope_uses_environment_rank(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,3 +296,28 @@ def test_nccl_collectives_use_the_local_rank_device(monkeypatch: pytest.MonkeyPa
     assert nccl(monkeypatch, 4, 0, bound) == [bound, {"device_ids": [1]}]
     # One visible device per process (CUDA_VISIBLE_DEVICES set by the launcher): cuda:0.
     assert nccl(monkeypatch, 1, 0) == [torch.device("cuda", 0), {"device_ids": [0]}]
+
+
+def test_a_plain_file_loads_only_for_the_rank_and_world_size_that_saved_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 25: a file saved by a 1-process job loaded for rank=5 without a word.
+    rngstate.seed_everything(0)
+    path = tmp_path / "rng.state"
+    rngstate.save(path)  # one process: rank 0 of 1
+    assert rngstate.load(path) == rngstate.load(path, rank=0)
+    with pytest.raises(TopologyError, match="rank 0 of 1 but is loaded for rank 5 .*reshard=True"):
+        rngstate.load(path, rank=5)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(TopologyError, match="rank 0 of 1 but is loaded for rank 2 of 4"):
+        rngstate.load(path)
+    resharded = rngstate.load(path, reshard=True)
+    assert (resharded.metadata["world_size"], resharded.metadata["rank"]) == (4, 2)
+    rngstate.save(path)  # rank 2 of 4
+    assert rngstate.load(path).metadata["rank"] == 2
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    with pytest.raises(TopologyError, match="rank 2 of 4 but is loaded for rank 2 of 8"):
+        rngstate.load(path)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert rngstate.load(path).metadata["rank"] == 2  # a single process inspecting it

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -135,3 +136,18 @@ def test_pack_rejects_non_plain() -> None:
         fileformat.pack({"a": 1.5})
     with pytest.raises(rngstate.StateFileError):
         fileformat.pack({1: "a"})
+
+
+def test_a_big_foreign_file_is_refused_before_it_is_read(tmp_path: Path, monkeypatch: Any) -> None:
+    # Issue 25: load() read up to 4 GiB (a 1.5 GB model file: 1.5 GB RSS, 7.6 s) before
+    # checking the 13-byte magic.
+    model = tmp_path / "model.pt"
+    with open(model, "wb") as file:
+        file.write(b"PK\x03\x04")  # torch.save's zip
+        file.truncate(1_500_000_000)  # sparse: no disk used
+    reads: list[int] = []
+    real_readv = os.readv
+    monkeypatch.setattr(fileformat.os, "readv", lambda fd, bufs: reads.append(1) or real_readv(fd, bufs))
+    with pytest.raises(rngstate.StateFileError, match="bad magic bytes.*torch.save"):
+        rngstate.load(model)
+    assert reads == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from rngstate import backends
 from rngstate.backends.torch_backend import RawCPUState
 from rngstate.errors import NoRootSeedError, ScopeError
 from rngstate.runtime import RUNTIME
+from tests.conftest import run_python
 
 
 def draws() -> tuple[object, ...]:
@@ -212,7 +214,7 @@ def slow_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     python, numpy_, torch_cpu = (backends.stream(name) for name in ("python", "numpy", "torch.cpu"))
     for stream, fields in ((python, {"_fast": False, "_instance": None, "_view": memoryview(b"")}),
                            (numpy_, {"_gauss_offset": None, "_owners": (None, None), "_views": None}),
-                           (torch_cpu, {"_view": None, "_generator": torch.default_generator})):
+                           (torch_cpu, {"_engine": None, "_generator": torch.default_generator})):
         for field, value in fields.items():
             monkeypatch.setattr(stream, field, value)
 
@@ -236,7 +238,6 @@ def many_round_trips() -> tuple[list[tuple[object, ...]], rngstate.RNGState]:
     return seen, rngstate.capture()
 
 
-@pytest.mark.usefixtures("no_other_threads")
 def test_many_round_trips_exact_and_raw_copies_equal_get_set_state(monkeypatch: pytest.MonkeyPatch) -> None:
     fast = many_round_trips()
     live = RUNTIME.substreams["a"]
@@ -245,3 +246,43 @@ def test_many_round_trips_exact_and_raw_copies_equal_get_set_state(monkeypatch: 
     slow = many_round_trips()
     assert type(RUNTIME.substreams["a"]["torch.cpu"]) is torch.Tensor  # the slow path was taken
     assert slow == fast
+
+
+def test_scopes_deeper_than_a_state_may_hold_are_refused_on_entry(tmp_path: Path) -> None:
+    # Issue 25: 65 nested scopes captured and saved a state that restore/load/from_dict refuse.
+    rngstate.seed_everything(0)
+
+    @rngstate.rng_scope("r")
+    def recurse(n: int) -> rngstate.RNGState:
+        return recurse(n - 1) if n else rngstate.capture()
+
+    deepest = recurse(63)  # 64 components: the most a state holds
+    rngstate.save(tmp_path / "deep.rngstate", deepest)
+    rngstate.restore(rngstate.load(tmp_path / "deep.rngstate"))
+    rngstate.restore(rngstate.RNGState.from_dict(deepest.to_dict()))
+    before = random.getstate()
+    with pytest.raises(ScopeError, match="nested 65 deep"):
+        recurse(64)
+    assert random.getstate() == before and not RUNTIME.frames
+    with rngstate.rng_scope("/".join(["p"] * 64)), pytest.raises(ScopeError, match="nested 65 deep"):
+        rngstate.rng_scope("q").__enter__()
+
+
+def test_a_signal_handler_may_enter_a_scope_while_the_runtime_lock_is_held() -> None:
+    # Issue 25: the handler ran on the thread holding the (non-reentrant) lock: deadlock.
+    code = """
+    import random, signal, rngstate
+    from rngstate.runtime import RUNTIME
+    rngstate.seed_everything(0)
+    seen = []
+    def handler(signum, frame):
+        with rngstate.rng_scope("handler"):
+            seen.append(random.random())
+    signal.signal(signal.SIGUSR1, handler)
+    with RUNTIME._lock:  # as inside enter() or the last exit()
+        signal.raise_signal(signal.SIGUSR1)
+    with rngstate.rng_scope("handler"):
+        pass
+    print(len(seen), RUNTIME.frames)
+    """
+    assert run_python(code, timeout=60).split() == ["1", "[]"]

@@ -7,12 +7,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 import rngstate
 from rngstate.distributed import TopologyError
-from rngstate.errors import InvalidStateError, StateFileError
+from rngstate.errors import InvalidStateError, RNGStateError, StateFileError
 from rngstate.stateful import RNGStateful
 
 
@@ -123,3 +124,23 @@ def test_bad_state_dicts(change: dict[str, Any], error: type[Exception], match: 
     assert rngstate.capture() == before  # nothing applied
     with pytest.raises(InvalidStateError, match="expected a dict"):
         rng.load_state_dict([good])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rngstate": True}, r"rngstate=True, expected 1 \(an int\)"),
+        ({"rngstate": 1.0}, r"rngstate=1.0, expected 1 \(an int\)"),
+        ({"rngstate": np.array([1, 1])}, r"rngstate=array.*expected 1 \(an int\)"),
+        ({"rank000": b"x"}, "unexpected key 'rank000'.*without leading zeros"),
+        ({"rank" + "1" * 5000: b"x"}, "unexpected key 'rank111"),
+        ({"rank0": np.frombuffer(b"abc", np.uint8)}, "rank 0 is a ndarray, not bytes"),
+    ],
+)
+def test_malformed_state_dicts_are_refused_with_a_clear_message(change: dict[str, Any], message: str) -> None:
+    # Issue 25: True / 1.0 passed for the format, "rank0" and "rank000" both meant rank 0 (the
+    # last silently won), and arrays or a 5000-digit key failed deep inside NumPy or int().
+    rngstate.seed_everything(0)
+    good = rngstate.stateful().state_dict()
+    with pytest.raises(RNGStateError, match=message):
+        rngstate.stateful().load_state_dict({**good, **change})

@@ -9,95 +9,13 @@ data completely, without importing the framework, before anything reaches its C+
 
 from __future__ import annotations
 
-import _thread
-import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from rngstate.errors import InvalidStateError, MissingBackendError
 
 Plain = Any  # str | int | bytes | list[Plain] | dict[str, Plain]
-
-
-def single_threaded() -> bool:
-    """True while no Python thread but this process's main one could draw (~0.1 us).
-
-    The raw state copies of NumPy's and torch's generators cannot take the locks those
-    libraries' draws hold without the GIL; they are used only while no other thread could draw.
-    multiprocessing's own threads that only move data between processes do not count
-    (:data:`_MOVERS`: a DataLoader worker has two as soon as it sent its first batch).
-
-    >>> import threading
-    >>> single_threaded() == (threading.active_count() == 1)
-    True
-    """
-    if _thread_count is None:
-        return False
-    verdict: bool
-    count, movers, verdict = _SEEN
-    if _thread_count() != count:
-        return _recount()
-    for alive in movers:  # one that ended might have made room for another thread
-        if not alive():
-            return _recount()
-    return verdict
-
-
-_thread_count = getattr(_thread, "_count", None)  # CPython's count of threads besides the main one
-# _thread._count() keeps counting, in a forked child, the parent's other threads, which do not
-# exist there (a DataLoader worker forked while a logging thread ran): taken as the baseline.
-_FORK_LEFTOVERS = [0]
-# At the last recount: the thread count, the liveness checks of the _MOVERS threads among them,
-# the verdict.  While the count is the same and those live, no thread started or ended.
-_SEEN: list[Any] = [-1, (), False]
-
-
-def _recount() -> bool:
-    assert _thread_count is not None
-    count = _thread_count()
-    movers = _mover_threads()
-    verdict = count - _FORK_LEFTOVERS[0] - len(movers) <= 0
-    if _thread_count() == count:  # else a thread started meanwhile: decide afresh next time
-        _SEEN[:] = [count, movers, verdict]
-    return verdict and bool(_thread_count() == count)
-
-
-# Threads of the standard library's multiprocessing that only move data between processes and
-# never draw: a queue's feeder (pickles and sends what was put) and the resource sharer
-# (hands file descriptors to another process: torch tensors sent by a DataLoader worker).
-_MOVERS = (("multiprocessing.queues", "Queue", "_feed"),
-           ("multiprocessing.resource_sharer", "_ResourceSharer", "_serve"))
-
-
-def _mover_threads() -> tuple[Callable[[], bool], ...]:
-    """``locked`` of the thread-state lock of each live thread running one of _MOVERS (True
-    until the thread ends), found by its target; on Pythons where these attributes differ,
-    none: every thread then counts."""
-    targets = []
-    for module, owner, method in _MOVERS:
-        function = getattr(getattr(sys.modules.get(module), owner, None), method, None)
-        if function is not None:
-            targets.append(function)
-    if not targets:
-        return ()
-    found = []
-    for thread in threading.enumerate():
-        target = getattr(thread, "_target", None)
-        lock = getattr(thread, "_tstate_lock", None)
-        if getattr(target, "__func__", target) in targets and lock is not None and lock.locked():
-            found.append(lock.locked)
-    return tuple(found)
-
-
-def _forked() -> None:
-    _FORK_LEFTOVERS[0] = _thread_count() if _thread_count is not None else 0
-    _SEEN[:] = [-1, (), False]
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
 
 
 def check_material(material: bytes | memoryview, size: int) -> None:

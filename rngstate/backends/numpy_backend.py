@@ -6,11 +6,9 @@ outside its key array), so every field is range-checked here before NumPy sees i
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import struct
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +16,18 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check
-from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material, single_threaded
-from rngstate.backends.python_backend import raw_view
+from rngstate.backends import numpy_raw
+from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material
+from rngstate.backends.numpy_raw import (
+    FRESH_TABLE,
+    LITTLE_ENDIAN,
+    MT_RAW_SIZE,
+    MT_TABLE_BYTES,
+    NO_GAUSS,
+    RawSnapshot,
+    swap,
+    write_table,
+)
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
 
@@ -66,18 +74,6 @@ _SCHEMAS: dict[str, tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]
 _LEGACY = {"has_gauss": ("int", 0, 1), "gauss": ("double",)}
 logger = logging.getLogger(__name__)
 
-# Fast path for scopes: the global RandomState's MT19937 state is {uint32 key[624]; int pos} at
-# bit_generator.ctypes.state_address, and its Gaussian cache {int has_gauss; double gauss} sits
-# inside the RandomState object.  Raw copies cost ~1 us against ~70 us for get_state/set_state.
-# The Gaussian cache's offset is found and verified on a scratch object; if anything disagrees,
-# the slow path is used.
-MT_TABLE_BYTES = 624 * 4  # an MT19937 table
-_MT_RAW_SIZE = MT_TABLE_BYTES + 4
-_LITTLE_ENDIAN = sys.byteorder == "little"
-_GAUSS_RAW = struct.Struct("=i4xd")
-_MT_POS = struct.Struct("=i")
-_FRESH_TABLE = _MT_POS.pack(0)  # pos 0: the next draws read the table, no twist first
-_NO_GAUSS = _GAUSS_RAW.pack(0, 0.0)
 
 
 class Expander:
@@ -121,7 +117,7 @@ class Expander:
                 bits.advance(start - at[1])
             raw = bits.random_raw(words)
             self._at = (key, start + words)
-        if not _LITTLE_ENDIAN:
+        if not LITTLE_ENDIAN:
             raw = raw.astype("<u8")
         return memoryview(raw.data).cast("B")
 
@@ -134,32 +130,6 @@ def big_endian_words(block: memoryview, offset: int, stride: int) -> list[int]:
     """
     rows = np.frombuffer(block, np.uint8).reshape(-1, stride)
     return rows[:, offset : offset + 4].copy().view(">u4").ravel().tolist()  # type: ignore[no-any-return]
-
-
-def _find_gauss_offset() -> int | None:
-    probe = np.random.RandomState(np.random.MT19937(1))
-    key = np.arange(624, dtype=np.uint32)
-    base = id(probe)
-    size = type(probe).__basicsize__
-    for has_gauss, gauss in ((1, 0.1234567890123), (0, -98765.4321)):
-        probe.set_state(("MT19937", key, 7, has_gauss, gauss))
-        memory = ctypes.string_at(base, size)
-        offset = memory.find(struct.pack("=d", gauss)) - 8
-        if offset < 0 or _GAUSS_RAW.unpack_from(memory, offset) != (has_gauss, gauss):
-            return None
-    written = _GAUSS_RAW.pack(1, 2.5)
-    ctypes.memmove(base + offset, written, _GAUSS_RAW.size)
-    state = probe.get_state(legacy=False)
-    if (state["has_gauss"], state["gauss"]) != (1, 2.5) or probe.standard_normal() != 2.5:
-        return None
-    return offset
-
-
-def _mt_layout_verified() -> bool:
-    probe = np.random.MT19937(5)
-    raw = ctypes.string_at(probe.ctypes.state_address, _MT_RAW_SIZE)
-    state = probe.state["state"]
-    return raw == state["key"].astype("=u4").tobytes() + _MT_POS.pack(state["pos"])
 
 
 def _encode_field(value: Any, spec: tuple[Any, ...]) -> Plain:
@@ -257,79 +227,38 @@ def _seed_random_state(random_state: np.random.RandomState, material: bytes) -> 
     random_state.set_state({**bit_generator.state, "has_gauss": 0, "gauss": 0.0})
 
 
-class _RawSnapshot:
-    """The global MT19937 state and Gaussian cache as raw bytes (fast path only)."""
-
-    __slots__ = ("gauss", "mt")
-
-    def __init__(self, mt: bytes, gauss: bytes) -> None:
-        self.mt = mt
-        self.gauss = gauss
-
-    def as_state(self) -> dict[str, Any]:
-        has_gauss, gauss = _GAUSS_RAW.unpack(self.gauss)
-        key = np.frombuffer(self.mt, dtype="=u4", count=624).copy()
-        pos = _MT_POS.unpack_from(self.mt, 624 * 4)[0]
-        return {"bit_generator": "MT19937", "state": {"key": key, "pos": pos},
-                "has_gauss": has_gauss, "gauss": gauss}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> _RawSnapshot:
-        """From a validated legacy MT19937 state dict."""
-        mt = np.ascontiguousarray(state["state"]["key"], dtype="=u4").tobytes()
-        gauss = _GAUSS_RAW.pack(state["has_gauss"], state["gauss"])
-        return cls(mt + _MT_POS.pack(state["state"]["pos"]), gauss)
-
-
 _mtrand = np.random.mtrand  # holds the global RandomState, ``_rand``
 
 
-def _swap(views: tuple[memoryview, memoryview], snapshot: _RawSnapshot) -> _RawSnapshot:
-    """Install ``snapshot`` through the raw views; return what they held."""
-    mt_view, gauss_view = views
-    previous = _RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
-    mt_view[:] = snapshot.mt
-    gauss_view[:] = snapshot.gauss
-    return previous
-
-
-def _write_table(views: tuple[memoryview, memoryview], table: bytes | memoryview) -> None:
-    """A whole fresh table into the raw views of the global (NumpyStream.seed_from_material)."""
-    mt_view, gauss_view = views
-    mt_view[:MT_TABLE_BYTES] = table
-    mt_view[3] |= 0x80  # the top byte of word 0 (little-endian)
-    mt_view[MT_TABLE_BYTES:] = _FRESH_TABLE
-    gauss_view[:] = _NO_GAUSS
-
-
 class NumpyStream(Stream):
-    """The global legacy ``np.random`` (``np.random.rand``, ``np.random.shuffle``, ...)."""
+    """The global legacy ``np.random`` (``np.random.rand``, ``np.random.shuffle``, ...).
+
+    Snapshots are :class:`~rngstate.backends.numpy_raw.RawSnapshot` where the raw layout is
+    verified (copies holding the bit generator's lock, :mod:`rngstate.backends.numpy_raw`),
+    else ``get_state(legacy=False)`` dicts.
+    """
 
     name = "numpy"
     framework = "numpy"
 
     def __init__(self) -> None:
-        offset = _find_gauss_offset() if _mt_layout_verified() else None
-        self._gauss_offset = offset
+        self._gauss_offset = numpy_raw.gauss_offset()
         # The objects the views point into, kept alive while the views exist.
         self._owners: tuple[Any, Any] = (None, None)
         self._views: tuple[memoryview, memoryview] | None = None
-        if offset is None:
+        if self._gauss_offset is None:
             logger.info("numpy: raw state copy unavailable, using get_state/set_state")
 
     def _raw(self) -> tuple[memoryview, memoryview] | None:
         """Views of the global MT19937 state and Gaussian cache, or None (slow path).  Copies
-        through them hold the bit generator's lock unless the process is single-threaded."""
+        through them hold the bit generator's lock (``self._owners[1].lock``)."""
         random_state = np.random.mtrand._rand
         bit_generator = random_state._bit_generator
         if self._owners[0] is not random_state or self._owners[1] is not bit_generator:
             self._owners = (random_state, bit_generator)
             self._views = None
             if self._gauss_offset is not None and type(bit_generator) is np.random.MT19937:
-                mt_view = memoryview(
-                    (ctypes.c_char * _MT_RAW_SIZE).from_address(bit_generator.ctypes.state_address)
-                ).cast("B")
-                self._views = (mt_view, raw_view(random_state, self._gauss_offset, _GAUSS_RAW.size))
+                self._views = numpy_raw.views(random_state, self._gauss_offset)
         return self._views
 
     def is_active(self) -> bool:
@@ -350,31 +279,29 @@ class NumpyStream(Stream):
 
     def seed_from_material(self, material: bytes | memoryview) -> None:
         """Give the global generator a whole MT19937 table from the material, as the rngstate
-        loaders do per sample: the state ``set_state(("MT19937", words, 0, 0, 0.0))`` with
+        loaders do per sample: the state ``set_state(("MT19937", words, 1, 0, 0.0))`` with
         ``words`` the first 2,496 bytes as little-endian uint32, the first one's top bit set
-        (what ``init_by_array`` does: never the all-zero table); pos 0, as in Python's stream:
-        the table is read before any twist.  Writing the table costs ~0.4 us against ~8 us for
-        ``np.random.seed`` of 128 bits.  A global that is not MT19937
-        (``np.random.set_bit_generator``) gets :meth:`seed_derived` of the first 32 bytes.
+        (what ``init_by_array`` does: never the all-zero table); pos 1, as in Python's stream:
+        words 1-623 are read before any twist, word 0 (its top bit forced) never is.
+        Writing the table costs ~0.4 us against ~8 us for ``np.random.seed`` of 128 bits.  A
+        global that is not MT19937 (``np.random.set_bit_generator``) gets :meth:`seed_derived`
+        of the first 32 bytes.
 
         >>> import numpy as np
         >>> stream = NumpyStream()
         >>> stream.seed_from_material(bytes(range(256)) * 9 + bytes(200))
         >>> state = np.random.get_state(legacy=False)
         >>> int(state["state"]["key"][1]), state["state"]["pos"]
-        (117835012, 0)
+        (117835012, 1)
         """
         check_material(material, self.sample_material)
         table = material[:MT_TABLE_BYTES]
         random_state, owners = _mtrand._rand, self._owners
         owned = random_state is owners[0] and random_state._bit_generator is owners[1]
         views = self._views if owned else self._raw()
-        if views is not None and _LITTLE_ENDIAN:
-            if single_threaded():
-                _write_table(views, table)
-            else:
-                with self._owners[1].lock:
-                    _write_table(views, table)
+        if views is not None and LITTLE_ENDIAN:
+            with self._owners[1].lock:
+                write_table(views, table)
             return
         if type(random_state._bit_generator) is not np.random.MT19937:
             self.seed_derived(bytes(table[:32]))
@@ -383,60 +310,52 @@ class NumpyStream(Stream):
         words = words.astype(np.uint32)
         words[0] |= 0x80000000
         _set_random_state(random_state, {"bit_generator": "MT19937",
-                                         "state": {"key": words, "pos": 0},
+                                         "state": {"key": words, "pos": 1},
                                          "has_gauss": 0, "gauss": 0.0})
 
     def sample_writer(self, block: memoryview, start: int, stride: int) -> Callable[[int], None]:
         """Per sample one copy of 2,500 bytes over table and pos (~0.3 us) and the Gaussian
         cache cleared, the block's word-0 bits and pos rewritten beforehand for all its samples."""
-        views = self._raw() if _LITTLE_ENDIAN else None
+        views = self._raw() if LITTLE_ENDIAN else None
         if views is None:
             return super().sample_writer(block, start, stride)
         slots = np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + self.sample_material]
         slots[:, 3] |= 0x80  # the top byte of word 0
-        slots[:, MT_TABLE_BYTES : _MT_RAW_SIZE] = 0  # pos 0
+        slots[:, MT_TABLE_BYTES:MT_RAW_SIZE] = np.frombuffer(FRESH_TABLE, np.uint8)  # pos 1
         (mt_view, gauss_view), (random_state, bit_generator) = views, self._owners
-        mtrand, end = np.random.mtrand, start + _MT_RAW_SIZE
+        mtrand, end, lock = np.random.mtrand, start + MT_RAW_SIZE, bit_generator.lock
         size, seed = self.sample_material, self.seed_from_material
 
         def write(base: int) -> None:
             if mtrand._rand is not random_state or random_state._bit_generator is not bit_generator:
                 seed(block[base + start : base + start + size])  # the sample swapped the global
-            elif single_threaded():
-                mt_view[:] = block[base + start : base + end]
-                gauss_view[:] = _NO_GAUSS
             else:
-                with bit_generator.lock:
+                with lock:
                     mt_view[:] = block[base + start : base + end]
-                    gauss_view[:] = _NO_GAUSS
+                    gauss_view[:] = NO_GAUSS
 
         return write
 
     # seed_from_material, get_state, set_state and the exchanges run per sample, per batch and
     # per scope, in caches the user's code has just cooled: _raw() is inlined for the objects
-    # they last saw (3 us a batch measured), and no lock is taken in a single-threaded process.
+    # they last saw (3 us a batch measured).
     def get_state(self) -> Any:
         random_state, owners = _mtrand._rand, self._owners
         owned = random_state is owners[0] and random_state._bit_generator is owners[1]
         views = self._views if owned else self._raw()
         if views is None:
             return random_state.get_state(legacy=False)
-        if single_threaded():
-            return _RawSnapshot(bytes(views[0]), bytes(views[1]))
         with self._owners[1].lock:
-            return _RawSnapshot(bytes(views[0]), bytes(views[1]))
+            return RawSnapshot(bytes(views[0]), bytes(views[1]))
 
     def set_state(self, snapshot: Any) -> None:
-        if type(snapshot) is _RawSnapshot:
+        if type(snapshot) is RawSnapshot:
             random_state, owners = _mtrand._rand, self._owners
             owned = random_state is owners[0] and random_state._bit_generator is owners[1]
             views = self._views if owned else self._raw()
             if views is not None:
-                if single_threaded():
+                with self._owners[1].lock:
                     views[0][:], views[1][:] = snapshot.mt, snapshot.gauss
-                else:
-                    with self._owners[1].lock:
-                        views[0][:], views[1][:] = snapshot.mt, snapshot.gauss
                 return
             snapshot = snapshot.as_state()
         _set_random_state(_mtrand._rand, snapshot)
@@ -445,34 +364,31 @@ class NumpyStream(Stream):
         random_state, owners = _mtrand._rand, self._owners
         owned = random_state is owners[0] and random_state._bit_generator is owners[1]
         views = self._views if owned else self._raw()
-        if views is None or not _LITTLE_ENDIAN or len(material) != self.sample_material:
+        if views is None or not LITTLE_ENDIAN or len(material) != self.sample_material:
             return super().exchange_material(material)
-        if not single_threaded():
-            return super().exchange_material(material)
-        previous = _RawSnapshot(bytes(views[0]), bytes(views[1]))
-        _write_table(views, material[:MT_TABLE_BYTES])
+        with self._owners[1].lock:
+            previous = RawSnapshot(bytes(views[0]), bytes(views[1]))
+            write_table(views, material[:MT_TABLE_BYTES])
         return previous
 
     def exchange(self, snapshot: Any) -> Any:
         random_state, owners = _mtrand._rand, self._owners
         owned = random_state is owners[0] and random_state._bit_generator is owners[1]
         views = self._views if owned else self._raw()
-        if views is not None and type(snapshot) is _RawSnapshot:
-            if single_threaded():  # the scope hot path: no lock to take
-                return _swap(views, snapshot)
-            with self._owners[1].lock:
-                return _swap(views, snapshot)
+        if views is not None and type(snapshot) is RawSnapshot:
+            with self._owners[1].lock:  # the scope hot path
+                return swap(views, snapshot)
         return super().exchange(snapshot)
 
     def encode(self, snapshot: Any) -> Plain:
-        if type(snapshot) is _RawSnapshot:
+        if type(snapshot) is RawSnapshot:
             snapshot = snapshot.as_state()
         return encode_bit_generator_state(snapshot, legacy=True)
 
     def decode(self, plain: Plain, where: str) -> Any:
         state = decode_bit_generator_state(plain, where, legacy=True)
         if self._gauss_offset is not None and state["bit_generator"] == "MT19937":
-            return _RawSnapshot.from_state(state)  # validated: pos in [0, 624]
+            return RawSnapshot.from_state(state)  # validated: pos in [0, 624]
         return state
 
     def metadata(self) -> dict[str, Plain]:

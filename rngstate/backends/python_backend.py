@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import random
 import struct
@@ -12,6 +11,7 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material
+from rngstate.backends.python_raw import INDEX, install_state, state_from_raw, state_view
 from rngstate.derive import derived_int
 
 _WORDS = 624
@@ -20,70 +20,11 @@ _DOUBLE = struct.Struct(">d")
 _PyState = tuple[Any, ...]  # (3, (624 words..., pos), gauss_next)
 logger = logging.getLogger(__name__)
 
-# Fast path for scopes: CPython's _random.Random is {PyObject_HEAD; int index; uint32 state[624]}.
-# Copying those 2500 bytes costs ~0.4 us against ~11 us for getstate/setstate.  The layout is
-# verified against getstate/setstate once; if anything disagrees, the slow path is used.
-_RAW_OFFSET = 16  # after PyObject_HEAD (refcount, type) on 64-bit CPython
-_RAW_SIZE = 4 + 4 * _WORDS
-_INDEX = struct.Struct("=i")
 _LITTLE_ENDIAN = sys.byteorder == "little"  # raw words then equal the file's "<u4" bytes
-_RAW_WORDS = struct.Struct(f"={_WORDS}I")
-_FRESH_TABLE = _INDEX.pack(0)  # index 0: the next draws read the table, no twist first
-
-
-def _raw_from_state(internal: tuple[int, ...]) -> bytes:
-    return _INDEX.pack(internal[_WORDS]) + _RAW_WORDS.pack(*internal[:_WORDS])
-
-
-def _state_from_raw(raw: bytes) -> tuple[int, ...]:
-    return (*_RAW_WORDS.unpack_from(raw, 4), _INDEX.unpack_from(raw)[0])
-
-
-def raw_view(owner: object, offset: int, size: int) -> memoryview:
-    """A writable view of ``size`` bytes at ``id(owner) + offset``; copying through it costs
-    ~0.1 us against ~0.4 us for a ctypes call.  The caller must keep ``owner`` alive."""
-    return memoryview((ctypes.c_char * size).from_address(id(owner) + offset)).cast("B")
-
-
-def _raw_layout_verified() -> bool:
-    if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
-        return False
-    if type(random._inst) is not random.Random or random.Random.__basicsize__ < _RAW_OFFSET + _RAW_SIZE:
-        return False
-    probe, target = random.Random(12345), random.Random(0)
-    probe.random()
-    if ctypes.string_at(id(probe) + _RAW_OFFSET, _RAW_SIZE) != _raw_from_state(probe.getstate()[1]):
-        return False
-    ctypes.memmove(id(target) + _RAW_OFFSET, ctypes.string_at(id(probe) + _RAW_OFFSET, _RAW_SIZE), _RAW_SIZE)
-    return target.getstate() == (3, probe.getstate()[1], None) and target.random() == probe.random()
-
-
-_LAYOUT_OK: list[bool] = []  # filled on first use: the layout check allocates
-
-
-def state_view(rng: random.Random) -> memoryview | None:
-    """A writable view of the raw state of ``rng`` (int32 index, then the 624 words, native
-    byte order), or None where that layout is not verified.  Keep ``rng`` alive meanwhile.
-
-    >>> import random
-    >>> view = state_view(random.Random(0))
-    >>> view is None or view.nbytes == 2500
-    True
-    """
-    if not _LAYOUT_OK:
-        _LAYOUT_OK.append(_raw_layout_verified())
-    if not _LAYOUT_OK[0] or type(rng) is not random.Random:
-        return None
-    return raw_view(rng, _RAW_OFFSET, _RAW_SIZE)
-
-
-def install_state(rng: random.Random, snapshot: Any) -> None:
-    """Make ``rng`` hold a python-stream snapshot: ``(raw bytes, gauss_next)`` or a getstate()
-    tuple (the slow path, where no raw view exists)."""
-    if len(snapshot) == 2:
-        rng.setstate((3, _state_from_raw(snapshot[0]), snapshot[1]))
-    else:
-        rng.setstate(snapshot)
+# Index 1: the next draws read words 1-623, then twist.  Word 0's top bit is forced to 1 (never
+# the all-zero table) as init_by_array does; read at index 0 it would bias the first output
+# (bit 31 of the untempered word always set), so it is never output, as after random.seed.
+_FRESH_TABLE = INDEX.pack(1)
 
 
 def _encode(state: _PyState) -> Plain:
@@ -115,7 +56,8 @@ def _decode(plain: Plain, where: str) -> _PyState:
 class PythonStream(Stream):
     """The generator behind ``random.random()``, ``random.shuffle`` and friends.
 
-    Snapshots are ``(raw bytes, gauss_next)`` on the verified fast path, else getstate() tuples.
+    Snapshots are ``(raw bytes, gauss_next)`` on the verified fast path
+    (:mod:`rngstate.backends.python_raw`; off on free-threaded CPython), else getstate() tuples.
     """
 
     name = "python"
@@ -143,10 +85,11 @@ class PythonStream(Stream):
 
     def seed_from_material(self, material: bytes | memoryview) -> None:
         """Give ``random`` a whole MT19937 table from the material, as the rngstate loaders do
-        per sample: the state ``setstate((3, (*words, 0), None))`` with ``words`` the 624
+        per sample: the state ``setstate((3, (*words, 1), None))`` with ``words`` the 624
         little-endian uint32 at bytes 4-2499, the first one's top bit set (what
-        ``init_by_array`` does: never the all-zero table).  Index 0: the next draws read the
-        table itself, whose words are as random as a twist's output, so no twist comes first.
+        ``init_by_array`` does: never the all-zero table).  Index 1: the next draws read words
+        1-623 of the table, as random as a twist's output, so no twist comes first; word 0,
+        whose top bit is forced, is never output (its lower bits never matter).
         Writing the table costs ~0.3 us against ~3.5 us for ``random.seed`` of 128 bits plus
         ~0.5 us for its twist.  An instance other than ``random.Random`` behind the module
         functions is seeded with ``random.seed`` of bytes 4-19.
@@ -154,7 +97,7 @@ class PythonStream(Stream):
         >>> import random
         >>> PythonStream().seed_from_material(bytes(4) + bytes(range(256)) * 9 + bytes(196))
         >>> random.getstate()[1][1], random.getstate()[1][624]
-        (117835012, 0)
+        (117835012, 1)
         """
         check_material(material, self.sample_material)
         instance = random._inst
@@ -167,7 +110,7 @@ class PythonStream(Stream):
             instance.gauss_next = None  # type: ignore[attr-defined]
         elif type(instance) is random.Random:
             words = _MT_FORMAT.unpack(table)
-            instance.setstate((3, (words[0] | 0x80000000, *words[1:], 0), None))
+            instance.setstate((3, (words[0] | 0x80000000, *words[1:], 1), None))
         else:
             random.seed(derived_int(bytes(table[:16]), 128))
 
@@ -180,7 +123,7 @@ class PythonStream(Stream):
         import numpy as np  # the block is NumPy's (rngstate.data.seeding): already imported
 
         slots = np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + self.sample_material]
-        slots[:, :4] = 0  # index 0
+        slots[:, :4] = np.frombuffer(_FRESH_TABLE, np.uint8)  # index 1
         slots[:, 7] |= 0x80  # the top byte of word 0
         end, size, seed = start + view.nbytes, self.sample_material, self.seed_from_material
 
@@ -247,12 +190,12 @@ class PythonStream(Stream):
             return {
                 "version": 3,
                 "mt": raw[4:],
-                "pos": _INDEX.unpack_from(raw)[0],
+                "pos": INDEX.unpack_from(raw)[0],
                 "has_gauss": int(gauss_next is not None),
                 "gauss": _DOUBLE.pack(0.0 if gauss_next is None else gauss_next),
             }
         if len(snapshot) == 2:
-            snapshot = (3, _state_from_raw(snapshot[0]), snapshot[1])
+            snapshot = (3, state_from_raw(snapshot[0]), snapshot[1])
         return _encode(snapshot)
 
     def decode(self, plain: Plain, where: str) -> Any:
@@ -267,7 +210,7 @@ class PythonStream(Stream):
         pos = _check.integer(plain["pos"], f"{where}.pos", 0, _WORDS)
         has_gauss = _check.integer(plain["has_gauss"], f"{where}.has_gauss", 0, 1)
         gauss = _DOUBLE.unpack(_check.blob(plain["gauss"], f"{where}.gauss", 8))[0]
-        return (_INDEX.pack(pos) + words, gauss if has_gauss else None)
+        return (INDEX.pack(pos) + words, gauss if has_gauss else None)
 
     def metadata(self) -> dict[str, Plain]:
         return {"python": sys.version.split()[0]}

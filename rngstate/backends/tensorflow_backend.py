@@ -38,7 +38,7 @@ import warnings
 from typing import Any
 
 from rngstate import _check
-from rngstate.backends import lazy, python_backend
+from rngstate.backends import lazy, python_backend, python_raw
 from rngstate.backends.base import GeneratorKind, Plain, Stream
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateError, RNGStateWarning
@@ -205,7 +205,7 @@ class TFOpSeedStream(Stream):
 
     def _raw(self, rng: random.Random) -> memoryview | None:
         if rng is not self._instance:
-            view = python_backend.state_view(rng) if self._fast else None
+            view = python_raw.state_view(rng) if self._fast else None
             self._view = memoryview(b"") if view is None else view
             self._instance = rng
         return self._view if self._view.nbytes else None
@@ -233,7 +233,7 @@ class TFOpSeedStream(Stream):
             view[:] = state[0]
             rng.gauss_next = state[1]
         else:
-            python_backend.install_state(rng, state)
+            python_raw.install_state(rng, state)
 
     def seed(self, seed: int) -> None:
         # tf.random.set_seed(seed) in eager mode; it also clears the kernel cache.

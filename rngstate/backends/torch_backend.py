@@ -6,12 +6,10 @@ state can be validated before torch is even imported.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import struct
 import sys
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,31 +17,26 @@ from typing import Any
 import numpy as np
 
 from rngstate import _check, backends
-from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material, device_pairs, single_threaded
+from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material, device_pairs
+from rngstate.backends.torch_raw import (
+    RAW_CPU_SIZE,
+    RawCPUState,
+    RawView,
+    SampleState,
+    check_cpu_state,
+    check_engine,
+    cpu_state_view,
+    fresh_engine,
+    fresh_fields,
+    legacy_cpu_state,
+)
+from rngstate.backends.torch_raw import raw_trylock as _trylock  # 0: taken
+from rngstate.backends.torch_raw import raw_unlock as _unlock
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateWarning, ScopeError
 
 logger = logging.getLogger(__name__)
 
-# CPUGeneratorImplState: legacy pod {i64 initial_seed, i32 left, i32 seeded, u64 next,
-# u64 state[624], f64 normal_x, normal_y, normal_rho, i32 normal_is_valid, pad}, then
-# f32 next_float_normal_sample, bool valid, pad.
-# Invariants of a state torch produces (ATen's at::mt19937, checked by check_cpu_state):
-# * seeded == 1; every word < 2**32 (the engine keeps 32-bit words);
-# * a draw does ``if (--left == 0) twist(); return state[next++]``, a twist sets left = 624 and
-#   next = 0, and manual_seed sets left = 1, next = 0.  So either (left, next) == (1, 0) or
-#   left + next == 625 with 1 <= left <= 624.  torch itself only checks 1 <= left <= 624 and
-#   next <= 624: left = next = 624 passes it and then reads 622 words past the table;
-# * not the all-zero table (draws zeros forever: normal samplers never return);
-# * the two "cached normal valid" flags are 0 or 1 (a bool holding 2 is undefined behaviour).
-CPU_STATE_SIZE = 5056
-_MT_N = 624
-_CPU_HEAD = struct.Struct("<qiiQ")
-_CPU_WORDS = struct.Struct(f"<{_MT_N}Q")
-_NORMAL_VALID = struct.Struct("<i")
-_NORMAL_VALID_OFFSET = _CPU_HEAD.size + _CPU_WORDS.size + 24
-_FLOAT_VALID_OFFSET = 5052
-_LITTLE_ENDIAN = sys.byteorder == "little"
 # CUDA Philox state (CUDAGeneratorImpl::get_state): u64 seed, i64 offset.  Invariants: 16
 # bytes; offset >= 0 (torch counts it up from 0) and a multiple of 4 (torch refuses others).
 CUDA_STATE_SIZE = 16
@@ -54,26 +47,6 @@ def _torch() -> Any:
     return sys.modules["torch"]
 
 
-def check_cpu_state(data: bytes, where: str) -> bytes:
-    """Raise InvalidStateError unless ``data`` is a CPU generator state torch accepts."""
-    _check.blob(data, where, CPU_STATE_SIZE)
-    _seed, left, seeded, next_index = _CPU_HEAD.unpack_from(data)
-    position_ok = (left, next_index) == (1, 0) or (1 <= left <= _MT_N and left + next_index == _MT_N + 1)
-    if seeded != 1 or not position_ok:
-        raise InvalidStateError(
-            f"{where}: not a valid mt19937 state (left={left}, seeded={seeded}, next={next_index})"
-        )
-    words = np.frombuffer(data, dtype="<u8", count=_MT_N, offset=_CPU_HEAD.size)
-    if words.max() > 0xFFFFFFFF:
-        raise InvalidStateError(f"{where}: mt19937 words must fit in 32 bits")
-    _check.mt19937(words, where)
-    if _NORMAL_VALID.unpack_from(data, _NORMAL_VALID_OFFSET)[0] not in (0, 1):
-        raise InvalidStateError(f"{where}: the cached-normal flag must be 0 or 1")
-    if data[_FLOAT_VALID_OFFSET] not in (0, 1):
-        raise InvalidStateError(f"{where}: the cached float-normal flag must be 0 or 1")
-    return data
-
-
 def check_cuda_state(data: bytes, where: str) -> bytes:
     """Raise InvalidStateError unless ``data`` is a CUDA Philox state torch accepts."""
     _check.blob(data, where, CUDA_STATE_SIZE)
@@ -81,173 +54,6 @@ def check_cuda_state(data: bytes, where: str) -> bytes:
     if offset < 0 or offset % 4:
         raise InvalidStateError(f"{where}: Philox offset {offset} must be >= 0 and a multiple of 4")
     return data
-
-
-# Fast path for scopes: a torch.Generator is {PyObject_HEAD; at::Generator cdata}, cdata holding a
-# pointer to the CPUGeneratorImpl, which ends with {at::mt19937 engine_ = (u64 seed_, i32 left_,
-# bool seeded_, u32 next_, u32 state_[624]); optional<float> next_float_normal_sample_;
-# optional<double> next_double_normal_sample_}.  Copying those 2544 bytes costs ~0.1 us against
-# ~1 us for get_state + set_state.  The layout is found and verified once on scratch generators
-# (against get_state, set_state and draws), then read-checked on the default generator; if
-# anything disagrees, get_state/set_state are used.  The copy cannot take the generator's
-# mutex, and torch's ops draw without the GIL: a draw in another thread during the copy could
-# see a torn (left, next) and read past the table.  So the copy is used only while this
-# process runs a single Python thread (base.single_threaded); with a background thread (a
-# prefetching loader, pin_memory), get_state/set_state take the mutex as usual.
-_IMPL_POINTER = 16  # cdata's pointer, right after PyObject_HEAD on 64-bit CPython
-_ENGINE_HEAD = struct.Struct("<QiBxxxI")  # seed_, left_, seeded_, next_
-_FLOAT_CACHE = struct.Struct("<f?3x")  # optional<float>: value, engaged
-_DOUBLE_CACHE = struct.Struct("<d?7x")  # optional<double>
-_FLOAT_CACHE_AT = _ENGINE_HEAD.size + 4 * _MT_N + 4  # 2520: engine_ is padded to 8 bytes
-_DOUBLE_CACHE_AT = _FLOAT_CACHE_AT + _FLOAT_CACHE.size  # 2528
-RAW_CPU_SIZE = _DOUBLE_CACHE_AT + _DOUBLE_CACHE.size  # 2544
-_FRESH_FIELDS = _ENGINE_HEAD.pack(0, _MT_N, True, 1)[8:]  # left 624, seeded, next 1: read from word 1 on
-_NO_NORMALS = bytes(RAW_CPU_SIZE - _FLOAT_CACHE_AT)  # both cached normals disengaged
-_LEGACY_HEAD = struct.Struct("<QiiQ")
-_LEGACY_NORMAL = struct.Struct("<ddd i")  # normal_x, normal_y (the cached double), rho, valid
-_LEGACY_FLOAT = struct.Struct("<f?")  # next_float_normal_sample, valid
-_LEGACY_FLOAT_AT = _FLOAT_VALID_OFFSET - 4
-_PROBE_SEED = 0x1D2C3B4A59687706  # distinctive bytes to find engine_.seed_ by
-
-
-def _fresh_fields(view: memoryview) -> None:
-    """What :func:`_fresh_engine` does, for one engine."""
-    view[8 : _ENGINE_HEAD.size] = _FRESH_FIELDS
-    view[7] &= 0x7F
-    view[_ENGINE_HEAD.size + 3] |= 0x80
-    view[_FLOAT_CACHE_AT:] = _NO_NORMALS
-
-
-def _fresh_engine(rows: Any) -> None:
-    """Make each row of raw engine images (RAW_CPU_SIZE bytes) a freshly seeded engine's:
-    left 624, seeded, next 1 (draws read words 1-623 of the table before the first twist, as
-    after one draw past a twist; torch refuses left 625), bit 63 of the seed clear, bit 31 of
-    word 0 set, no cached normals."""
-    rows[:, 8 : _ENGINE_HEAD.size] = np.frombuffer(_FRESH_FIELDS, np.uint8)
-    rows[:, 7] &= 0x7F
-    rows[:, _ENGINE_HEAD.size + 3] |= 0x80
-    rows[:, _FLOAT_CACHE_AT:] = 0
-
-
-class RawCPUState:
-    """The default CPU generator's engine and normal caches as raw bytes (fast path only)."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-
-
-def _impl_address(generator: Any) -> int:
-    return ctypes.c_void_p.from_address(id(generator) + _IMPL_POINTER).value or 0
-
-
-def _raw_matches(raw: bytes, legacy: bytes) -> bool:
-    """True when ``raw`` (engine and caches) describes the same generator as ``legacy``."""
-    seed, left, seeded, next_index = _ENGINE_HEAD.unpack_from(raw)
-    if (seed, left, int(seeded), next_index) != _LEGACY_HEAD.unpack_from(legacy):
-        return False
-    words = np.frombuffer(raw, dtype="<u4", count=_MT_N, offset=_ENGINE_HEAD.size)
-    if not np.array_equal(words, np.frombuffer(legacy, dtype="<u8", count=_MT_N, offset=_CPU_HEAD.size)):
-        return False
-    _x, normal, _rho, normal_valid = _LEGACY_NORMAL.unpack_from(legacy, _CPU_HEAD.size + _CPU_WORDS.size)
-    cached, cached_valid = _DOUBLE_CACHE.unpack_from(raw, _DOUBLE_CACHE_AT)
-    if (cached_valid, cached_valid and cached) != (bool(normal_valid), normal_valid and normal):
-        return False
-    float_cached, float_valid = _FLOAT_CACHE.unpack_from(raw, _FLOAT_CACHE_AT)
-    legacy_float, legacy_float_valid = _LEGACY_FLOAT.unpack_from(legacy, _LEGACY_FLOAT_AT)
-    legacy_pair = (legacy_float_valid, legacy_float_valid and legacy_float)
-    return (float_valid, float_valid and float_cached) == legacy_pair
-
-
-def _find_engine(torch: Any) -> int | None:
-    """The offset of engine_ in a CPUGeneratorImpl, or None where the layout above is not what
-    this torch has."""
-    if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
-        return None
-    if sys.byteorder != "little" or torch.Generator.__basicsize__ < _IMPL_POINTER + 8:
-        return None
-    probe, target = torch.Generator(), torch.Generator()  # scratch generators
-    probe.manual_seed(_PROBE_SEED)
-    address, target_address = _impl_address(probe), _impl_address(target)
-    if not address or address % 8 or not target_address or target_address == address:
-        return None
-    # engine_ follows GeneratorImpl's fields (vtable, counts, mutex, key set, device): well
-    # within the first 512 bytes of an object of more than 2.5 KB.
-    offset = ctypes.string_at(address, 512).find(struct.pack("<Q", _PROBE_SEED))
-    if offset < 0 or offset % 8:
-        return None
-    view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(address + offset)).cast("B")
-    target_view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(target_address + offset)).cast("B")
-    if _ENGINE_HEAD.unpack_from(view) != (_PROBE_SEED, 1, True, 0):  # what manual_seed leaves
-        return None
-    torch.rand(1000, generator=probe)  # past a twist: every field holds something
-    torch.randn(1, dtype=torch.float64, generator=probe)  # fills the cached double
-    if not _raw_matches(view.tobytes(), _to_bytes(probe.get_state())):
-        return None
-    if not _DOUBLE_CACHE.unpack_from(view, _DOUBLE_CACHE_AT)[1]:
-        return None  # the double cache must be proven in place: the copy ends with it
-    # torch's ops rarely fill the float cache: write one and read it back through get_state.
-    _FLOAT_CACHE.pack_into(view, _FLOAT_CACHE_AT, 1.5, True)
-    if not _raw_matches(view.tobytes(), _to_bytes(probe.get_state())):
-        return None
-    target.manual_seed(1)
-    target_view[:] = view
-    expected = _to_bytes(probe.get_state())
-    if _to_bytes(target.get_state()) != expected:
-        return None
-    for generator in (probe, target):  # the same draws afterwards, caches included
-        generator.set_state(torch.frombuffer(bytearray(expected), dtype=torch.uint8))
-    for _ in range(2):  # the cached double first, then past a twist
-        if not torch.equal(torch.randn(3, dtype=torch.float64, generator=probe),
-                           torch.randn(3, dtype=torch.float64, generator=target)):
-            return None
-        if not torch.equal(torch.rand(700, generator=probe), torch.rand(700, generator=target)):
-            return None
-    return offset
-
-
-_ENGINE: list[int | None] = []  # the offset of engine_, or None; filled on first use
-_SCRATCH = threading.local()  # per thread (no lock to inherit held across a fork): generator, view
-
-
-def cpu_state_view(generator: Any) -> memoryview | None:
-    """A writable view of the raw engine and normal caches of the CPU ``generator``, or None
-    where that layout is not verified.  Keep ``generator`` alive meanwhile.
-
-    >>> import torch
-    >>> view = cpu_state_view(torch.Generator())
-    >>> view is None or view.nbytes == RAW_CPU_SIZE
-    True
-    """
-    torch = _torch()
-    if not _ENGINE:
-        try:
-            _ENGINE.append(_find_engine(torch))
-        except Exception:  # a torch whose API differs: then it is not the layout checked above
-            logger.info("torch: raw CPU generator layout check failed", exc_info=True)
-            _ENGINE.append(None)
-    offset = _ENGINE[0]
-    if offset is None or type(generator) is not torch.Generator or generator.device.type != "cpu":
-        return None
-    address = _impl_address(generator)
-    if not address:
-        return None
-    view = memoryview((ctypes.c_char * RAW_CPU_SIZE).from_address(address + offset)).cast("B")
-    return view if _raw_matches(view.tobytes(), _to_bytes(generator.get_state())) else None
-
-
-def legacy_cpu_state(raw: RawCPUState) -> bytes:
-    """The get_state() bytes of a raw CPU snapshot (torch converts, through a scratch generator)."""
-    view = getattr(_SCRATCH, "view", None)
-    if view is None:
-        generator = _torch().Generator()
-        view = cpu_state_view(generator)
-        if view is None:  # raw snapshots exist only where the layout was verified
-            raise InvalidStateError("a raw torch CPU state needs the verified generator layout")
-        _SCRATCH.generator, _SCRATCH.view = generator, view
-    view[:] = raw.raw
-    return _to_bytes(_SCRATCH.generator.get_state())
 
 
 def _to_bytes(tensor: Any) -> bytes:
@@ -297,39 +103,6 @@ def _announce_cuda() -> None:
         warnings.warn(message, RNGStateWarning, stacklevel=2)
 
 
-class _SampleState:
-    """A CPU generator state tensor whose seed and words are rewritten per sample.
-
-    It starts as a freshly seeded generator's state (no cached normals), positioned after the
-    table's first word; only the initial seed and the 624 words change per sample.
-    """
-
-    def __init__(self, torch: Any) -> None:
-        self.tensor = torch.Generator().manual_seed(0).get_state()
-        data = self.tensor.numpy()
-        # left = 624, next = 1: as one draw after a twist, so draws read words 1-623 of the
-        # table before the first twist (left = 625 would skip nothing, but torch refuses it).
-        head = _CPU_HEAD.unpack_from(data)
-        data[: _CPU_HEAD.size] = np.frombuffer(_CPU_HEAD.pack(head[0], _MT_N, head[2], 1), np.uint8)
-        check_cpu_state(data.tobytes(), "the per-sample state")
-        self._bytes = memoryview(data)  # item writes through it cost less than NumPy's
-        self._words = data[_CPU_HEAD.size : _CPU_HEAD.size + _CPU_WORDS.size].view("=u8")
-        self._top = _CPU_HEAD.size + (3 if sys.byteorder == "little" else 4)  # bit 31 of word 0
-
-    def fill(self, material: bytes | memoryview) -> Any:
-        """The state tensor holding the seed and table of ``material`` (TorchCPUStream's
-        per-sample layout)."""
-        if _LITTLE_ENDIAN:
-            self._bytes[:8] = material[:8]
-            self._bytes[7] &= 0x7F
-        else:
-            seed = int.from_bytes(material[:8], "little") & (2**63 - 1)
-            self._bytes[:8] = seed.to_bytes(8, sys.byteorder)
-        np.copyto(self._words, np.frombuffer(material, "<u4", _MT_N, _ENGINE_HEAD.size))  # widened to 64 bits
-        self._bytes[self._top] |= 0x80
-        return self.tensor
-
-
 def _refuse_in_graph_capture() -> None:
     """torch's CUDA generators refuse seeding and set_state while a CUDA graph is captured."""
     if _torch().cuda.is_current_stream_capturing():
@@ -342,13 +115,18 @@ def _refuse_in_graph_capture() -> None:
 
 
 class TorchCPUStream(Stream):
-    """``torch.default_generator``: ``torch.rand``, dropout and init on CPU."""
+    """``torch.default_generator``: ``torch.rand``, dropout and init on CPU.
+
+    Snapshots are :class:`~rngstate.backends.torch_raw.RawCPUState` where the raw layout is
+    verified (copies holding the generator's mutex, :mod:`rngstate.backends.torch_raw`), else
+    ``get_state()`` tensors; a busy mutex sends one call to the public path, which waits.
+    """
 
     name = "torch.cpu"
     framework = "torch"
-    _generator: Any = None  # the generator _view points into, kept alive (set by _raw)
-    _view: memoryview | None = None
-    _sample_state: _SampleState | None = None  # per-sample seeding's state tensor (made on first use)
+    _generator: Any = None  # the generator _engine was looked up for (by _raw)
+    _engine: RawView | None = None
+    _sample_state: SampleState | None = None  # per-sample seeding's state tensor (made on first use)
 
     def on_activate(self) -> None:
         torch = _torch()
@@ -377,59 +155,77 @@ class TorchCPUStream(Stream):
         bit set: never the all-zero table), read from word 1 on before any twist.
         ``manual_seed`` keeps only 32 bits of its seed (ATen's mt19937 seeds from ``seed &
         0xffffffff``): among 77,000 samples, two share a seed with even odds.  Written straight
-        into the engine when the scopes' raw view is verified and no other thread runs, else
-        into a state tensor of torch's own making applied with ``set_state`` (~1.3 us); the
-        same state either way.
+        into the engine (holding its mutex) where the raw layout is verified, else into a
+        state tensor of torch's own making applied with ``set_state`` (~1.3 us); the same
+        state either way.
         """
         check_material(material, self.sample_material)
         generator = sys.modules["torch"].default_generator
-        view = self._view if generator is self._generator else self._raw()
-        if view is not None and single_threaded():
-            view[:] = material
-            _fresh_fields(view)
+        engine = self._engine if generator is self._generator else self._raw()
+        if engine is not None and not _trylock(engine.mutex):
+            try:
+                engine.view[:] = material
+                fresh_fields(engine.view)
+            finally:
+                _unlock(engine.mutex)
             return
         filler = self._sample_state
         if filler is None:
-            filler = self._sample_state = _SampleState(_torch())
-        _torch().default_generator.set_state(filler.fill(material))
+            filler = self._sample_state = SampleState(_torch())
+        generator.set_state(filler.fill(material))
 
     def sample_writer(self, block: memoryview, start: int, stride: int) -> Callable[[int], None]:
-        """Per sample one copy of the engine (~0.3 us), the block's positions, seed and word-0
-        bits and caches rewritten beforehand for all its samples."""
-        view = self._raw()
-        if view is None:
+        """Per sample one copy of the engine under its mutex (~0.3 us plus the lock), the
+        block's positions, seed and word-0 bits and caches rewritten beforehand for all its
+        samples."""
+        engine = self._raw()
+        if engine is None:
             return super().sample_writer(block, start, stride)
-        _fresh_engine(np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + RAW_CPU_SIZE])
-        generator, torch, end, seed = self._generator, _torch(), start + RAW_CPU_SIZE, self.seed_from_material
+        fresh_engine(np.frombuffer(block, np.uint8).reshape(-1, stride)[:, start : start + RAW_CPU_SIZE])
+        torch, end, seed = _torch(), start + RAW_CPU_SIZE, self.seed_from_material
+        generator, view, mutex = engine.generator, engine.view, engine.mutex
 
         def write(base: int) -> None:
-            if single_threaded() and torch.default_generator is generator:
-                view[:] = block[base + start : base + end]
-            else:  # another thread may draw: set_state takes the generator's mutex
+            if torch.default_generator is generator and not _trylock(mutex):
+                try:
+                    view[:] = block[base + start : base + end]
+                finally:
+                    _unlock(mutex)
+            else:  # busy, or replaced: set_state waits for the mutex
                 seed(block[base + start : base + end])
 
         return write
 
-    def _raw(self) -> memoryview | None:
+    def _raw(self) -> RawView | None:
         generator = _torch().default_generator
         if generator is not self._generator:
-            self._view = cpu_state_view(generator)
-            self._generator = generator  # keeps what the view points into alive
-        return self._view
+            self._engine = cpu_state_view(generator)
+            # Looked up once per generator where the layout is verified and the view matched
+            # (else again next time: a draw by another thread may have come in between).
+            if self._engine is not None or cpu_state_view(_torch().Generator()) is None:
+                self._generator = generator
+        return self._engine
 
     def get_state(self) -> Any:
         generator = sys.modules["torch"].default_generator
-        view = self._view if generator is self._generator else self._raw()
-        if view is not None and single_threaded():  # a raw copy (~0.2 us against ~0.9 us)
-            return RawCPUState(view.tobytes())
+        engine = self._engine if generator is self._generator else self._raw()
+        if engine is not None and not _trylock(engine.mutex):  # a raw copy (~0.2 us plus the lock)
+            try:
+                raw = engine.view.tobytes()
+            finally:
+                _unlock(engine.mutex)
+            return RawCPUState(check_engine(raw))
         return generator.get_state()
 
     def set_state(self, snapshot: Any) -> None:
         generator = sys.modules["torch"].default_generator
         if type(snapshot) is RawCPUState:
-            view = self._view if generator is self._generator else self._raw()
-            if view is not None and single_threaded():
-                view[:] = snapshot.raw
+            engine = self._engine if generator is self._generator else self._raw()
+            if engine is not None and not _trylock(engine.mutex):
+                try:
+                    engine.view[:] = snapshot.raw
+                finally:
+                    _unlock(engine.mutex)
                 return
             snapshot = legacy_cpu_state(snapshot)
         if not isinstance(snapshot, _torch().Tensor):
@@ -438,33 +234,36 @@ class TorchCPUStream(Stream):
 
     def exchange_material(self, material: bytes | memoryview) -> Any:
         generator = sys.modules["torch"].default_generator
-        view = self._view if generator is self._generator else self._raw()
-        if view is None or len(material) != self.sample_material or not single_threaded():
+        engine = self._engine if generator is self._generator else self._raw()
+        if engine is None or len(material) != self.sample_material or _trylock(engine.mutex):
             return super().exchange_material(material)
-        previous = RawCPUState(view.tobytes())
-        view[:] = material
-        _fresh_fields(view)
-        return previous
+        try:
+            previous = engine.view.tobytes()
+            engine.view[:] = material
+            fresh_fields(engine.view)
+        finally:
+            _unlock(engine.mutex)
+        return RawCPUState(check_engine(previous))
 
     def exchange(self, snapshot: Any) -> Any:
         generator = sys.modules["torch"].default_generator
         # The scope hot path: _raw() inlined for the generator it last saw.
-        view = self._view if generator is self._generator else self._raw()
-        if view is None or not single_threaded():  # others may draw without the GIL
-            previous = generator.get_state()
-        else:
-            previous = RawCPUState(view.tobytes())
-            if type(snapshot) is RawCPUState:
+        engine = self._engine if generator is self._generator else self._raw()
+        if engine is not None and type(snapshot) is RawCPUState and not _trylock(engine.mutex):
+            view = engine.view
+            try:
+                previous = view.tobytes()
                 view[:] = snapshot.raw
-                return previous
-        if type(snapshot) is RawCPUState:
-            snapshot = legacy_cpu_state(snapshot)
-        generator.set_state(snapshot if not isinstance(snapshot, bytes) else _to_tensor(snapshot))
+            finally:
+                _unlock(engine.mutex)
+            return RawCPUState(check_engine(previous))
+        previous = self.get_state()
+        self.set_state(snapshot)
         return previous
 
     def encode(self, snapshot: Any) -> Plain:
         if type(snapshot) is RawCPUState:
-            return legacy_cpu_state(snapshot)
+            return legacy_cpu_state(snapshot)  # checked in full before it is saved
         return snapshot if isinstance(snapshot, bytes) else _to_bytes(snapshot)
 
     def decode(self, plain: Plain, where: str) -> Any:
@@ -619,7 +418,7 @@ def rank_in_group(group: Any) -> tuple[int, int]:
 
 def _local_rank() -> int:
     text = os.environ.get("LOCAL_RANK", "")
-    return int(text) if text.isdigit() else 0
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0  # as rank_info() reads it
 
 
 def collective_device() -> Any:

@@ -388,7 +388,7 @@ class ResumableLoader(Progress):
             problems.append(
                 f"it was saved with shuffle={saved.shuffle}, this has shuffle={self._rng_shuffle}"
             )
-        if self._rng_mode == ORDER and saved.n != self._rng_n():
+        if saved.n != self._rng_n():  # any order: sampler= and batch_sampler= ones too
             problems.append(f"it covers {saved.n} samples, this dataset has {self._rng_n()}")
         if problems:
             raise InvalidStateError(f"{where}: the state does not belong here: " + "; ".join(problems))
@@ -417,9 +417,9 @@ class ResumableLoader(Progress):
     def _rng_check_mode(self, state: Any, where: str) -> Any:
         """The sampler part of ``state``, once its ``seed_per`` (absent in a ResumableSampler's
         state) is found to be this loader's."""
-        if not isinstance(state, dict) or SEED_PER not in state:
+        if not isinstance(state, dict):
             return state
-        saved = state[SEED_PER]
+        saved = state.get(SEED_PER, "sample")  # absent: a ResumableSampler's, seeded per sample
         if not isinstance(saved, str) or saved not in SEED_PER_MODES:
             raise InvalidStateError(
                 f"{where}: seed_per must be 'sample' or 'batch', got {_check.show(saved)}"

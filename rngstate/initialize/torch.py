@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from rngstate import backends
-from rngstate.errors import InitializationError
+from rngstate.errors import InitializationError, RNGStateWarning
 from rngstate.initialize import Namer, check_init_fn, report_untouched, wrong_model
 
 logger = logging.getLogger(__name__)
@@ -94,15 +95,21 @@ def init_by_name(module: Any, *, init_fn: Callable[[Any], Any] | None = None) ->
         streams.append(backends.stream("torch.cuda"))
     outer = [stream.get_state() for stream in streams]
     kept: dict[int, tuple[Any, Any]] = {}  # parameters written by an enclosing module's init
+    # All or nothing: an init that raises half-way puts back what the earlier ones wrote.
+    before = _tensors(modules)
     try:
         with torch.no_grad():
             for name, submodule in modules:
                 _init_one(submodule, name, init_fn, namer, streams, kept)
             for param, value in kept.values():
                 param.copy_(value)
+    except BaseException:
+        _put_back(torch, before)
+        raise
     finally:
         for stream, state in zip(streams, outer, strict=True):
             stream.set_state(state)
+    _report_random_buffers(torch, modules)
     untouched = [  # the same object, never written (a replaced parameter counts as written)
         name for name, (owner, key, param, version) in params.items()
         if owner._parameters.get(key) is param and param._version == version
@@ -110,6 +117,50 @@ def init_by_name(module: Any, *, init_fn: Callable[[Any], Any] | None = None) ->
     report_untouched(_FUNCTION, untouched, _HINT)
     logger.debug("%s: %d parameters re-initialized", _FUNCTION, len(params) - len(untouched))
     return module
+
+
+def _tensors(modules: list[tuple[str, Any]]) -> dict[int, tuple[Any, str, Any, Any]]:
+    """(owner, key, tensor, copy) of every parameter and buffer, to put back on failure."""
+    found: dict[int, tuple[Any, str, Any, Any]] = {}
+    for _prefix, owner in modules:
+        for table in (owner._parameters, owner._buffers):
+            for key, tensor in table.items():
+                if tensor is not None and id(tensor) not in found:
+                    found[id(tensor)] = (owner, key, tensor, tensor.detach().clone())
+    return found
+
+
+def _put_back(torch: Any, before: dict[int, tuple[Any, str, Any, Any]]) -> None:
+    with torch.no_grad():
+        for owner, key, tensor, copy in before.values():
+            table = owner._parameters if key in owner._parameters else owner._buffers
+            table[key] = tensor  # an init may have replaced the object
+            tensor.copy_(copy)
+    logger.debug("%s: an init failed; %d tensors put back", _FUNCTION, len(before))
+
+
+# Buffers drawn from the global generator when the module was built, which no init redraws:
+# spectral norm's power-iteration vectors and the orthogonal parametrization's base.
+_RANDOM_BUFFERS = {"_SpectralNorm": ("_u", "_v"), "_Orthogonal": ("base",)}
+
+
+def _report_random_buffers(torch: Any, modules: list[tuple[str, Any]]) -> None:
+    names = []
+    for prefix, module in modules:
+        keys = list(_RANDOM_BUFFERS.get(type(module).__name__, ()))
+        for hook in module._forward_pre_hooks.values():  # torch.nn.utils.spectral_norm (old API)
+            if type(hook).__name__ == "SpectralNorm":
+                keys += [f"{hook.name}_u", f"{hook.name}_v"]
+        names += [f"{prefix}.{key}" if prefix else key for key in keys if key in module._buffers]
+    if names:
+        warnings.warn(
+            f"{_FUNCTION}: random buffer(s) {', '.join(names)} keep the values the global "
+            "generator gave them when the model was built (init_by_name does not redraw them), "
+            "so they depend on what was drawn before: build the model inside "
+            "rngstate.rng_scope(...) to make them reproducible too",
+            RNGStateWarning,
+            stacklevel=3,
+        )
 
 
 def _init_one(

@@ -125,3 +125,24 @@ def test_tracked_random_state_of_another_bit_generator_is_refused() -> None:
         kind.set_state(rs, kind.decode(plain, "s"))
     assert type(rs._bit_generator) is np.random.SFC64
     assert np.array_equal(rs.get_state(legacy=False)["state"]["state"], before["state"]["state"])
+
+
+def test_raw_copies_hold_the_bit_generators_lock_whatever_the_threads() -> None:
+    """NumPy's draws release the GIL holding the bit generator's lock: a raw copy waits for
+    it too, single-threaded or not (issue 25: no fast path on a guess about threads)."""
+    import threading
+
+    import rngstate
+    from rngstate import backends
+
+    stream = backends.stream("numpy")
+    rngstate.seed_everything(0)
+    assert stream._raw() is not None
+    snapshots: list[object] = []
+    with np.random.mtrand._rand._bit_generator.lock:  # NumPy's own, which its draws hold
+        reader = threading.Thread(target=lambda: snapshots.append(stream.exchange(stream.get_state())))
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive() and not snapshots  # the raw copy waits for the lock
+    reader.join()
+    assert type(snapshots[0]).__name__ == "RawSnapshot"

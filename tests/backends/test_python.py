@@ -38,6 +38,15 @@ def test_seeding_from_material_writes_the_whole_table() -> None:
     words = list(struct.unpack("<624I", material[4:2500]))  # word 0 has its top bit clear
     random.gauss(0, 1)  # leaves a cached Gaussian that seeding must clear
     stream.seed_from_material(material)
-    assert random.getstate() == (3, (words[0] | 0x80000000, *words[1:], 0), None)
+    assert random.getstate() == (3, (words[0] | 0x80000000, *words[1:], 1), None)
     with pytest.raises(InvalidStateError, match="2504 bytes"):
         stream.seed_from_material(material[:32])
+
+
+def test_no_raw_copies_on_a_free_threaded_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    # random's C methods lock the object there instead of relying on the GIL: a copy cannot.
+    from rngstate.backends import python_raw
+
+    assert python_raw._raw_layout_verified() is (not python_raw.free_threaded())
+    monkeypatch.setattr(python_raw.sysconfig, "get_config_var", {"Py_GIL_DISABLED": 1}.get)
+    assert python_raw.free_threaded() and not python_raw._raw_layout_verified()

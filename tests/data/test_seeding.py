@@ -32,7 +32,8 @@ def test_sample_randomness_golden_vectors() -> None:
     def load(indices: list[int], epoch: int, first: int) -> list[tuple[float, float, float]]:
         return [draws(i) for i in SeededBatch(indices, root=0, parts=("train",), epoch=epoch, first=first)]
 
-    # Pinned: changing these silently changes every user's augmentations.
+    # Pinned: changing these silently changes every user's augmentations (Python and NumPy
+    # changed once, by design: their tables are read from word 1 on, issue 25).
     assert load([3], 0, 0) == [GOLDEN_0_0]
     assert load([3], 2, 5) == [GOLDEN_2_5]
     # The index does not enter: the position in the epoch does.
@@ -40,8 +41,8 @@ def test_sample_randomness_golden_vectors() -> None:
     assert load([1, 3], 2, 4)[1] == load([3], 2, 5)[0]
 
 
-GOLDEN_0_0 = (0.25609072362063956, 0.08921496848607924, 0.9250356554985046)
-GOLDEN_2_5 = (0.0811994424840734, 0.4694829716731479, 0.7572557330131531)
+GOLDEN_0_0 = (0.08623818062944832, 0.3737931680083959, 0.9250356554985046)
+GOLDEN_2_5 = (0.6850790118657087, 0.7926582730572435, 0.7572557330131531)
 
 
 def reference_states(root: int, parts: tuple[str, ...], epoch: int, position: int) -> dict[str, Any]:
@@ -49,8 +50,8 @@ def reference_states(root: int, parts: tuple[str, ...], epoch: int, position: in
     PCG64DXSM from the epoch's key -- state its first 16 bytes, increment the last 16 made odd
     -- advanced to the sample's 952 words: Python's 2,504 bytes (table at 4-2499), NumPy's
     2,504 (table first), 32 for Paddle, torch's 2,544 (seed at 0-7, table at 20-2515), the
-    sample's key; each table's word 0 top bit set; each generator reads its table before any
-    twist)."""
+    sample's key; each table's word 0 top bit set; each generator reads words 1-623 of its table before
+    any twist, never word 0)."""
     key = derive_bytes(root, (*parts, "#sample", str(epoch)), "sample")
     bits = np.random.PCG64DXSM()
     bits.state = {"bit_generator": "PCG64DXSM",
@@ -65,7 +66,7 @@ def reference_states(root: int, parts: tuple[str, ...], epoch: int, position: in
     torch_words = list(struct.unpack("<624I", material[5060:7556]))
     for words in (python, numpy_words, torch_words):
         words[0] |= 0x80000000
-    return {"python": (3, (*python, 0), None), "numpy": numpy_words, "torch_seed": torch_seed,
+    return {"python": (3, (*python, 1), None), "numpy": numpy_words, "torch_seed": torch_seed,
             "torch_words": torch_words, "scope_root": int.from_bytes(material[7584:7588], "big")}
 
 
@@ -84,7 +85,7 @@ def test_sample_streams_hold_whole_tables_from_the_epoch_key() -> None:
             seen.append(random.getstate())
             assert random.getstate() == expected[k]["python"]
             assert np.array_equal(state["state"]["key"], expected[k]["numpy"])
-            assert state["state"]["pos"] == 0 and state["has_gauss"] == 0
+            assert state["state"]["pos"] == 1 and state["has_gauss"] == 0
             assert torch.initial_seed() == expected[k]["torch_seed"]
             assert list(struct.unpack_from("<624Q", torch_state, 24)) == expected[k]["torch_words"]
             assert struct.unpack_from("<iiQ", torch_state, 8) == (624, 1, 1)  # left, seeded, next
@@ -92,7 +93,6 @@ def test_sample_streams_hold_whole_tables_from_the_epoch_key() -> None:
         assert len({state[1] for state in seen}) == 3
 
 
-@pytest.mark.usefixtures("no_other_threads")
 @pytest.mark.parametrize("name", ["python", "numpy", "torch.cpu"])
 def test_block_writes_single_writes_and_fallbacks_seed_alike(name: str) -> None:
     """One stream seeded as a sample three ways: from a whole block of samples rewritten once
@@ -137,7 +137,6 @@ def test_block_writes_single_writes_and_fallbacks_seed_alike(name: str) -> None:
     assert seeded("block", 0) != seeded("block", 1)
 
 
-@pytest.mark.usefixtures("no_other_threads")
 @pytest.mark.parametrize("name", ["python", "numpy", "torch.cpu"])
 @pytest.mark.parametrize("raw", [True, False])
 def test_exchange_material_is_get_state_then_seed_from_material(name: str, raw: bool,

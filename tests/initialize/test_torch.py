@@ -228,3 +228,46 @@ def test_tiny_transformers_model_with_its_own_init_weights() -> None:
     assert 0.015 < float(eager["bert.encoder.layer.0.attention.self.query.weight"].std()) < 0.025
     assert not eager["bert.encoder.layer.1.output.dense.bias"].any()
 
+
+
+class _Refuses(torch.nn.Linear):
+    armed = False
+
+    def reset_parameters(self) -> None:
+        if self.armed:
+            raise RuntimeError("this layer's init failed")
+        super().reset_parameters()
+
+
+def test_a_failing_init_leaves_every_layer_as_it_was() -> None:
+    # Issue 25: the layers before the failing one stayed re-initialized.
+    rngstate.seed_everything(0)
+    model = torch.nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), _Refuses(3, 3), nn.Linear(3, 3))
+    model[1].running_mean += 1.0
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    model[2].armed = True
+    with pytest.raises(RuntimeError, match="init failed"):
+        rngstate.torch.init_by_name(model)
+    after = model.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    model[2].armed = False
+    rngstate.torch.init_by_name(model)
+    assert not torch.equal(before["0.weight"], model.state_dict()["0.weight"])
+
+
+@pytest.mark.parametrize("build", ["spectral_norm", "parametrized_spectral_norm", "orthogonal"])
+def test_random_buffers_that_no_init_redraws_are_named_in_a_warning(build: str) -> None:
+    # Issue 25: they kept values from the global generator without a word.
+    rngstate.seed_everything(0)
+    utils = torch.nn.utils
+    layer = {"spectral_norm": lambda: utils.spectral_norm(torch.nn.Linear(3, 3)),
+             "parametrized_spectral_norm": lambda: utils.parametrizations.spectral_norm(nn.Linear(3, 3)),
+             "orthogonal": lambda: utils.parametrizations.orthogonal(torch.nn.Linear(3, 3))}[build]()
+    inner = "0.parametrizations.weight.0."
+    expected = {"spectral_norm": "0.weight_u, 0.weight_v",
+                "parametrized_spectral_norm": f"{inner}_u, {inner}_v",
+                "orthogonal": f"{inner}base"}[build]
+    # (The parametrized weight itself is named too: reset_parameters writes the computed one.)
+    with pytest.warns(RNGStateWarning, match="weight_orig|weight.original"), \
+            pytest.warns(RNGStateWarning, match=f"random buffer.s. {expected} keep"):
+        rngstate.torch.init_by_name(torch.nn.Sequential(layer))
