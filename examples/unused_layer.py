@@ -1,6 +1,7 @@
 """The unused-layer story: one extra, never-used layer shifts the init of every layer built after it.
 
-Two copies of one model, the second with an extra ``nn.Linear`` that ``forward`` never uses.
+Two copies of one model, the second with an extra ``nn.Linear`` that ``forward`` never uses;
+for each layer, the demo prints whether both copies start with the same weights.
 The model's code is not changed: one line after construction,
 ``rngstate.torch.init_by_name(model)``, re-initializes each layer from a substream named by its
 attribute path, so each layer's weights depend only on the seed, its name and its shapes.
@@ -50,10 +51,21 @@ def compare(by_name: bool) -> dict[str, bool]:
 
 def main() -> None:
     plain, by_name = compare(by_name=False), compare(by_name=True)
-    print(f"{'layer':12}{'as built':12}{'after init_by_name'}")
+    print("Two models, both built after rngstate.seed_everything(42):")
+    print("  model A: encoder -> head")
+    print("  model B: the same, plus an unused nn.Linear defined between them (forward() never calls it)")
+    print("Does each layer of A start with the same weights as that layer of B?")
+    print()
+    print(f"{'layer':12}{'plain PyTorch':16}{'with rngstate.torch.init_by_name(model)'}")
     for name in plain:
         verdicts = ["identical" if same else "DIFFERENT" for same in (plain[name], by_name[name])]
-        print(f"{name:12}{verdicts[0]:12}{verdicts[1]}")
+        print(f"{name:12}{verdicts[0]:16}{verdicts[1]}")
+    print()
+    print("Plain PyTorch: layers draw their weights from one global stream in construction order,")
+    shifted = ", ".join(name for name, same in plain.items() if not same) or "none"
+    print(f"so the unused layer shifts every layer built after it (here: {shifted}).")
+    print("rngstate: each layer draws from its own substream, named after the layer,")
+    print("so adding or removing a layer changes no other layer's weights.")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,22 @@ def test_unused_layer_demo() -> None:
         [sys.executable, str(ROOT / "examples" / "unused_layer.py")],
         capture_output=True, text=True, timeout=300, check=True,
     )
-    lines = [line.split() for line in result.stdout.splitlines()]
-    assert lines == [
-        ["layer", "as", "built", "after", "init_by_name"],
-        ["encoder.0", "identical", "identical"],  # built before the extra layer
-        ["encoder.2", "identical", "identical"],
-        ["head", "DIFFERENT", "identical"],  # built after it: shifted, until init_by_name
+    lines = result.stdout.splitlines()
+    # The story in the demo's own words: which two models, which two ways of initializing.
+    assert lines[:4] == [
+        "Two models, both built after rngstate.seed_everything(42):",
+        "  model A: encoder -> head",
+        "  model B: the same, plus an unused nn.Linear defined between them (forward() never calls it)",
+        "Does each layer of A start with the same weights as that layer of B?",
     ]
+    table = [line.split(maxsplit=1) for line in lines[5:9]]
+    assert [[name, verdicts.split()] for name, verdicts in table] == [
+        ["layer", ["plain", "PyTorch", "with", "rngstate.torch.init_by_name(model)"]],
+        ["encoder.0", ["identical", "identical"]],  # built before the extra layer
+        ["encoder.2", ["identical", "identical"]],
+        ["head", ["DIFFERENT", "identical"]],  # built after it: shifted, until init_by_name
+    ]
+    assert "so the unused layer shifts every layer built after it (here: head)." in lines
 
 
 def run_example(name: str) -> str:
@@ -45,9 +54,12 @@ def test_dataset_generator_trap_and_its_fixes() -> None:
 def test_readme_is_short_and_shows_what_the_examples_run() -> None:
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 250
+    assert readme.split("```bash\n")[0].count("\n") == 5  # the title, one paragraph, then the commands
     commands = [block.split("\n```")[0] for block in readme.split("```bash\n")[1:3]]
+    assert commands[0].startswith("python3 -m venv .venv && ")
     assert commands[0].endswith(".venv/bin/python examples/unused_layer.py")
-    assert commands[1].endswith(".venv/bin/python -m pytest -q")
+    assert commands[1].endswith(".venv/bin/python -m pytest -q -n auto")  # every core: pytest-xdist
+    assert all(len(line) <= 110 for command in commands for line in command.splitlines())
     quickstart = (ROOT / "examples" / "quickstart.py").read_text()
     code = quickstart[quickstart.index("import random") :]  # the example without its docstring
     assert f"```python\n{code}```" in readme
