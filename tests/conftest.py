@@ -18,6 +18,19 @@ from rngstate.runtime import RUNTIME
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the tests of a module that caches its reference runs (``EXAMPLE``, a ResumeExample
+    or TrainerExample) on one xdist worker: split across two, each would train the reference
+    run again."""
+    from tests.integrations.conftest import TrainerExample
+
+    for item in items:
+        module = getattr(item, "module", None)
+        if isinstance(getattr(module, "EXAMPLE", None), (ResumeExample, TrainerExample)):
+            item.add_marker(pytest.mark.xdist_group(module.__name__))  # type: ignore[union-attr]
+
+
 @pytest.fixture(autouse=True)
 def fresh_runtime() -> Iterator[None]:
     """Forget root seed, substreams and tracked generators before and after each test."""
@@ -72,12 +85,14 @@ class ResumeExample:
     """One of ``examples/resume_*.py``: each run in its own process, read by its weights hash.
 
     ``workers=None`` leaves ``--workers`` out (examples without a DataLoader); uninterrupted
-    runs are cached per argument list.
+    and resumed runs are cached per argument list (the checkpoint's folder changes nothing).
     """
 
     def __init__(self, name: str) -> None:
+        self.name = name
         self.path = ROOT / "examples" / name
         self._uninterrupted: dict[tuple[str, ...], str] = {}
+        self._resumed: dict[tuple[object, ...], str] = {}
 
     def run(self, *args: str) -> str:
         result = subprocess.run(
@@ -108,7 +123,29 @@ class ResumeExample:
         plain: bool = False,
     ) -> str:
         """Stop after ``stop_at`` steps with ``before`` workers, resume with ``after``."""
+        key = (stop_at, before, after, plain)
+        if key not in self._resumed:
+            self._resumed[key] = self._resume(tmp_path, stop_at, before, after, plain)
+        return self._resumed[key]
+
+    def _resume(
+        self, tmp_path: Path, stop_at: int, before: int | None, after: int | None, plain: bool
+    ) -> str:
         checkpoint = str(tmp_path / f"run{stop_at}.ckpt")
         saved = self.run("--stop-at", str(stop_at), "--checkpoint", checkpoint, *self.options(before, plain))
         assert f"checkpoint saved at step {stop_at} " in saved
         return self.final_hash(self.run("--resume", "--checkpoint", checkpoint, *self.options(after, plain)))
+
+    def check_shown(self, tmp_path: Path, workers: tuple[int, int] | tuple[None, None] = (2, 0)) -> None:
+        """The docs' ``final weights`` for this example (tests/docs/shown.py) are what it prints:
+        uninterrupted, stopped at step 8 and resumed (``workers``: before, after), then both
+        with ``--plain``."""
+        from tests.docs.shown import shown_weights
+
+        before, after = workers
+        assert shown_weights(self.name) == [
+            self.uninterrupted(before),
+            self.resumed(tmp_path, 8, before=before, after=after),
+            self.uninterrupted(before, plain=True),
+            self.resumed(tmp_path, 8, before=before, after=before, plain=True),
+        ]

@@ -34,3 +34,7 @@ def test_keras_usual_recipe_does_not_resume_exactly(tmp_path: Path) -> None:
     # Control: set_random_seed, weights and optimizer saved, no RNG state: the dropout masks
     # and the tf.random noise after the resume differ, so the weights do.
     assert EXAMPLE.resumed(tmp_path, 8, plain=True) != EXAMPLE.uninterrupted(plain=True)
+
+
+def test_the_docs_show_these_runs(tmp_path: Path) -> None:
+    EXAMPLE.check_shown(tmp_path, workers=(None, None))  # docs/frameworks/tensorflow-keras.md

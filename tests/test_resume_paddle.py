@@ -137,3 +137,8 @@ def test_paddle_resume_mid_epoch_with_other_workers(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_paddle_usual_recipe_does_not_resume_exactly(tmp_path: Path) -> None:
     assert EXAMPLE.resumed(tmp_path, 8, before=2, after=2, plain=True) != EXAMPLE.uninterrupted(2, plain=True)
+
+
+@pytest.mark.slow
+def test_paddle_the_docs_show_these_runs(tmp_path: Path) -> None:
+    EXAMPLE.check_shown(tmp_path)  # docs/frameworks/paddle.md

@@ -40,3 +40,7 @@ def test_the_usual_recipe_does_not_resume_exactly(tmp_path: Path) -> None:
     # If this ever matched, the test above would prove nothing.
     assert EXAMPLE.resumed(tmp_path, 8, before=2, after=2, plain=True) != EXAMPLE.uninterrupted(2, plain=True)
     assert EXAMPLE.uninterrupted(0, plain=True) != EXAMPLE.uninterrupted(2, plain=True)
+
+
+def test_the_docs_show_these_runs(tmp_path: Path) -> None:
+    EXAMPLE.check_shown(tmp_path)  # docs/exact-resume.md
