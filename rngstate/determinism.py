@@ -473,3 +473,6 @@ def _on_import_logged(framework: str) -> None:
 
 def _install_watcher() -> None:
     importhook.install(FRAMEWORKS, _on_import_logged)
+
+
+__all__ = ["DeterminismReport", "deterministic", "differences", "is_enabled", "settings"]

@@ -337,3 +337,19 @@ class audit:  # noqa: N801 - used like a function: `with rngstate.audit() as rep
 from rngstate.reproducible import Difference as Difference  # noqa: E402
 from rngstate.reproducible import ReproducibilityReport as ReproducibilityReport  # noqa: E402
 from rngstate.reproducible import check_reproducible as check_reproducible  # noqa: E402
+
+
+__all__ = [
+    "AuditReport",
+    "Difference",
+    "DiagnosticsError",
+    "NotReproducibleError",
+    "ReproducibilityReport",
+    "UncomparableOutputError",
+    "audit",
+    "check_reproducible",
+    "fingerprint",
+    "plain_fingerprint",
+    "untracked_generators",
+    "warn_untracked_generators",
+]

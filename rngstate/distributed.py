@@ -192,3 +192,6 @@ def reshard_state(data: Any, world_size: int, rank: int) -> Any:
     gens = {k: g for k, g in generators.items() if not any(map(is_rank_component, k.split("/")))}
     return {**data, "substreams": keep, "generators": gens,
             "metadata": {**metadata, "world_size": world_size, "rank": rank}}
+
+
+__all__ = ["RankInfo", "group_rank", "rank_info"]

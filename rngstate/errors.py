@@ -87,3 +87,27 @@ class NotReproducibleError(RNGStateError, AssertionError):
 
 class UncomparableOutputError(DiagnosticsError, TypeError):
     """``check_reproducible`` cannot compare an output of this type bit for bit."""
+
+
+__all__ = [
+    "BackendRegistrationError",
+    "CommandLineError",
+    "DataLoaderError",
+    "DataLoaderTypeError",
+    "DiagnosticsError",
+    "GroupError",
+    "InitializationError",
+    "InvalidSeedError",
+    "InvalidStateError",
+    "KerasResumeError",
+    "MissingBackendError",
+    "NoRootSeedError",
+    "NotReproducibleError",
+    "PaddleResumeError",
+    "RNGStateError",
+    "RNGStateWarning",
+    "ScopeError",
+    "StateFileError",
+    "TopologyError",
+    "UncomparableOutputError",
+]

@@ -41,3 +41,6 @@ def random_state(name: str = "random_state") -> np.random.RandomState:
     rng = tracked_generator(name, kind, np.random.RandomState)
     assert isinstance(rng, np.random.RandomState)
     return rng
+
+
+__all__ = ["generator", "random_state"]

@@ -151,3 +151,6 @@ def stateful(*, strict: bool = True, reshard: bool = False) -> RNGStateful:
     True
     """
     return RNGStateful(strict=strict, reshard=reshard)
+
+
+__all__ = ["RNGStateful", "stateful"]

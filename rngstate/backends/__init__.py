@@ -319,3 +319,14 @@ def load_entry_points() -> bool:
             logger.warning(message)
             warnings.warn(message, stacklevel=2)
     return added
+
+
+__all__ = [
+    "kind",
+    "kind_for",
+    "load_entry_points",
+    "register_kind",
+    "register_stream",
+    "stream",
+    "stream_names",
+]

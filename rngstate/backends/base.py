@@ -165,3 +165,6 @@ class GeneratorKind:
 
     def decode(self, plain: Plain, where: str) -> Any:
         raise NotImplementedError
+
+
+__all__ = ["GeneratorKind", "Stream"]

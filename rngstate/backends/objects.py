@@ -138,3 +138,6 @@ def set_generator_state(generator: object, state: Plain) -> None:
     raises :class:`~rngstate.errors.InvalidStateError` naming what is wrong."""
     kind = backends.kind_for(generator)
     kind.set_state(generator, kind.decode(state, f"state of {_describe(generator)}"))
+
+
+__all__ = ["generator_state", "set_generator_state"]
