@@ -338,7 +338,6 @@ from rngstate.reproducible import Difference as Difference  # noqa: E402
 from rngstate.reproducible import ReproducibilityReport as ReproducibilityReport  # noqa: E402
 from rngstate.reproducible import check_reproducible as check_reproducible  # noqa: E402
 
-
 __all__ = [
     "AuditReport",
     "Difference",
