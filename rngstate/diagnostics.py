@@ -11,7 +11,6 @@ does not track, and a run-twice check.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import random
@@ -28,48 +27,14 @@ from rngstate.errors import MissingBackendError, RNGStateWarning
 from rngstate.errors import NotReproducibleError as NotReproducibleError  # re-exported: it lived here
 from rngstate.errors import UncomparableOutputError as UncomparableOutputError  # (ditto)
 from rngstate.runtime import RUNTIME
-from rngstate.state import RNGState
 
 logger = logging.getLogger(__name__)
 
-FINGERPRINT_LENGTH = 12  # hex digits: 48 bits, plenty to tell runs apart in a log
-
-
-# -- fingerprint ---------------------------------------------------------------------------------
-
-
-def plain_fingerprint(plain: Any, length: int = FINGERPRINT_LENGTH) -> str:
-    """Short BLAKE2b hex digest of plain data (a stream's encoded state), stable across processes.
-
-    >>> plain_fingerprint({"a": 1})
-    'ff55ea807b11'
-    """
-    from rngstate.fileformat import pack  # canonical bytes: sorted keys, big ints wrapped
-
-    return hashlib.blake2b(pack(plain), digest_size=16).hexdigest()[:length]
-
-
-def fingerprint(state: RNGState | None = None) -> str:
-    """A short hash of every stream, substream, tracked generator and the root seed.
-
-    ``state=None`` fingerprints the live state (``capture()`` now).  Equal states give equal
-    fingerprints in every process; metadata (versions, determinism switches) is not included.
-    Log it every N steps: two runs that drift apart show it at the first differing line.
-
-    >>> import rngstate
-    >>> _ = rngstate.seed_everything(7)
-    >>> a = rngstate.fingerprint(); _ = rngstate.seed_everything(7)
-    >>> a == rngstate.fingerprint() and len(a)
-    12
-    """
-    if state is None:
-        from rngstate.snapshot import capture
-
-        state = capture()
-    if not isinstance(state, RNGState):
-        raise DiagnosticsError(f"fingerprint() takes an RNGState or None, got {type(state).__name__}")
-    return state.digest().hex()[:FINGERPRINT_LENGTH]
-
+# fingerprint() and plain_fingerprint() live in rngstate.fingerprints (check_reproducible uses
+# them too); importable from here as before.
+from rngstate.fingerprints import FINGERPRINT_LENGTH as FINGERPRINT_LENGTH  # noqa: E402
+from rngstate.fingerprints import fingerprint as fingerprint  # noqa: E402
+from rngstate.fingerprints import plain_fingerprint as plain_fingerprint  # noqa: E402
 
 # -- generators rngstate does not track ----------------------------------------------------------
 

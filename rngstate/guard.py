@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -139,13 +140,14 @@ _LOADERS: weakref.WeakSet[Any] = weakref.WeakSet()  # live rngstate loaders, for
 _EXPECTED: dict[str, Any] = {"token": None, "loaders": {}}  # set by restore()
 
 
-def rng_record() -> dict[str, Any]:
-    """What a loader's ``state_dict`` records about the live random state."""
-    from rngstate.diagnostics import fingerprint  # diagnostics imports snapshot, which imports us
+def rng_record(fingerprint: str) -> dict[str, Any]:
+    """What a loader's ``state_dict`` records about the live random state (``fingerprint``:
+    ``rngstate.fingerprint()`` now, passed in because fingerprints capture through snapshot,
+    which imports this module)."""
     from rngstate.distributed import rank_info
 
     live = rank_info()
-    return {"fingerprint": fingerprint(), "rank": live.rank, "world_size": live.world_size}
+    return {"fingerprint": fingerprint, "rank": live.rank, "world_size": live.world_size}
 
 
 def split_record(state: Any, where: str) -> tuple[Any, dict[str, Any] | None]:
@@ -158,10 +160,10 @@ def split_record(state: Any, where: str) -> tuple[Any, dict[str, Any] | None]:
     return {key: value for key, value in state.items() if key != RNG_KEY}, record
 
 
-def check_rng(record: dict[str, Any], where: str) -> None:
-    """At the first batch after ``load_state_dict``: warn unless the live random state is the
-    one the loader's state was saved with (checked on the rank that saved it)."""
-    from rngstate.diagnostics import fingerprint
+def check_rng(record: dict[str, Any], where: str, fingerprint: Callable[[], str]) -> None:
+    """At the first batch after ``load_state_dict``: warn unless the live random state
+    (``fingerprint()``) is the one the loader's state was saved with (checked on the rank that
+    saved it)."""
     from rngstate.distributed import rank_info
 
     live = rank_info()

@@ -181,7 +181,7 @@ def check_reproducible(fn: Callable[[], Any], *, seed: int = 0, runs: int = 2) -
     >>> print(check_reproducible(flaky).difference)
     output[1] differs between run 1 and run 2: 1 != 2
     """
-    from rngstate.diagnostics import fingerprint
+    from rngstate.fingerprints import fingerprint
     from rngstate.seeding import SEED_VARIABLE, seed_everything
     from rngstate.snapshot import capture, restore
 

@@ -17,6 +17,7 @@ from rngstate import fileformat
 from rngstate.snapshot import capture, restore
 from rngstate.state import RNGState
 from rngstate.tf_data import check_dataset as check_dataset
+from rngstate.tf_data import resume_iterator as resume_iterator
 
 logger = logging.getLogger(__name__)
 
@@ -48,4 +49,4 @@ class RNGStateCheckpoint(tf.train.experimental.PythonState):  # type: ignore[mis
         logger.info("rngstate: restored the RNG state from a tf.train.Checkpoint")
 
 
-__all__ = ["RNGStateCheckpoint", "check_dataset"]
+__all__ = ["RNGStateCheckpoint", "check_dataset", "resume_iterator"]

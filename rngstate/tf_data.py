@@ -147,3 +147,6 @@ def resume_iterator(dataset: Any, iteration: int, position: int) -> Any:
     for _ in range(position):
         next(iterator)
     return iterator
+
+
+__all__ = ["check_dataset", "problems", "resume_iterator"]

@@ -50,6 +50,7 @@ from rngstate.data.seeding import check_seed_per, seeded
 from rngstate.data.wrappers import SeededBatch
 from rngstate.derive import split_path
 from rngstate.errors import DataLoaderError, DataLoaderTypeError, InvalidStateError
+from rngstate.fingerprints import fingerprint
 from rngstate.runtime import RUNTIME
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class ResumableLoader(Progress):
         # Before anything draws: is the live random state the one the position belongs to?
         record, self._rng_saved_rng = self._rng_saved_rng, None
         if record is not None:
-            guard.check_rng(record, self._rng_path)
+            guard.check_rng(record, self._rng_path, fingerprint)
         restored = self._rng_restored
         if restored is not None and start > 0 and restored.root_seed not in (None, root):
             raise InvalidStateError(
@@ -307,7 +308,7 @@ class ResumableLoader(Progress):
         """
         # Which random state this position belongs to: the first batch after load_state_dict
         # checks that the live generators are back in it (guard.check_rng).
-        record = {guard.RNG_KEY: guard.rng_record()}
+        record = {guard.RNG_KEY: guard.rng_record(fingerprint())}
         restored = self._rng_restored
         if restored is not None:
             return {**self._rng_with_mode(restored.to_dict()), **record}

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rngstate import __version__
+from rngstate._version import __version__
 from rngstate.distributed import rank_info
 from rngstate.errors import RNGStateError
 from rngstate.tracing import digests, records

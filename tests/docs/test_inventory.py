@@ -36,6 +36,8 @@ PUBLIC_MODULES = [
     "rngstate.numpy",
     "rngstate.paddle",
     "rngstate.stateful",
+    "rngstate.tensorflow",
+    "rngstate.tf_data",
     "rngstate.torch",
     "rngstate.tracing",
     "rngstate.transformers",
