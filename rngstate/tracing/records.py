@@ -55,7 +55,12 @@ def frame(record: dict[str, Any], packer: msgpack.Packer | None = None) -> bytes
 
 
 def _checksum(payload: bytes | memoryview) -> bytes:
-    return hashlib.blake2b(payload, digest_size=8, person=_PERSON).digest()
+    hasher = _KEYED.copy()  # a copy of a set-up hasher: half the cost of passing its parameters
+    hasher.update(payload)
+    return hasher.digest()
+
+
+_KEYED = hashlib.blake2b(digest_size=8, person=_PERSON)
 
 
 def decode_payload(payload: bytes, index: int) -> dict[str, Any]:
