@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from rngstate._version import __version__
 from rngstate.distributed import rank_info
 from rngstate.errors import RNGStateError
@@ -34,6 +36,15 @@ _MISSING: Any = object()
 
 class TraceError(RNGStateError):
     """A trace cannot be opened or written (another process writes it, a bad argument)."""
+
+
+def _count(name: str, value: Any) -> int:
+    """``value`` if it is an integer in [0, 2**63), else TraceError."""
+    if type(value) is not int or not 0 <= value < 2**63:  # bool is not an int here
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63):
+            raise TraceError(f"trace.step(): {name} must be an integer >= 0, got {value!r}")
+        value = int(value)  # an int subclass (an IntEnum): recorded as the number
+    return value  # type: ignore[no-any-return]
 
 
 def rank_path(path: str | os.PathLike[str], rank: int, world_size: int) -> Path:
@@ -81,6 +92,7 @@ class Trace:
         self.weights_every = weights_every
         self._lock = threading.Lock()
         self._streams = digests.StreamFingerprints()
+        self._packer = msgpack.Packer(use_bin_type=True)  # used under self._lock only
         self._fd: int | None = None
         self._last: int | None = None
         self._open()
@@ -128,9 +140,11 @@ class Trace:
 
     @staticmethod
     def _write(fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):  # a short write (a full disk, a signal): write the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
 
     def step(
         self,
@@ -160,15 +174,14 @@ class Trace:
                 raise TraceError(f"the trace {str(self.path)!r} is closed")
             # Without step=, a micro-step of gradient accumulation (phase > 0) joins the last step.
             number = (self._last or 0) + (0 if phase and self._last else 1) if step is None else step
-            record: dict[str, Any] = {"kind": "step", "step": number, **self._streams.take()}
-            for key, value in (("epoch", epoch), ("position", position), ("phase", phase)):
-                if value is not None:
-                    record[key] = value
-            for key, value in record.items():
-                if key in ("step", "epoch", "position", "phase") and (
-                    isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63
-                ):
-                    raise TraceError(f"trace.step(): {key} must be an integer >= 0, got {value!r}")
+            record: dict[str, Any] = {"kind": "step", "step": _count("step", number)}
+            if epoch is not None:
+                record["epoch"] = _count("epoch", epoch)
+            if position is not None:
+                record["position"] = _count("position", position)
+            if phase is not None:
+                record["phase"] = _count("phase", phase)
+            record.update(self._streams.take())
             if batch is not _MISSING and batch is not None:
                 record["batch"] = digests.batch_digest(batch)
             if loss is not None:
@@ -178,7 +191,7 @@ class Trace:
                     record["weights"] = digests.weights_digest(model)
                 if optimizer is not None:
                     record["optimizer"] = digests.weights_digest(optimizer)
-            self._write(fd, records.frame(record))
+            self._write(fd, records.frame(record, self._packer))
             self._last = number
             return number
 

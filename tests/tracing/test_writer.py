@@ -31,7 +31,10 @@ def test_a_step_record_holds_place_streams_batch_loss_and_weights(tmp_path: Path
         assert trace.step(loss=loss.double(), model=model, optimizer=optimizer) == 2
     first, second = read_trace(tmp_path / "run.trace").steps
     assert (first.step, first.epoch, first.position, first.phase) == (1, 0, 0, 1)
-    assert set(first.streams) == {"python", "numpy", "torch.cpu"}
+    # Every active backend's stream: these three, plus any framework another test imported.
+    from rngstate import backends
+
+    assert {"python", "numpy", "torch.cpu"} <= set(first.streams) <= set(backends.stream_names())
     assert set(first.substreams) == {"aug"}  # the first record lists every substream
     assert second.substreams == {}  # nothing touched since: only the combined digest
     assert first.scopes == second.scopes is not None
