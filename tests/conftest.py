@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 
 from rngstate.runtime import RUNTIME
+from tests.preloaded import preloaded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,14 +45,21 @@ def fresh_runtime() -> Iterator[None]:
         os.environ["RNGSTATE_SEED"] = saved
 
 
-def run_python(code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
-    """Run ``code`` in a fresh interpreter (project on sys.path); return stdout, fail on error."""
+def run_python(
+    code: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+    preload: tuple[str, ...] = (),
+) -> str:
+    """Run ``code`` in a fresh interpreter (project on sys.path); return stdout, fail on error.
+
+    ``preload``: modules the code imports first anyway; the run is forked from an interpreter
+    that imported them already (tests/preloaded.py).
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env.pop("RNGSTATE_SEED", None)
     if env and "RNGSTATE_SEED" in env:
         full_env["RNGSTATE_SEED"] = env["RNGSTATE_SEED"]
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
+        python_command("-c", textwrap.dedent(code), *args, env=full_env, preload=preload),
         capture_output=True,
         text=True,
         env=full_env,
@@ -60,6 +68,18 @@ def run_python(code: str, *args: str, env: dict[str, str] | None = None, timeout
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result.stdout
+
+
+# What ``python -m torch.distributed.run`` imports; its workers are forked from the same preloader.
+TORCHRUN = ("torch", "torch.distributed.run")
+
+
+def python_command(*argv: str, env: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> list[str]:
+    """``python *argv``; forked from a preloader of ``preload`` when given (tests/preloaded.py).
+    ``env``: the environment the command will run with (``os.environ`` when None)."""
+    if not preload or os.environ.get("RNGSTATE_TESTS_FRESH_PYTHON"):  # a cold interpreter per run
+        return [sys.executable, *argv]
+    return preloaded(preload, *argv, env=env)
 
 
 def gpu_available() -> bool:
@@ -84,19 +104,22 @@ def needs_cuda(test: F) -> F:
 class ResumeExample:
     """One of ``examples/resume_*.py``: each run in its own process, read by its weights hash.
 
+    ``preload``: the framework modules the example imports (see ``python_command``).
     ``workers=None`` leaves ``--workers`` out (examples without a DataLoader); uninterrupted
     and resumed runs are cached per argument list (the checkpoint's folder changes nothing).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, preload: tuple[str, ...] = ()) -> None:
         self.name = name
         self.path = ROOT / "examples" / name
+        self.preload = preload
         self._uninterrupted: dict[tuple[str, ...], str] = {}
         self._resumed: dict[tuple[object, ...], str] = {}
 
     def run(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, str(self.path), *args], capture_output=True, text=True, timeout=300, cwd=ROOT
+            python_command(str(self.path), *args, preload=self.preload),
+            capture_output=True, text=True, timeout=300, cwd=ROOT,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import run_python
 
 DRAWS = """
@@ -83,6 +85,7 @@ def last_json(output: str) -> Any:
     return json.loads(output.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_three_frameworks_in_one_process_and_across_processes(tmp_path: Path) -> None:
     path = str(tmp_path / "all.state")
     first = last_json(run_python(FIRST, path))

@@ -206,6 +206,7 @@ def test_report_without_frameworks_and_plain_dict() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed_first", [True, False])
 def test_framework_imported_later_is_switched_at_import(seed_first: bool) -> None:
     # Both import hooks (seeding and determinism) wrap the same loader; either order must work.

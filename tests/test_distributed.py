@@ -7,7 +7,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import rngstate
 from rngstate.derive import split_path
 from rngstate.distributed import GroupError, RankInfo, group_rank, is_rank_component, rank_info, reshard_state
 from rngstate.errors import RNGStateWarning, ScopeError, TopologyError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TORCHRUN, python_command
 
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
@@ -54,7 +53,8 @@ def run_ranks(world_size: int, body: str, *args: str) -> list[dict[str, object]]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
                "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)}
         env.pop("RNGSTATE_SEED", None)
-        processes.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+        command = python_command("-c", code, *args, env=env, preload=("torch", "torch.distributed"))
+        processes.append(subprocess.Popen(command, env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
     for process in processes:
@@ -204,11 +204,12 @@ def test_restore_on_another_rank_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def torchrun(tmp_path: Path, *args: str) -> list[str]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(ROOT / "examples" / "distributed_torchrun.py"),
-               "--checkpoint", str(tmp_path / "ckpt"), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # OMP_NUM_THREADS=1: what torchrun gives its workers anyway (here set for the launcher too).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("RNGSTATE_SEED", None)
+    command = python_command("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             str(ROOT / "examples" / "distributed_torchrun.py"),
+                             "--checkpoint", str(tmp_path / "ckpt"), *args, env=env, preload=TORCHRUN)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     # Both ranks share one stdout pipe, so lines may interleave: pick the messages out.

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow
 def test_unused_layer_demo() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "unused_layer.py")],
@@ -43,6 +46,7 @@ def test_quickstart_prints_what_the_readme_shows() -> None:
     assert lines[2].startswith("saved step0.rngstate fingerprint ") and len(lines[2].split()[-1]) == 12
 
 
+@pytest.mark.slow
 def test_dataset_generator_trap_and_its_fixes() -> None:
     assert run_example("dataset_generator.py").splitlines() == [
         "OwnGenerator     resumed run is DIFFERENT untracked generators: ['rng']",

@@ -31,6 +31,7 @@ def test_save_none_captures_now(tmp_path: Path) -> None:
     assert saved == rngstate.capture() == rngstate.load(tmp_path / "now")
 
 
+@pytest.mark.slow
 def test_deterministic_bytes_across_processes(tmp_path: Path) -> None:
     code = """
     import sys, rngstate, torch

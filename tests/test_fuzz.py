@@ -537,6 +537,7 @@ def test_the_checks_catch_escapes() -> None:
 # -- structure-aware cases (issue 12) --------------------------------------------------------
 
 
+@pytest.mark.slow
 @FUZZ
 @given(rng=st.randoms(use_true_random=False))
 def test_hostile_structures_are_refused(folder: Path, rng: random.Random) -> None:
@@ -546,6 +547,7 @@ def test_hostile_structures_are_refused(folder: Path, rng: random.Random) -> Non
     assert outcome.startswith("refused") or outcome == "restored"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", [0, 2])
 def test_type_swap_on_every_field(folder: Path, which: int) -> None:
     """Every field of a real file, in turn, holds a value of every other type."""

@@ -91,6 +91,7 @@ FACADES = {
 }
 
 
+@pytest.mark.slow
 def test_facades_define_their_public_names_at_module_level() -> None:
     code = f"""
     import paddle  # before tensorflow (keras): the other order crashes on this machine

@@ -788,6 +788,7 @@ def test_sigkill_at_every_step_of_a_save(tmp_path: Path, monkeypatch: pytest.Mon
             assert os.listdir(tmp_path) == [path.name], where  # the next save cleaned up
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     states = states_for_crash_tests()
     parts = [fileformat.pack_parts(s.to_dict()) for s in states]

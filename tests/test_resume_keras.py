@@ -22,7 +22,7 @@ pytestmark = [
         reason="needs keras and tensorflow",
     ),
 ]
-EXAMPLE = ResumeExample("resume_keras.py")
+EXAMPLE = ResumeExample("resume_keras.py", preload=("tensorflow", "keras"))
 
 
 def test_keras_resumes_mid_epoch_exactly(tmp_path: Path) -> None:

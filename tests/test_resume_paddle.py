@@ -21,7 +21,7 @@ from tests.conftest import ResumeExample
 paddle = pytest.importorskip("paddle")
 import rngstate.paddle  # noqa: E402  (after the skip: it needs paddle)
 
-EXAMPLE = ResumeExample("resume_paddle.py")
+EXAMPLE = ResumeExample("resume_paddle.py", preload=("paddle",))
 
 
 class Noisy(paddle.io.Dataset):  # type: ignore[misc]

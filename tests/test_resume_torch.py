@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ResumeExample
 
 pytestmark = pytest.mark.slow
-EXAMPLE = ResumeExample("resume_torch.py")
+EXAMPLE = ResumeExample("resume_torch.py", preload=("torch",))
 
 
 def test_zero_and_two_workers_train_identically() -> None:

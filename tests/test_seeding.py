@@ -90,6 +90,7 @@ print(torch.rand(3).tolist(), torch.randn(2).tolist())
 """
 
 
+@pytest.mark.slow
 def test_import_hook_makes_import_order_irrelevant() -> None:
     seed_first = run_python(IMPORT_ORDER, "seed-first")
     import_first = run_python(IMPORT_ORDER, "import-first")
@@ -98,6 +99,7 @@ def test_import_hook_makes_import_order_irrelevant() -> None:
     assert seed_first.startswith(str(torch.rand(3).tolist()))
 
 
+@pytest.mark.slow
 def test_import_inside_scope_gets_substream() -> None:
     late = """
     import rngstate

@@ -150,6 +150,7 @@ def test_uninstalled_framework_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
         rngstate.restore(data)
 
 
+@pytest.mark.slow
 def test_restored_state_for_framework_imported_later(tmp_path: Path) -> None:
     saver = """
     import sys, rngstate, torch
@@ -199,6 +200,7 @@ print(out)
 """
 
 
+@pytest.mark.slow
 def test_save_in_one_process_restore_in_another(tmp_path: Path) -> None:
     path = str(tmp_path / "run.rngstate")
     # Asking again for the same tracked names returns the same generators, so SAVE + CONTINUE

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_python
 
 SAVE = """
@@ -40,6 +42,7 @@ print(json.dumps({"step": int(checkpoint.step), "draws": [*tf.random.uniform([2]
 """
 
 
+@pytest.mark.slow
 def test_the_state_travels_in_a_checkpoint_manager(tmp_path: Path) -> None:
     saved = json.loads(run_python(SAVE, str(tmp_path)).strip().splitlines()[-1])
     restored = json.loads(run_python(RESTORE, str(tmp_path)).strip().splitlines()[-1])

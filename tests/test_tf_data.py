@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_python
 
 CHECKS = """
@@ -51,6 +53,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_warnings_name_the_op_and_a_rebuilt_pipeline_resumes() -> None:
     out = json.loads(run_python(CHECKS).strip().splitlines()[-1])
     assert out["guidance"] == [[], []]

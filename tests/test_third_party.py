@@ -292,6 +292,7 @@ print(json.dumps([scoped, thirdlib.jitter(), pipeline(image=image)["image"].toli
 """
 
 
+@pytest.mark.slow
 def test_entry_point_plugins_across_processes(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "thirdlib").mkdir(parents=True)

@@ -117,6 +117,7 @@ print(json.dumps(train(model, batches[3:])))
 """
 
 
+@pytest.mark.slow
 def test_training_resumes_exactly_in_another_process(tmp_path: Path) -> None:
     path = str(tmp_path / "keras.state")
     uninterrupted = json.loads(run_python(FIRST, path, str(ROOT / "examples")).strip().splitlines()[-1])
@@ -126,6 +127,7 @@ def test_training_resumes_exactly_in_another_process(tmp_path: Path) -> None:
     assert "keras.global" in state.streams and len(state.generators) == 3
 
 
+@pytest.mark.slow
 def test_keras_example_runs() -> None:
     script = ROOT / "examples" / "keras_unused_layer.py"
     out = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")

@@ -183,6 +183,7 @@ def test_capture_restore_inside_scope_is_exact() -> None:
     assert draws() == rest_outer
 
 
+@pytest.mark.slow
 def test_state_saved_in_one_process_restores_in_another(tmp_path: Path) -> None:
     path = tmp_path / "rng.state"
     code = """
@@ -205,6 +206,7 @@ def test_state_saved_in_one_process_restores_in_another(tmp_path: Path) -> None:
     assert paddle.rand([4]).numpy().tolist() == outer
 
 
+@pytest.mark.slow
 def test_import_hook_seeds_paddle_imported_after_seed_everything() -> None:
     code = """
     import json, rngstate
@@ -227,6 +229,7 @@ def test_resnet_weights_survive_an_unused_layer() -> None:
     assert not all(example.compare(by_name=False).values())
 
 
+@pytest.mark.slow
 def test_paddle_example_runs() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "paddle_unused_layer.py")],

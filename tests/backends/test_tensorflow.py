@@ -188,6 +188,7 @@ def last_json(output: str) -> Any:
     return json.loads(output.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_eager_streams_and_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "tf.state"
     expected = last_json(run_python(EAGER, str(path)))
@@ -200,6 +201,7 @@ def test_eager_streams_and_file_round_trip(tmp_path: Path) -> None:
     assert plain == {"mode": "state", "alg": 1, "state": plain["state"]}  # created, so live
 
 
+@pytest.mark.slow
 def test_import_hook_seeds_tensorflow() -> None:
     code = """
     import json, sys, rngstate

@@ -131,6 +131,7 @@ def test_restore_before_cuda_with_another_device_count_is_checked(cuda: Callable
     assert fake.states() == saved[:1]
 
 
+@pytest.mark.slow
 def test_restore_before_import_torch_with_another_device_count() -> None:
     code = """
     import random, struct, warnings

@@ -40,6 +40,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_two_tensor_parallel_ranks_read_the_same_batches(tmp_path: object) -> None:
     script = tmp_path / "tp.py"  # type: ignore[operator]
     script.write_text(TWO_RANKS_ONE_REPLICA)

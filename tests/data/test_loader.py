@@ -125,6 +125,7 @@ def test_loader_raises_what_torch_raises() -> None:
         rngstate.torch.DataLoader(Noisy(5), name="train", shuffle=True).load_state_dict(loader.state_dict())
 
 
+@pytest.mark.slow
 def test_spawned_workers() -> None:
     rngstate.seed_everything(0)
     reference, _ = run_loader(make_loader(0), range(1))

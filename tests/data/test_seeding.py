@@ -188,6 +188,7 @@ def test_expander_jumps_exactly_to_any_position() -> None:
     assert bytes(expander.expand(bytes(range(1, 33)), 0, 4)) != whole[:32]
 
 
+@pytest.mark.slow
 def test_registered_streams_are_seeded_per_sample_too() -> None:
     # In a fresh process: a registered stream stays registered for the rest of the process.
     code = """
@@ -225,6 +226,7 @@ def test_registered_streams_are_seeded_per_sample_too() -> None:
     assert run_python(code).strip() == "ok"
 
 
+@pytest.mark.slow
 def test_a_framework_imported_by_a_sample_is_seeded_from_the_next_sample_on() -> None:
     code = """
     import random, sys, types, torch, rngstate

@@ -6,12 +6,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, python_command
+
+# What PRELUDE imports: each rank is forked from an interpreter that imported them already.
+PRELOAD = ("torch", "torch.distributed", "torch.distributed.checkpoint")
 
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
@@ -44,7 +46,8 @@ def run_ranks(world_size: int, body: str, *args: str, timeout: float = 90) -> li
                "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                "LOCAL_WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
         env.pop("RNGSTATE_SEED", None)
-        processes.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True,
+        command = python_command("-c", code, *args, env=env, preload=PRELOAD)
+        processes.append(subprocess.Popen(command, env=env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     deadline = time.monotonic() + timeout
     outputs = []

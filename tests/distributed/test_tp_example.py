@@ -5,20 +5,19 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TORCHRUN, python_command
 
 
 def torchrun(tmp_path: Path, *args: str) -> list[str]:
     example = str(ROOT / "examples" / "distributed_tp_dcp.py")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
-               example, "--checkpoint", str(tmp_path / "ckpt"), *args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("RNGSTATE_SEED", None)
+    command = python_command("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4", example,
+                             "--checkpoint", str(tmp_path / "ckpt"), *args, env=env, preload=TORCHRUN)
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return sorted(re.findall(r"rank \d: (?:saved after step \d+|final weights [0-9a-f]{16})", result.stdout))

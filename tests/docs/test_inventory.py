@@ -73,6 +73,7 @@ def owner(name: str) -> str | None:
     return max(candidates, key=len, default=None)
 
 
+@pytest.mark.slow
 def test_every_public_name_is_documented(site: Path) -> None:
     listed = inventory(site)
     missing = []
@@ -92,6 +93,7 @@ def test_every_public_name_is_documented(site: Path) -> None:
     assert missing == []
 
 
+@pytest.mark.slow
 def test_nothing_private_is_listed(site: Path) -> None:
     leaks = []
     for name in inventory(site):

@@ -25,6 +25,7 @@ def run(command: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("page", "command", "text"), OUTPUTS, ids=[f"{p}:{c}" for p, c, _ in OUTPUTS])
 def test_shown_output_is_what_the_example_prints(page: str, command: str, text: str) -> None:
     assert run(command) == text, f"{page} shows another output than `{command}` prints"

@@ -6,6 +6,8 @@ the pytest process).
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import run_python
 
 SCRIPT = """
@@ -112,5 +114,6 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_keras_init_by_name() -> None:
     assert run_python(SCRIPT).strip().splitlines()[-1] == "ok"

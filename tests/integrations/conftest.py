@@ -5,24 +5,25 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, python_command
 
 
 class TrainerExample:
     """One ``examples/trainer_*.py`` script; uninterrupted runs are cached per option list."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, preload: tuple[str, ...] = ()) -> None:
+        """``preload``: the framework modules the script imports (see ``python_command``)."""
         self.path = ROOT / "examples" / name
+        self.preload = preload
         self._reference: dict[tuple[str, ...], str] = {}
 
     def run(self, *args: str) -> str:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("RNGSTATE_SEED", None)
         result = subprocess.run(
-            [sys.executable, str(self.path), "--run", *args],
+            python_command(str(self.path), "--run", *args, env=env, preload=self.preload),
             capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
         )
         assert result.returncode == 0, result.stderr[-4000:]

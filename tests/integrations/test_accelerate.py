@@ -11,7 +11,7 @@ import pytest
 from rngstate.data import DataLoaderError
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_accelerate.py")
+EXAMPLE = TrainerExample("trainer_accelerate.py", preload=("torch", "accelerate"))
 slow = pytest.mark.slow
 
 

@@ -12,23 +12,30 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, python_command
 
 slow = pytest.mark.slow
+# The frameworks each job imports first (its run is forked from an interpreter that has them).
+JOB_IMPORTS = {
+    "accelerate_job": ("torch", "accelerate"),
+    "hf_job": ("torch", "transformers", "transformers.trainer"),
+    "lightning_job": ("lightning.pytorch",),
+    "paddle_job": ("paddle",),
+}
 
 
 def run_job(module: str, mode: str, out: Path, configs: dict[str, Any]) -> list[dict[str, Any]]:
     """Run ``tests.integrations.jobs.<module>`` in its own process; its JSON result lines."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("RNGSTATE_SEED", None)
+    argv = ("-m", f"tests.integrations.jobs.{module}", mode, str(out), json.dumps(configs))
     result = subprocess.run(
-        [sys.executable, "-m", f"tests.integrations.jobs.{module}", mode, str(out), json.dumps(configs)],
+        python_command(*argv, env=env, preload=JOB_IMPORTS[module]),
         capture_output=True, text=True, timeout=900, cwd=ROOT, env=env,
     )
     assert result.returncode == 0, result.stderr[-4000:]

@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_python
+from tests.conftest import ROOT, python_command, run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_keras.py")
+EXAMPLE = TrainerExample("trainer_keras.py", preload=("tensorflow", "keras"))
 slow = pytest.mark.slow
 
 
@@ -54,8 +53,11 @@ def fit_example(folder: Path, cases: str, *options: str, backend: str = "tensorf
     env.pop("RNGSTATE_SEED", None)
     hashes = []
     for mode in ("reference", "stop", "resume"):
-        command = [sys.executable, str(ROOT / "examples" / "resume_keras_fit.py"), "--run", "--mode", mode,
-                   "--cases", cases, "--folder", str(folder), *options]
+        command = python_command(
+            str(ROOT / "examples" / "resume_keras_fit.py"), "--run", "--mode", mode, "--cases", cases,
+            "--folder", str(folder), *options, env=env,
+            preload=("keras",) if backend == "torch" else ("tensorflow", "keras"),
+        )
         result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
         assert result.returncode == 0, result.stderr[-4000:]
         hashes.append(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -90,6 +92,7 @@ def test_keras_alone_restarts_the_epoch_of_a_fit_on_arrays(tmp_path: Path) -> No
     assert resumed["arrays@9"] != reference["arrays@0"]
 
 
+@pytest.mark.slow
 def test_only_the_facade_imports_keras() -> None:
     code = """
     import sys, rngstate
@@ -100,6 +103,7 @@ def test_only_the_facade_imports_keras() -> None:
     assert run_python(code).strip() == "False True"
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_refused() -> None:
     out = run_python(
         """

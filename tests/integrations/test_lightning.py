@@ -16,7 +16,7 @@ from rngstate.errors import InvalidStateError
 from tests.conftest import run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_lightning.py")
+EXAMPLE = TrainerExample("trainer_lightning.py", preload=("lightning.pytorch",))
 slow = pytest.mark.slow
 
 
@@ -85,6 +85,7 @@ def test_lightning_alone_does_not_resume_exactly(tmp_path: Path) -> None:
     assert resumed != EXAMPLE.reference("--plain", "--workers", "2")
 
 
+@pytest.mark.slow
 def test_only_the_facade_imports_lightning() -> None:
     code = """
     import sys, rngstate
@@ -109,6 +110,7 @@ def test_a_checkpoint_from_another_world_size_is_refused() -> None:
         own_rank({**saved, "format": "something else"})
 
 
+@pytest.mark.slow
 def test_the_callback_follows_pytorch_lightning_when_that_is_imported() -> None:
     out = run_python(
         """

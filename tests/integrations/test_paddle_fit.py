@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_paddle.py")
+EXAMPLE = TrainerExample("trainer_paddle.py", preload=("paddle",))
 slow = pytest.mark.slow
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_transformers.py")
+EXAMPLE = TrainerExample("trainer_transformers.py", preload=("torch", "transformers", "transformers.trainer"))
 slow = pytest.mark.slow
 
 
@@ -46,6 +46,7 @@ def test_the_trainer_alone_does_not_resume_exactly(tmp_path: Path) -> None:
     assert resumed != EXAMPLE.reference("--plain", "--workers", "2")
 
 
+@pytest.mark.slow
 def test_only_the_facade_imports_transformers() -> None:
     code = """
     import sys, rngstate
@@ -56,6 +57,7 @@ def test_only_the_facade_imports_transformers() -> None:
     assert run_python(code).strip() == "False True"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_rngstate_files_is_refused(tmp_path: Path) -> None:
     out = run_python(
         """

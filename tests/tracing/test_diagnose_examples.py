@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, python_command
 
 DOCS = [ROOT / "docs" / name for name in ("diagnostics.md", "cli.md", "exact-resume.md")]
 CAUSES = {
@@ -39,7 +38,8 @@ def test_each_broken_job_is_diagnosed_at_the_right_step(tmp_path: Path, script: 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RNGSTATE_SEED", None)
     path = ROOT / "examples" / "diagnose" / f"{script}.py"
-    done = subprocess.run([sys.executable, str(path), str(tmp_path)],
+    # The script runs job.py with sys.executable: those runs are forked from the preloader too.
+    done = subprocess.run(python_command(str(path), str(tmp_path), env=env, preload=("torch",)),
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     status, step, where, cause = CAUSES[script]

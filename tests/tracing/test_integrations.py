@@ -91,10 +91,10 @@ model.fit(loader, epochs=2, verbose=0, callbacks=[callback])
 """
 
 
-def _twice(tmp_path: Path, code: str) -> tuple[Path, Path]:
+def _twice(tmp_path: Path, code: str, preload: tuple[str, ...]) -> tuple[Path, Path]:
     paths = []
     for name in ("a", "b"):
-        run_python(code, str(tmp_path / f"{name}.trace"), str(tmp_path / f"{name}-out"))
+        run_python(code, str(tmp_path / f"{name}.trace"), str(tmp_path / f"{name}-out"), preload=preload)
         paths.append(tmp_path / f"{name}.trace")
     result = compare(*paths)
     assert result.identical, str(result)
@@ -103,7 +103,7 @@ def _twice(tmp_path: Path, code: str) -> tuple[Path, Path]:
 
 @slow
 def test_lightning(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, LIGHTNING)
+    a, _ = _twice(tmp_path, LIGHTNING, ("lightning.pytorch",))
     steps = read_trace(a).steps
     # 6 batches an epoch, accumulation 2: optimizer steps 1-3 and 4-6, two phases each
     places = [(r.step, r.phase, r.epoch, r.position) for r in steps[:3]]
@@ -114,7 +114,7 @@ def test_lightning(tmp_path: Path) -> None:
 
 @slow
 def test_transformers(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, TRANSFORMERS)
+    a, _ = _twice(tmp_path, TRANSFORMERS, ("torch", "transformers"))
     steps = read_trace(a).steps
     assert [(r.step, r.phase) for r in steps] == [(s, p) for s in (1, 2, 3, 4) for p in (0, 1)]
     assert all(r.batch is not None and r.loss is not None for r in steps)
@@ -122,7 +122,7 @@ def test_transformers(tmp_path: Path) -> None:
 
 @slow
 def test_keras_fit(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, KERAS)
+    a, _ = _twice(tmp_path, KERAS, ("keras",))
     steps = read_trace(a).steps
     assert [(r.step, r.epoch, r.position) for r in steps[5:8]] == [(6, 0, 5), (7, 1, 0), (8, 1, 1)]
     assert all(r.loss is not None and r.streams for r in steps)
@@ -130,7 +130,7 @@ def test_keras_fit(tmp_path: Path) -> None:
 
 @slow
 def test_paddle_fit(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, PADDLE)
+    a, _ = _twice(tmp_path, PADDLE, ("paddle",))
     steps = read_trace(a).steps
     assert [(r.step, r.epoch) for r in steps[5:8]] == [(6, 0), (7, 1), (8, 1)]
     assert all(r.loss is not None and "paddle.cpu" in r.streams for r in steps)
@@ -142,7 +142,7 @@ def test_the_lightning_example_proves_its_resume(tmp_path: Path) -> None:
     workers: its trace compares identical with the uninterrupted run's, step for step."""
     from tests.integrations.conftest import TrainerExample
 
-    example = TrainerExample("trainer_lightning.py")
+    example = TrainerExample("trainer_lightning.py", preload=("lightning.pytorch",))
     example.run("--workers", "0", "--trace", str(tmp_path / "uninterrupted.trace"))
     resumed = str(tmp_path / "resumed.trace")
     example.interrupted(tmp_path / "ckpts", 8, "--workers", "2", "--trace", resumed)
@@ -162,7 +162,7 @@ def test_two_ranks_each_prove_their_resume(tmp_path: Path) -> None:
     from rngstate.cli import main
     from tests.integrations.conftest import TrainerExample
 
-    example = TrainerExample("trainer_lightning.py")
+    example = TrainerExample("trainer_lightning.py", preload=("lightning.pytorch",))
     example.run("--ddp", "--workers", "0", "--trace", str(tmp_path / "a" / "run.trace"))
     traced = ("--trace", str(tmp_path / "b" / "run.trace"))
     example.interrupted(tmp_path / "ckpts", 4, "--ddp", "--workers", "0", *traced)
