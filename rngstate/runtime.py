@@ -251,7 +251,7 @@ class Runtime:
             for name, stream in self.active.items():
                 snapshot = known.get(name)  # snapshots are never None
                 if snapshot is not None:
-                    saved[name] = stream.exchange(snapshot)
+                    saved[name] = stream.exchange_outer(snapshot)
                 else:
                     saved[name] = stream.get_state()
                     stream.seed_derived(derive_bytes(root, frame.parts, name))
@@ -279,6 +279,8 @@ class Runtime:
         finally:
             if saved:
                 self._put_back(frame)
+            elif len(frames) > 1:  # _pop() inlined for nested scopes
+                frames.pop()
             else:
                 self._pop()
 
