@@ -373,13 +373,11 @@ def test_an_impossible_outer_state_is_never_kept_or_written() -> None:
     struct.pack_into("<I", bad, 16, 624)
     engine.view[:] = bad
     try:
-        with rngstate.rng_scope("a"):
-            with pytest.raises(InvalidStateError):
-                rngstate.capture()
+        with rngstate.rng_scope("a"), pytest.raises(InvalidStateError):
+            rngstate.capture()
         assert engine.view.tobytes() == bytes(bad)  # put back as it was, not kept anywhere
-        with pytest.raises(InvalidStateError, match="impossible state"):
-            with rngstate.rng_scope("b"):
-                engine.view[:] = bad  # the substream itself goes bad inside the scope
+        with pytest.raises(InvalidStateError, match="impossible state"), rngstate.rng_scope("b"):
+            engine.view[:] = bad  # the substream itself goes bad inside the scope
     finally:
         engine.view[:] = good
     assert stream.encode(stream.get_state()) == check_cpu_state(stream.encode(stream.get_state()), "s")
