@@ -467,7 +467,6 @@ class Runtime:
             self.frames.clear()
             self.owner = None
 
-
     # -- DataLoader workers (rngstate.data) --------------------------------------------------
 
     def rebase(
@@ -485,6 +484,13 @@ class Runtime:
         self.root = root
         self.substreams = {} if substreams is None else substreams
         return previous
+
+    def rebase_sample(self, root: int) -> None:
+        """:meth:`rebase` for the next sample of a batch, whose scopes start afresh: a new
+        substreams dict only if the last sample's scopes filled the one it had (per sample)."""
+        self.root = root
+        if self.substreams:
+            self.substreams = {}
 
 
 RUNTIME = Runtime()
