@@ -191,12 +191,13 @@ class SeededFetcher:
         self._fetcher = fetcher
         self.dataset = fetcher.dataset
         self.collate_fn = fetcher.collate_fn
+        # Looked at once, as the loader does for its seeding (``_rng_hold``).
+        self._whole = bool(getattr(fetcher.dataset, "__getitems__", None))
 
     def fetch(self, batch: Any) -> Any:
-        dataset = self.dataset
-        if type(batch) is not SeededBatch or getattr(dataset, "__getitems__", None):
+        if self._whole or type(batch) is not SeededBatch:
             return self._fetcher.fetch(batch)
-        return self.collate_fn(batch.load(dataset))
+        return self.collate_fn(batch.load(self.dataset))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fetcher, name)
