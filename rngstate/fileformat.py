@@ -105,16 +105,31 @@ def _ext_hook(code: int, data: bytes) -> int:
     return int.from_bytes(data, "big", signed=True)
 
 
-def pack_parts(data: Any) -> tuple[bytes, memoryview]:
-    """Serialize plain ``data`` into (header, payload): writing them one after the other saves
-    copying a payload that may be 100 MB.  The payload is a view of the packer's own buffer
-    (``packb`` would copy it into a new bytes object, another 100 MB to allocate and touch)."""
-    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+def pack_parts(data: Any) -> list[bytes]:
+    """Serialize plain ``data`` into the file's bytes: the header, then the payload in pieces
+    of a few KB (a big map's entries one by one): memory of the payload's size (100 MB at
+    10,000 substreams) is fresh from the kernel every time, and faulting it in cost as much as
+    packing it.  The pieces are one ``packb`` of the canonical data, cut where entries start."""
+    packer = msgpack.Packer(use_bin_type=True)  # autoreset: each call returns its own bytes
+    pieces: list[bytes] = []
     with _gc.paused():
-        packer.pack(_canonical(data))
-    payload = packer.getbuffer()
-    fields = _FIELDS.pack(FORMAT_VERSION, 0, len(payload))
-    return MAGIC + fields + _checksum(fields, payload), payload
+        _pack_pieces(_canonical(data), packer, pieces, True)
+    fields = _FIELDS.pack(FORMAT_VERSION, 0, sum(map(len, pieces)))
+    digest = hashlib.blake2b(fields, digest_size=_CHECKSUM_SIZE, person=_PERSONALIZATION)
+    for piece in pieces:  # while it is in the cache
+        digest.update(piece)
+    return [MAGIC + fields + digest.digest(), *pieces]
+
+
+def _pack_pieces(value: Any, packer: msgpack.Packer, pieces: list[bytes], top: bool) -> None:
+    """Pack canonical ``value`` into ``pieces``: the top map and maps of 17+ entries by entry."""
+    if type(value) is dict and (top or len(value) > 16):
+        pieces.append(packer.pack_map_header(len(value)))
+        for key, item in value.items():
+            pieces.append(packer.pack(key))
+            _pack_pieces(item, packer, pieces, False)
+    else:
+        pieces.append(packer.pack(value))
 
 
 def pack(data: Any) -> bytes:
@@ -352,10 +367,7 @@ def _write_new(target: Path, chunks: tuple[bytes | memoryview, ...]) -> None:
     try:
         if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
             os.fchmod(fd, 0o666 & ~_umask())  # what a plain open() would have given
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+        _write_all(fd, chunks)
         os.fsync(fd)
         os.replace(name, target)
         replaced = True
@@ -363,6 +375,20 @@ def _write_new(target: Path, chunks: tuple[bytes | memoryview, ...]) -> None:
         os.close(fd)
         if not replaced:
             Path(name).unlink(missing_ok=True)
+
+
+def _write_all(fd: int, chunks: tuple[bytes | memoryview, ...]) -> None:
+    """Write every chunk, in order, gathered into writes of about 1 MB (not one per piece)."""
+    group: list[bytes | memoryview] = []
+    size = 0
+    for index, chunk in enumerate(chunks):
+        group.append(chunk)
+        size += len(chunk)
+        if size >= 1 << 20 or index == len(chunks) - 1:
+            view = memoryview(b"".join(group)).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+            group, size = [], 0
 
 
 def _umask() -> int:

@@ -251,7 +251,7 @@ class Runtime:
             for name, stream in self.active.items():
                 snapshot = known.get(name)  # snapshots are never None
                 if snapshot is not None:
-                    saved[name] = stream.exchange(snapshot)
+                    saved[name] = stream.exchange_outer(snapshot)
                 else:
                     saved[name] = stream.get_state()
                     stream.seed_derived(derive_bytes(root, frame.parts, name))
@@ -279,6 +279,8 @@ class Runtime:
         finally:
             if saved:
                 self._put_back(frame)
+            elif len(frames) > 1:  # _pop() inlined for nested scopes
+                frames.pop()
             else:
                 self._pop()
 
@@ -465,7 +467,6 @@ class Runtime:
             self.frames.clear()
             self.owner = None
 
-
     # -- DataLoader workers (rngstate.data) --------------------------------------------------
 
     def rebase(
@@ -483,6 +484,13 @@ class Runtime:
         self.root = root
         self.substreams = {} if substreams is None else substreams
         return previous
+
+    def rebase_sample(self, root: int) -> None:
+        """:meth:`rebase` for the next sample of a batch, whose scopes start afresh: a new
+        substreams dict only if the last sample's scopes filled the one it had (per sample)."""
+        self.root = root
+        if self.substreams:
+            self.substreams = {}
 
 
 RUNTIME = Runtime()

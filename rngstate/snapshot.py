@@ -151,6 +151,18 @@ def _device_count_problems(decoded: Decoded, device_counts: dict[str, int]) -> l
     return problems
 
 
+def _live_substreams(decoded: Decoded, per_device: set[str]) -> dict[str, dict[str, Any]]:
+    """The runtime's own copy of the decoded substreams (scopes update it in place; the state
+    keeps its own), without the unknown streams, per-device states mapped."""
+    unknown = decoded.unknown
+    if not unknown and not per_device:  # the usual case: plain copies, in C
+        return {path: states.copy() for path, states in decoded.substreams.items()}
+    return {
+        path: _map_devices({n: s for n, s in states.items() if n not in unknown}, per_device)
+        for path, states in decoded.substreams.items()
+    }
+
+
 def _map_devices(snapshots: dict[str, Any], per_device: set[str]) -> dict[str, Any]:
     """With strict=False, per-device states may go to another device count (the README's
     mapping); ``per_device`` names the streams that hold one state per device."""
@@ -194,10 +206,8 @@ def restore(state: RNGState | dict[str, Any], strict: bool = True) -> None:
     _check_determinism(state.metadata)
     per_device = set() if strict else set(device_counts)
     now, later = _map_devices(now, per_device), _map_devices(later, per_device)
-    substreams = {
-        path: _map_devices({n: s for n, s in states.items() if n not in decoded.unknown}, per_device)
-        for path, states in decoded.substreams.items()
-    }
+    with _gc.paused():  # 10,000 substreams: collections would rescan what came before
+        substreams = _live_substreams(decoded, per_device)
     try:
         RUNTIME.install(decoded.root_seed, now, later, substreams, decoded.generators)
     except RNGStateError:

@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 
 import torch
 import torch.utils.data as torch_data
+from torch.autograd import _profiler_enabled  # type: ignore[attr-defined]
+from torch.utils.data._utils.fetch import _MapDatasetFetcher
+from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from rngstate import backends
 from rngstate.backends import torch_backend
@@ -33,7 +36,7 @@ from rngstate.data.loader import (
 )
 from rngstate.data.seeding import SEEDER, Isolated, preserve_streams, seeded
 from rngstate.data.workers import WorkerScopes
-from rngstate.data.wrappers import SeededCollate, Unbatch
+from rngstate.data.wrappers import SeededCollate, SeededFetcher, Unbatch
 from rngstate.derive import derive_bytes
 from rngstate.initialize.torch import init_by_name as init_by_name
 from rngstate.tracking import tracked_generator
@@ -185,7 +188,9 @@ class DataLoader(ResumableLoader, torch_data.DataLoader[T_co]):  # type: ignore[
     def __iter__(self) -> Any:
         current = self._rng_begin()
         load_dataset_state(self.dataset, current)
-        iterator = count_batches(super().__iter__(), current)
+        iterator = super().__iter__()
+        lean = self._rng_mode != ITERABLE and type(iterator).__next__ is _BaseDataLoaderIter.__next__
+        iterator = count_batches(iterator, current, _next_batch if lean else None)
         if self._rng_mode == ITERABLE:
             skip_to_start(iterator, current)
         return iterator
@@ -215,7 +220,11 @@ class DataLoader(ResumableLoader, torch_data.DataLoader[T_co]):  # type: ignore[
             if self._rng_mode == ITERABLE and self.num_workers == 0 and current is not None:
                 return self._rng_iterable_here(current)
             with preserve_streams():
-                return super()._get_iterator()
+                iterator = super()._get_iterator()
+            fetcher = getattr(iterator, "_dataset_fetcher", None)
+            if type(fetcher) is _MapDatasetFetcher and fetcher.auto_collation:  # num_workers=0
+                iterator._dataset_fetcher = SeededFetcher(fetcher)  # type: ignore[attr-defined]
+            return iterator
         finally:
             self.collate_fn, self.generator, self.worker_init_fn = user
             self._rng_building = False
@@ -234,6 +243,19 @@ class DataLoader(ResumableLoader, torch_data.DataLoader[T_co]):  # type: ignore[
 
     def _rng_seed_sampler_generators(self, root: int, parts: tuple[str, ...]) -> Any:
         return _seeding_generators(self._rng_source, root, parts)
+
+def _next_batch(iterator: Any) -> Any:
+    """torch's ``__next__`` of a map-style loader's iterator, without its ``record_function``
+    when no profiler is on (5 us a batch, as much as what seeding a batch adds); under a
+    profiler, torch's own, so the profile shows the loader as usual."""
+    if _profiler_enabled():
+        return _BaseDataLoaderIter.__next__(iterator)
+    if iterator._sampler_iter is None:
+        iterator._reset()
+    data = iterator._next_data()
+    iterator._num_yielded += 1
+    return data
+
 
 class _OrderSampler(OrderPart, torch_data.Sampler[int]):  # type: ignore[misc,name-defined]
     """``loader.sampler`` of a loader that uses rngstate's own order: ``len``, ``set_epoch``

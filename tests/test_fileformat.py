@@ -152,3 +152,22 @@ def test_a_big_foreign_file_is_refused_before_it_is_read(tmp_path: Path, monkeyp
     with pytest.raises(rngstate.StateFileError, match="bad magic bytes.*torch.save"):
         rngstate.load(model)
     assert reads == []
+
+
+def test_the_payload_in_pieces_is_one_packb_of_the_canonical_data() -> None:
+    """pack_parts cuts the payload where big maps' entries start (no 100 MB buffer); the bytes
+    are what packing the canonical data at once gives, checksum included."""
+    import hashlib
+
+    import msgpack
+
+    data = {"b": {f"p{i:03d}": {"s": bytes([i]) * 300, "n": i} for i in range(40)}, "a": [1, 2**70],
+            "c": {"few": 1}}
+    parts = fileformat.pack_parts(data)
+    payload = b"".join(parts[1:])
+    assert len(parts) > 40
+    assert payload == msgpack.packb(fileformat._canonical(data), use_bin_type=True)
+    header = parts[0]
+    fields = header[len(fileformat.MAGIC) : len(fileformat.MAGIC) + 12]
+    digest = hashlib.blake2b(fields + payload, digest_size=32, person=b"rngstate.file").digest()
+    assert header[-32:] == digest and fileformat.unpack(header + payload) == data

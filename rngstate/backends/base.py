@@ -89,6 +89,14 @@ class Stream:
         self.set_state(snapshot)
         return previous
 
+    def exchange_outer(self, snapshot: Any) -> Any:
+        """:meth:`exchange` on a scope's entry: what it returns is the outer state, which only
+        goes back into this generator when the scope exits, or through :meth:`encode` when a
+        state is captured inside the scope.  A backend may leave validating it to ``encode``
+        (it came out of this generator and goes back into it; anything kept or written is
+        encoded first)."""
+        return self.exchange(snapshot)
+
     def exchange_material(self, material: bytes | memoryview) -> Any:
         """:meth:`seed_from_material` and return the state it replaced (one call where the
         loaders' training process seeds a batch and must put its own state back afterwards;

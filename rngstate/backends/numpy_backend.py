@@ -25,7 +25,6 @@ from rngstate.backends.numpy_raw import (
     MT_TABLE_BYTES,
     NO_GAUSS,
     RawSnapshot,
-    swap,
     write_table,
 )
 from rngstate.derive import derived_int
@@ -346,7 +345,8 @@ class NumpyStream(Stream):
         if views is None:
             return random_state.get_state(legacy=False)
         with self._owners[1].lock:
-            return RawSnapshot(bytes(views[0]), bytes(views[1]))
+            mt, gauss = views[0].tobytes(), views[1].tobytes()
+        return RawSnapshot(mt, gauss)  # not under the lock: see exchange()
 
     def set_state(self, snapshot: Any) -> None:
         if type(snapshot) is RawSnapshot:
@@ -367,17 +367,28 @@ class NumpyStream(Stream):
         if views is None or not LITTLE_ENDIAN or len(material) != self.sample_material:
             return super().exchange_material(material)
         with self._owners[1].lock:
-            previous = RawSnapshot(bytes(views[0]), bytes(views[1]))
+            mt, gauss = views[0].tobytes(), views[1].tobytes()
             write_table(views, material[:MT_TABLE_BYTES])
-        return previous
+        return RawSnapshot(mt, gauss)  # not under the lock: see exchange()
 
     def exchange(self, snapshot: Any) -> Any:
-        random_state, owners = _mtrand._rand, self._owners
-        owned = random_state is owners[0] and random_state._bit_generator is owners[1]
-        views = self._views if owned else self._raw()
+        # The scope hot path: both raw copies under the bit generator's lock.
+        random_state, (owner, bit_generator) = _mtrand._rand, self._owners
+        if random_state is owner and random_state._bit_generator is bit_generator:
+            views = self._views
+        else:
+            views = self._raw()
+            bit_generator = self._owners[1]
         if views is not None and type(snapshot) is RawSnapshot:
-            with self._owners[1].lock:  # the scope hot path
-                return swap(views, snapshot)
+            mt_view, gauss_view = views
+            with bit_generator.lock:
+                mt, gauss = mt_view.tobytes(), gauss_view.tobytes()
+                mt_view[:] = snapshot.mt
+                gauss_view[:] = snapshot.gauss
+            # Made after the lock is released: a RawSnapshot is tracked by the cyclic collector,
+            # so making one may run a collection, whose finalizers may draw from np.random (the
+            # lock is not reentrant: they would wait for ever).  Plain bytes never collect.
+            return RawSnapshot(mt, gauss)
         return super().exchange(snapshot)
 
     def encode(self, snapshot: Any) -> Plain:

@@ -99,15 +99,6 @@ class RawSnapshot:
         return cls(mt + _MT_POS.pack(state["state"]["pos"]), gauss)
 
 
-def swap(views: tuple[memoryview, memoryview], snapshot: RawSnapshot) -> RawSnapshot:
-    """Install ``snapshot`` through the raw views; return what they held (caller holds the lock)."""
-    mt_view, gauss_view = views
-    previous = RawSnapshot(mt_view.tobytes(), gauss_view.tobytes())
-    mt_view[:] = snapshot.mt
-    gauss_view[:] = snapshot.gauss
-    return previous
-
-
 def write_table(views: tuple[memoryview, memoryview], table: bytes | memoryview) -> None:
     """A whole fresh table into the raw views, as ``set_state(("MT19937", words, 1, 0, 0.0))``
     with word 0's top bit set would (caller holds the lock)."""

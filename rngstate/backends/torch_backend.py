@@ -249,14 +249,35 @@ class TorchCPUStream(Stream):
         generator = sys.modules["torch"].default_generator
         # The scope hot path: _raw() inlined for the generator it last saw.
         engine = self._engine if generator is self._generator else self._raw()
-        if engine is not None and type(snapshot) is RawCPUState and not _trylock(engine.mutex):
-            view = engine.view
-            try:
-                previous = view.tobytes()
-                view[:] = snapshot.raw
-            finally:
-                _unlock(engine.mutex)
-            return RawCPUState(check_engine(previous))
+        if engine is not None and type(snapshot) is RawCPUState:
+            mutex = engine.mutex
+            if not _trylock(mutex):
+                view = engine.view
+                try:
+                    previous = view.tobytes()
+                    view[:] = snapshot.raw
+                finally:
+                    _unlock(mutex)
+                return RawCPUState(check_engine(previous))  # kept: the scope's substream
+        previous = self.get_state()
+        self.set_state(snapshot)
+        return previous
+
+    def exchange_outer(self, snapshot: Any) -> Any:
+        # exchange() without check_engine: the outer state goes back into this generator at
+        # exit, or through encode() (legacy_cpu_state checks it in full) if captured meanwhile.
+        generator = sys.modules["torch"].default_generator
+        engine = self._engine if generator is self._generator else self._raw()
+        if engine is not None and type(snapshot) is RawCPUState:
+            mutex = engine.mutex
+            if not _trylock(mutex):
+                view = engine.view
+                try:
+                    previous = view.tobytes()
+                    view[:] = snapshot.raw
+                finally:
+                    _unlock(mutex)
+                return RawCPUState(previous)
         previous = self.get_state()
         self.set_state(snapshot)
         return previous

@@ -5,7 +5,7 @@ framework, and the batches of a pass as SeededBatch lists (see :mod:`rngstate.da
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -110,24 +110,26 @@ class Pass:
         return self.ends[self.taken - 1] if self.taken else self.start
 
 
-_COUNTING: dict[type, type] = {}
+_COUNTING: dict[tuple[type, Any], type] = {}
 
 
-def count_batches(iterator: Any, current: Pass) -> Any:
+def count_batches(iterator: Any, current: Pass, next_batch: Callable[[Any], Any] | None = None) -> Any:
     """Make the framework's own iterator report each batch it hands the loop to ``current``.
 
     The iterator keeps its type (a subclass of it is swapped in), so code that checks it or
     reaches into it keeps working; a persistent-workers iterator is reported to its new pass.
+    ``next_batch(iterator)``, if given, stands in for the type's own ``__next__``.
     """
     base = type(iterator)
     if base not in _COUNTING.values():
-        counting = _COUNTING.get(base)
+        counting = _COUNTING.get((base, next_batch))
         if counting is None:
+            step = base.__next__ if next_batch is None else next_batch
 
             def counted_next(self: Any) -> Any:
                 reported = self._rngstate_pass
                 try:
-                    batch = base.__next__(self)
+                    batch = step(self)
                 except StopIteration:
                     reported.finished = True
                     raise
@@ -136,7 +138,7 @@ def count_batches(iterator: Any, current: Pass) -> Any:
 
             counting = type(base.__name__, (base,), {"__next__": counted_next, "__module__": base.__module__})
             counting.__qualname__ = base.__qualname__
-            _COUNTING[base] = counting
+            _COUNTING[base, next_batch] = counting
         iterator.__class__ = counting
     iterator._rngstate_pass = current
     return iterator

@@ -83,7 +83,45 @@ class SeededBatch(list[Any]):
         return self._seeding()
 
     def _seeding(self) -> Iterator[Any]:
-        root, parts, epoch, first, step = self.root, self.parts, self.epoch, self.first, self.step
+        here, outer_scopes, items = self._begin()
+        saved = None
+        try:
+            if self.seed_per == "sample":
+                saved = SEEDER.save() if here else None
+                rebase = RUNTIME.rebase_sample
+                for index, sample_root in zip(items, self._roots(), strict=True):  # seeds each sample
+                    rebase(sample_root)  # scopes derive from the sample
+                    yield index
+            elif len(self):  # the first sample's streams only; the others continue them
+                saved = self._seed_batch(here)
+                yield from items
+        finally:
+            self._end(here, outer_scopes, saved)
+
+    def load(self, dataset: Any) -> list[Any]:
+        """``[dataset[i] for i in self]``, each sample seeded as iterating seeds it, in one loop
+        instead of a generator resumed per sample (what :class:`SeededFetcher` calls)."""
+        if self.hold:
+            return [dataset[index] for index in self]
+        here, outer_scopes, items = self._begin()
+        saved = None
+        try:
+            if self.seed_per == "sample":
+                saved = SEEDER.save() if here else None
+                rebase, data = RUNTIME.rebase_sample, list[Any]()
+                append = data.append
+                for index, sample_root in zip(items, self._roots(), strict=True):
+                    rebase(sample_root)
+                    append(dataset[index])
+                return data
+            if not len(self):
+                return []
+            saved = self._seed_batch(here)
+            return [dataset[index] for index in items]
+        finally:
+            self._end(here, outer_scopes, saved)
+
+    def _begin(self) -> tuple[bool, Any, Iterator[Any]]:
         here = os.getpid() == self.pid
         if self.hold:
             self.entered = True
@@ -92,34 +130,37 @@ class SeededBatch(list[Any]):
         items = list.__iter__(self)
         # sample_seed() finds the sample's position from what is left of ``items``: cheaper
         # than recording it per sample.
-        LOCAL.sample = (root, parts, epoch, first, step, items, len(self))
+        LOCAL.sample = (self.root, self.parts, self.epoch, self.first, self.step, items, len(self))
+        return here, outer_scopes, items
+
+    def _roots(self) -> Iterator[int]:
+        """Seeds the sample streams for each sample in turn; yields its scope root."""
+        parts = epoch_parts(self.parts, SAMPLE, self.epoch)
+        return SEEDER.positions(self.root, parts, self.first, self.step, len(self))
+
+    def _seed_batch(self, here: bool) -> Any:
+        """seed_per="batch": the first sample's streams, for the whole batch; the outer state
+        they replaced when loading in the training process."""
+        batch_samples = epoch_parts(self.parts, BATCH_SAMPLES, self.epoch)
         saved = None
-        try:
-            if self.seed_per == "sample":
-                saved = SEEDER.save() if here else None
-                rebase = RUNTIME.rebase
-                roots = SEEDER.positions(root, epoch_parts(parts, SAMPLE, epoch), first, step, len(self))
-                for index, sample_root in zip(items, roots, strict=True):  # seeds each sample's streams
-                    rebase(sample_root)  # scopes derive from the sample
-                    yield index
-            elif len(self):  # the first sample's streams only; the others continue them
-                batch_samples = epoch_parts(parts, BATCH_SAMPLES, epoch)
-                if here:
-                    saved, sample_root = SEEDER.enter(root, batch_samples, first)
-                else:
-                    sample_root = SEEDER.seed(root, batch_samples, first)
-                RUNTIME.rebase(sample_root)
-                yield from items
-        finally:
-            LOCAL.sample = None
-            LOCAL.batch = (root, parts, epoch, self.batch_start, here)
-            if self.hold:
-                if self.seed_per == "sample":  # seed_per="batch": its streams continue
-                    RUNTIME.rebase(SEEDER.seed(root, epoch_parts(parts, BATCH_SAMPLES, epoch), first))
-                LOCAL.held = (saved, outer_scopes)
-            else:
-                RUNTIME.rebase(*outer_scopes)
-                SEEDER.put_back(saved)
+        if here:
+            saved, sample_root = SEEDER.enter(self.root, batch_samples, self.first)
+        else:
+            sample_root = SEEDER.seed(self.root, batch_samples, self.first)
+        RUNTIME.rebase(sample_root)
+        return saved
+
+    def _end(self, here: bool, outer_scopes: Any, saved: Any) -> None:
+        root, parts, epoch, first = self.root, self.parts, self.epoch, self.first
+        LOCAL.sample = None
+        LOCAL.batch = (root, parts, epoch, self.batch_start, here)
+        if self.hold:
+            if self.seed_per == "sample":  # seed_per="batch": its streams continue
+                RUNTIME.rebase(SEEDER.seed(root, epoch_parts(parts, BATCH_SAMPLES, epoch), first))
+            LOCAL.held = (saved, outer_scopes)
+        else:
+            RUNTIME.rebase(*outer_scopes)
+            SEEDER.put_back(saved)
 
 
 def _rebuild(indices: list[Any], root: int, parts: tuple[str, ...], epoch: int, first: int,
@@ -138,6 +179,28 @@ def put_back_held() -> None:
         saved, outer_scopes = held
         RUNTIME.rebase(*outer_scopes)
         SEEDER.put_back(saved)
+
+
+class SeededFetcher:
+    """Stands in for torch's map-style fetcher where batches load in the training process
+    (``num_workers=0``): a :class:`SeededBatch` loads itself in one loop
+    (:meth:`SeededBatch.load`); anything else, and a dataset with ``__getitems__``, goes to
+    torch's fetcher, whose other attributes it shows."""
+
+    def __init__(self, fetcher: Any) -> None:
+        self._fetcher = fetcher
+        self.dataset = fetcher.dataset
+        self.collate_fn = fetcher.collate_fn
+        # Looked at once, as the loader does for its seeding (``_rng_hold``).
+        self._whole = bool(getattr(fetcher.dataset, "__getitems__", None))
+
+    def fetch(self, batch: Any) -> Any:
+        if self._whole or type(batch) is not SeededBatch:
+            return self._fetcher.fetch(batch)
+        return self.collate_fn(batch.load(self.dataset))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fetcher, name)
 
 
 class SeededCollate:

@@ -146,3 +146,43 @@ def test_raw_copies_hold_the_bit_generators_lock_whatever_the_threads() -> None:
         assert reader.is_alive() and not snapshots  # the raw copy waits for the lock
     reader.join()
     assert type(snapshots[0]).__name__ == "RawSnapshot"
+
+
+def test_no_collection_runs_while_a_raw_copy_holds_the_lock() -> None:
+    """A collection runs finalizers, which may draw from np.random: under the bit generator's
+    lock that draw would wait for ever (a Lock) or land between a copy's read and write, and
+    be lost (an RLock).  So nothing the collector tracks is made while a raw copy holds it
+    (with threshold 1, any such object would collect)."""
+    import gc
+
+    import rngstate
+    from rngstate import backends
+
+    stream = backends.stream("numpy")
+    rngstate.seed_everything(0)
+    assert stream._raw() is not None
+    lock = np.random.mtrand._rand._bit_generator.lock
+    is_held = getattr(lock, "_is_owned", None) or lock.locked  # RLock: held by this thread
+    held: list[bool] = []
+
+    def look(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            held.append(is_held())
+
+    with rngstate.rng_scope("a"):
+        np.random.rand()
+    snapshot = stream.get_state()
+    material = bytes(stream.sample_material)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(look)
+    gc.set_threshold(1)
+    try:
+        for _ in range(50):
+            with rngstate.rng_scope("a"):
+                np.random.rand()
+            stream.exchange(stream.exchange(snapshot))
+            stream.set_state(stream.exchange_material(material))
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(look)
+    assert held and not any(held)

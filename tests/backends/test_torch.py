@@ -316,3 +316,68 @@ def _draw_many(n: int) -> torch.Tensor:
 @torch.jit.script
 def _launch(n: int) -> torch.jit.Future[torch.Tensor]:
     return torch.jit.fork(_draw_many, n)  # forked from TorchScript: runs on the inter-op pool
+
+
+def test_no_collection_runs_while_a_raw_copy_holds_the_mutex() -> None:
+    """torch's mutex is not reentrant: a finalizer drawing from torch under it would wait for
+    ever, so the raw copies make nothing the cyclic collector tracks while they hold it."""
+    import gc
+
+    stream = backends.stream("torch.cpu")
+    rngstate.seed_everything(0)
+    engine = stream._raw()
+    if engine is None:
+        pytest.skip("this torch's CPU generator layout is not the verified one: no raw copies")
+    held: list[bool] = []
+
+    def look(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            free = torch_raw.trylock(engine.mutex)
+            if free:
+                torch_raw.unlock(engine.mutex)
+            held.append(not free)
+
+    with rngstate.rng_scope("a"):
+        torch.rand(1)
+    raw = stream.get_state()
+    material = bytes(stream.sample_material)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(look)
+    gc.set_threshold(1)
+    try:
+        for _ in range(50):
+            with rngstate.rng_scope("a"):
+                torch.rand(1)
+            stream.exchange(stream.exchange_outer(raw))
+            stream.set_state(stream.exchange_material(material))
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(look)
+    assert held and not any(held)
+
+
+def test_an_impossible_outer_state_is_never_kept_or_written() -> None:
+    """Entering a scope leaves checking the outer state to where it is kept or written
+    (issue 25): a capture inside the scope refuses it, exiting puts the very same bytes back,
+    and the substream a scope keeps is checked as it leaves the generator."""
+    stream = backends.stream("torch.cpu")
+    rngstate.seed_everything(0)
+    engine = stream._raw()
+    if engine is None:
+        pytest.skip("this torch's CPU generator layout is not the verified one: no raw copies")
+    with rngstate.rng_scope("a"):
+        torch.rand(1)
+    good = engine.view.tobytes()
+    bad = bytearray(good)
+    struct.pack_into("<i", bad, 8, 624)  # left = 624 with next = 624: reads past the table
+    struct.pack_into("<I", bad, 16, 624)
+    engine.view[:] = bad
+    try:
+        with rngstate.rng_scope("a"), pytest.raises(InvalidStateError):
+            rngstate.capture()
+        assert engine.view.tobytes() == bytes(bad)  # put back as it was, not kept anywhere
+        with pytest.raises(InvalidStateError, match="impossible state"), rngstate.rng_scope("b"):
+            engine.view[:] = bad  # the substream itself goes bad inside the scope
+    finally:
+        engine.view[:] = good
+    assert stream.encode(stream.get_state()) == check_cpu_state(stream.encode(stream.get_state()), "s")

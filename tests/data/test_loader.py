@@ -178,3 +178,51 @@ def test_the_users_worker_init_fn_still_runs() -> None:
     )
     tags = {int(t) for batch in loader for t in batch[:, 1]}
     assert tags == {100, 101}
+
+
+@pytest.mark.parametrize("seed_per", ["sample", "batch"])
+def test_the_lean_fetch_loads_what_iterating_the_batches_loads(seed_per: str) -> None:
+    """With num_workers=0 a batch loads itself in one loop (SeededFetcher, SeededBatch.load)
+    instead of through torch's fetcher iterating it; the samples are the same."""
+    from rngstate.data.wrappers import SeededBatch, SeededFetcher
+
+    rngstate.seed_everything(0)
+    loader = make_loader(0, seed_per=seed_per)
+    assert type(iter(loader)._dataset_fetcher) is SeededFetcher
+    lean, _ = run_loader(loader, range(2))
+    dataset, root = Noisy(), rngstate.capture().root_seed
+    assert root is not None
+    for epoch, indices in ((0, [4, 1, 7]), (1, [0, 19])):
+        batch = SeededBatch(indices, root=root, parts=("x",), epoch=epoch, first=3, seed_per=seed_per)
+        again = SeededBatch(indices, root=root, parts=("x",), epoch=epoch, first=3, seed_per=seed_per)
+        assert same([torch.stack(batch.load(dataset))], [torch.stack([dataset[i] for i in again])])
+    rngstate.seed_everything(0)
+    two, _ = run_loader(make_loader(2, seed_per=seed_per), range(2))
+    assert same(lean, two)
+
+
+def test_a_sample_that_raises_puts_the_outer_streams_back_at_once() -> None:
+    class Failing(Noisy):
+        def __getitem__(self, index: int) -> torch.Tensor:
+            if index == 5:
+                raise KeyError(index)
+            return super().__getitem__(index)
+
+    rngstate.seed_everything(3)
+    before = live_streams()
+    loader = rngstate.torch.DataLoader(Failing(), name="f", batch_size=4, shuffle=False)
+    with pytest.raises(KeyError) as raised:
+        list(loader)
+    assert raised.value is not None  # the traceback (and its frames) still alive
+    assert streams_equal(before, live_streams())
+
+
+def test_under_the_profiler_the_loader_shows_as_torchs() -> None:
+    """Without a profiler the loader skips torch's record_function (5 us a batch); under one
+    the profile shows the loader's batches as for torch's own loader."""
+    rngstate.seed_everything(0)
+    loader = make_loader(0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        batches = list(loader)
+    names = [event.name for event in profile.events()]
+    assert sum("DataLoader" in name and "__next__" in name for name in names) == len(batches) + 1
