@@ -99,6 +99,21 @@ class RawSnapshot:
         return cls(mt + _MT_POS.pack(state["state"]["pos"]), gauss)
 
 
+def fingerprint_bytes(mt: bytes, gauss: bytes) -> bytes:
+    """The bytes a step trace fingerprints of a table and pos (``mt``) and a Gaussian cache
+    (``gauss``, GAUSS_RAW): all of them but the cache's padding."""
+    return mt + gauss[:4] + gauss[8:]
+
+
+def state_fingerprint_bytes(state: dict[str, Any]) -> bytes | None:
+    """:func:`fingerprint_bytes` of a ``get_state(legacy=False)`` dict (None unless MT19937)."""
+    if state.get("bit_generator") != "MT19937":
+        return None
+    inner = state["state"]
+    mt = np.ascontiguousarray(inner["key"], dtype="=u4").tobytes() + _MT_POS.pack(inner["pos"])
+    return fingerprint_bytes(mt, GAUSS_RAW.pack(state["has_gauss"], state["gauss"]))
+
+
 def swap(views: tuple[memoryview, memoryview], snapshot: RawSnapshot) -> RawSnapshot:
     """Install ``snapshot`` through the raw views; return what they held (caller holds the lock)."""
     mt_view, gauss_view = views
