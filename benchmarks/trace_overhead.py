@@ -20,7 +20,9 @@ steps.  Rows:
   every step (a substream touched each step is fingerprinted again);
 - ``Lightning, trace=``: ``examples/trainer_lightning.py``'s model and data in ``Trainer.fit``
   with ``rngstate.lightning.RNGStateCallback(trace=...)`` against the same callback without a
-  trace: the best epoch's time a step of each (the target: at most 1.03).
+  trace: one plus the time spent in the callback's ``on_train_batch_end`` (where it records)
+  over the rest of the traced fit's epochs, and the best epoch's time a step of each (the
+  target: at most 1.03).
 
 In a round one job alternates traced and untraced epochs (which goes first alternates between
 rounds), so load from other processes hits both alike; the median and the range of the rounds
@@ -112,10 +114,11 @@ def _round(folder: str, index: int, scopes: bool) -> tuple[float, float, float]:
     return best[False], best[True], inside / (total - inside)
 
 
-def _lightning_round(folder: str, index: int, epochs: int) -> tuple[float, float]:
+def _lightning_round(folder: str, index: int, epochs: int) -> tuple[float, float, float]:
     """examples/trainer_lightning.py's model and data in ``Trainer.fit``, with the rngstate
     callback without and with ``trace=`` (fits alternate; which goes first alternates between
-    rounds): the best epoch's CPU seconds per step of each."""
+    rounds): the best epoch's CPU seconds per step of each, and the traced fit's share of time
+    in the callback's ``on_train_batch_end`` (where it records) over the rest of its epochs."""
     import lightning.pytorch as pl
     from trainer_lightning import Classifier
 
@@ -123,25 +126,37 @@ def _lightning_round(folder: str, index: int, epochs: int) -> tuple[float, float
 
     class EpochTimer(pl.Callback):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.best, self.start = float("inf"), 0.0
+            self.best, self.start, self.total = float("inf"), 0.0, 0.0
 
         def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
             self.start = time.thread_time()
 
         def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            self.total += time.thread_time() - self.start
             self.best = min(self.best, (time.thread_time() - self.start) / trainer.num_training_batches)
 
-    best = {}
+    class TimedCallback(rngstate.lightning.RNGStateCallback):  # type: ignore[misc]
+        inside = 0.0
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            before = time.thread_time()
+            super().on_train_batch_end(*args)
+            self.inside += time.thread_time() - before
+
+    best, share = {}, 0.0
     for traced in ((False, True) if index % 2 == 0 else (True, False)):
         rngstate.seed_everything(0)
         timer = EpochTimer()
         trace = os.path.join(folder, f"lightning.{index}.trace") if traced else None
+        callback = TimedCallback(trace=trace)
         trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False,
-                             callbacks=[rngstate.lightning.RNGStateCallback(trace=trace), timer])
+                             callbacks=[callback, timer])
         trainer.fit(Classifier(False, 0))
         best[traced] = timer.best
-    return best[False], best[True]
+        if traced:
+            share = callback.inside / (timer.total - callback.inside)
+    return best[False], best[True], share
 
 
 def _row(label: str, ratios: list[float], target: float | None = None) -> str:
@@ -172,6 +187,7 @@ def main(argv: list[str]) -> None:
     print(_row("trace, 3 scopes (best epochs)", [r[1] / r[0] for r in scoped]))
     print(f"Lightning (examples/trainer_lightning.py, 6 steps an epoch): "
           f"{statistics.median(r[0] for r in lightning) * 1e6:.0f} us a step without a trace")
+    print(_row("Lightning, trace= (in callback)", [1 + r[2] for r in lightning], TARGET))
     print(_row("Lightning, trace= (best epochs)", [r[1] / r[0] for r in lightning], TARGET))
 
 

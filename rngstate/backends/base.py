@@ -109,6 +109,17 @@ class Stream:
         """Turn a snapshot into plain data."""
         raise NotImplementedError
 
+    def state_bytes(self) -> bytes | None:
+        """The live state as bytes to fingerprint (a step trace reads it at every step): equal
+        states give equal bytes, in any process on any path (raw copy or public API), and
+        ``state_bytes() == snapshot_bytes(get_state())``; None for streams without such a
+        cheap form (their fingerprint is taken of ``encode(get_state())``)."""
+        return None
+
+    def snapshot_bytes(self, snapshot: Any) -> bytes | None:
+        """:meth:`state_bytes` of a snapshot (None where :meth:`state_bytes` is None)."""
+        return None
+
     def decode(self, plain: Plain, where: str) -> Any:
         """Validate plain data and turn it into a snapshot; raise InvalidStateError."""
         raise NotImplementedError

@@ -25,6 +25,8 @@ from rngstate.backends.numpy_raw import (
     MT_TABLE_BYTES,
     NO_GAUSS,
     RawSnapshot,
+    fingerprint_bytes,
+    state_fingerprint_bytes,
     write_table,
 )
 from rngstate.derive import derived_int
@@ -395,6 +397,23 @@ class NumpyStream(Stream):
         if type(snapshot) is RawSnapshot:
             snapshot = snapshot.as_state()
         return encode_bit_generator_state(snapshot, legacy=True)
+
+    # The MT19937 table and pos, then the Gaussian cache (has_gauss, gauss), as raw copies hold
+    # them; None for a global of another bit generator.
+    def state_bytes(self) -> bytes | None:
+        random_state, owners = _mtrand._rand, self._owners
+        owned = random_state is owners[0] and random_state._bit_generator is owners[1]
+        views = self._views if owned else self._raw()
+        if views is None:
+            return state_fingerprint_bytes(random_state.get_state(legacy=False))
+        with self._owners[1].lock:
+            mt, gauss = views[0].tobytes(), views[1].tobytes()
+        return fingerprint_bytes(mt, gauss)
+
+    def snapshot_bytes(self, snapshot: Any) -> bytes | None:
+        if type(snapshot) is RawSnapshot:
+            return fingerprint_bytes(snapshot.mt, snapshot.gauss)
+        return state_fingerprint_bytes(snapshot)
 
     def decode(self, plain: Plain, where: str) -> Any:
         state = decode_bit_generator_state(plain, where, legacy=True)

@@ -99,6 +99,21 @@ class RawSnapshot:
         return cls(mt + _MT_POS.pack(state["state"]["pos"]), gauss)
 
 
+def fingerprint_bytes(mt: bytes, gauss: bytes) -> bytes:
+    """The bytes a step trace fingerprints of a table and pos (``mt``) and a Gaussian cache
+    (``gauss``, GAUSS_RAW): all of them but the cache's padding."""
+    return mt + gauss[:4] + gauss[8:]
+
+
+def state_fingerprint_bytes(state: dict[str, Any]) -> bytes | None:
+    """:func:`fingerprint_bytes` of a ``get_state(legacy=False)`` dict (None unless MT19937)."""
+    if state.get("bit_generator") != "MT19937":
+        return None
+    inner = state["state"]
+    mt = np.ascontiguousarray(inner["key"], dtype="=u4").tobytes() + _MT_POS.pack(inner["pos"])
+    return fingerprint_bytes(mt, GAUSS_RAW.pack(state["has_gauss"], state["gauss"]))
+
+
 def write_table(views: tuple[memoryview, memoryview], table: bytes | memoryview) -> None:
     """A whole fresh table into the raw views, as ``set_state(("MT19937", words, 1, 0, 0.0))``
     with word 0's top bit set would (caller holds the lock)."""

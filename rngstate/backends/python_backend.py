@@ -11,7 +11,7 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.backends.base import GeneratorKind, Plain, Stream, check_material
-from rngstate.backends.python_raw import INDEX, install_state, state_from_raw, state_view
+from rngstate.backends.python_raw import INDEX, install_state, raw_from_state, state_from_raw, state_view
 from rngstate.derive import derived_int
 
 _WORDS = 624
@@ -197,6 +197,30 @@ class PythonStream(Stream):
         if len(snapshot) == 2:
             snapshot = (3, state_from_raw(snapshot[0]), snapshot[1])
         return _encode(snapshot)
+
+    # The raw layout (int32 index, then the 624 words, native order), then the cached Gaussian
+    # (8 bytes, only when there is one): a copy of 2,500 bytes, the live state as it lies.
+    def state_bytes(self) -> bytes | None:
+        instance = random._inst
+        view = self._view if instance is self._instance else self._raw()
+        if view:
+            gauss = instance.gauss_next  # type: ignore[attr-defined]
+            return view.tobytes() if gauss is None else view.tobytes() + _DOUBLE.pack(gauss)
+        return self.snapshot_bytes(random.getstate())
+
+    def snapshot_bytes(self, snapshot: Any) -> bytes | None:
+        raw: bytes | None
+        if len(snapshot) == 2:
+            raw, gauss = snapshot
+        else:
+            try:
+                version, internal, gauss = snapshot
+                raw = raw_from_state(internal) if version == 3 and len(internal) == _WORDS + 1 else None
+            except (TypeError, ValueError, struct.error):  # another generator's getstate()
+                raw = None
+            if raw is None:
+                return None
+        return raw if gauss is None else raw + _DOUBLE.pack(gauss)
 
     def decode(self, plain: Plain, where: str) -> Any:
         if not (self._fast and _LITTLE_ENDIAN):

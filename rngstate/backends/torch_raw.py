@@ -187,6 +187,39 @@ def _raw_matches(raw: bytes, legacy: bytes) -> bool:
     return (float_valid, float_valid and float_cached) == legacy_pair
 
 
+_ENGAGED = (b"\x00", b"\x01")
+_LEGACY_WORDS_AT = _CPU_HEAD.size
+_LEGACY_NORMAL_AT = _CPU_HEAD.size + _CPU_WORDS.size
+
+
+def engine_fingerprint_bytes(raw: bytes) -> bytes:
+    """The bytes a step trace fingerprints of a raw engine image: every field of the state
+    (seed, left, seeded, next, the table, each cached normal that is engaged) and none of the
+    padding or stale cache values; what :func:`legacy_fingerprint_bytes` gives of the same
+    generator's ``get_state()`` bytes."""
+    float_valid, double_valid = raw[_FLOAT_CACHE_AT + 4], raw[_DOUBLE_CACHE_AT + 8]
+    return b"".join((
+        raw[:13], raw[16 : _ENGINE_HEAD.size + 4 * _MT_N], _ENGAGED[float_valid & 1],
+        raw[_FLOAT_CACHE_AT : _FLOAT_CACHE_AT + 4] if float_valid else b"", _ENGAGED[double_valid & 1],
+        raw[_DOUBLE_CACHE_AT : _DOUBLE_CACHE_AT + 8] if double_valid else b"",
+    ))
+
+
+def legacy_fingerprint_bytes(legacy: bytes) -> bytes:
+    """:func:`engine_fingerprint_bytes` of the generator whose ``get_state()`` bytes (a valid
+    state, CPU_STATE_SIZE bytes) are ``legacy``."""
+    seed, left, seeded, next_index = _LEGACY_HEAD.unpack_from(legacy)
+    words = np.frombuffer(legacy, dtype="<u8", count=_MT_N, offset=_LEGACY_WORDS_AT).astype("<u4")
+    _x, normal, _rho, normal_valid = _LEGACY_NORMAL.unpack_from(legacy, _LEGACY_NORMAL_AT)
+    float_cached, float_valid = _LEGACY_FLOAT.unpack_from(legacy, _LEGACY_FLOAT_AT)
+    return b"".join((
+        struct.pack("<QiB", seed, left, seeded & 1), struct.pack("<I", next_index & 0xFFFFFFFF),
+        words.tobytes(), _ENGAGED[bool(float_valid)],
+        struct.pack("<f", float_cached) if float_valid else b"", _ENGAGED[bool(normal_valid)],
+        struct.pack("<d", normal) if normal_valid else b"",
+    ))
+
+
 def _find_engine(torch: Any) -> int | None:
     """The offset of engine_ in a CPUGeneratorImpl, or None where the layout above is not what
     this torch has."""

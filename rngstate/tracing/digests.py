@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-import operator
 import struct
 import sys
 import zlib
 from collections.abc import Mapping
-from itertools import chain
 from typing import Any
 
 import msgpack
 
 from rngstate.arrays import to_numpy
-from rngstate.backends import stream as backend_stream
 from rngstate.errors import RNGStateError
 from rngstate.fileformat import pack
-from rngstate.runtime import RUNTIME
 
 _MAX_DEPTH = 32
 _NP: list[Any] = []  # [numpy] once imported
@@ -43,153 +39,26 @@ class TraceDataError(RNGStateError, TypeError):
 
 
 def fingerprint(plain: Any) -> bytes:
-    """8 bytes that tell two plain states apart: the CRC-32 of each half of their msgpack bytes
-    (bytes, such as torch's CPU state, are hashed as they are).  Not a cryptographic hash (a
-    trace compares runs, it does not authenticate them): one pass of CRC-32 is the cheapest
-    hash of a few KB in the standard library (BLAKE2b costs five times more), paid at every
-    step a stream moved; the two halves give 64 bits for the price of 32.
+    """8 bytes that tell two plain states apart: the CRC-32 and the Adler-32 of their msgpack
+    bytes (bytes, such as a stream's ``state_bytes``, are hashed as they are).  Not a
+    cryptographic hash (a trace compares runs, it does not authenticate them): the two
+    cheapest hashes of a few KB in the standard library (BLAKE2b costs five times more), whose
+    code the other digests of a step have just run.
 
     >>> fingerprint({"pos": 1}) == fingerprint({"pos": 1}) != fingerprint({"pos": 2})
     True
     """
-    if isinstance(plain, (bytes, memoryview)):  # torch's CPU state: hashed as it is
+    if isinstance(plain, (bytes, memoryview)):
         blob = plain
     else:
         try:
             blob = msgpack.packb(plain, use_bin_type=True)
         except (OverflowError, TypeError, ValueError):  # integers wider than 64 bits (PCG64)
             blob = pack(plain)
-    half = len(blob) // 2
-    view = memoryview(blob)
-    return _TWO_U32.pack(zlib.crc32(view[:half]), zlib.crc32(view[half:]))
+    return _TWO_U32.pack(zlib.crc32(blob), zlib.adler32(blob))
 
 
 _TWO_U32 = struct.Struct(">II")
-_RAW_FIELDS: dict[type, Any] = {}  # snapshot type -> attrgetter of its __slots__, or None
-
-
-def _raw_key(snapshot: Any) -> Any:
-    """Something ``==`` compares cheaply and exactly for a snapshot made of bytes (the raw
-    copies of NumPy's and torch's generators, Python's state tuple); None for other snapshots."""
-    kind = type(snapshot)
-    if kind is bytes or kind is tuple:
-        return snapshot
-    getter = _RAW_FIELDS.get(kind, _RAW_FIELDS)
-    if getter is _RAW_FIELDS:
-        slots = getattr(kind, "__slots__", None)
-        slots = (slots,) if isinstance(slots, str) else slots
-        ok = isinstance(slots, tuple) and slots and all(isinstance(name, str) for name in slots)
-        getter = _RAW_FIELDS[kind] = operator.attrgetter(*slots) if ok else None  # type: ignore[misc]
-    if getter is None:
-        return None
-    try:
-        values = getter(snapshot)
-    except AttributeError:  # a slot left unset
-        return None
-    if type(values) is not tuple:
-        values = (values,)
-    return values if set(map(type, values)) == {bytes} else None
-
-
-def _torch_cpu_fingerprint() -> bytes | None:
-    """The fingerprint of torch's CPU generator state, read through torch's public API
-    (``get_state``: it takes the generator's lock, so it is safe whatever other threads draw):
-    the bytes the torch backend's ``encode`` gives for every snapshot of it, so the same
-    fingerprint as ``fingerprint(encode(snapshot))``; None where torch differs."""
-    try:  # hashed in place through NumPy's view of the new tensor (cheaper than a ctypes view
-        # right after a training step)
-        return fingerprint(memoryview(sys.modules["torch"].default_generator.get_state().numpy()))
-    except (AttributeError, RuntimeError, TypeError, BufferError):
-        return None
-
-
-class StreamFingerprints:
-    """Fingerprints of every stream, substream and tracked generator, for one trace.
-
-    Global streams and tracked generators are fingerprinted at every step (a few microseconds
-    each); a substream's snapshot object only changes when its scope exits, so its fingerprint
-    is cached by identity and each record lists only the substreams *touched* since the
-    previous one (all of them in a session's first record), plus a digest over all of them
-    (kept up to date entry by entry: a model with hundreds of scopes costs little per step).
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], tuple[Any, bytes]] = {}
-        self._last: dict[str, tuple[Any, bytes]] = {}  # stream -> (raw snapshot key, fingerprint)
-        self._all = bytes(8)
-        self._all_int = 0
-        self._entries: dict[tuple[str, str], int] = {}
-        self._flat: list[Any] = []
-        self._ids: list[int] = []
-        self._first = True
-
-    def _stream(self, key: str, snapshot: Any, encode: Any) -> bytes:
-        """The fingerprint of ``encode(snapshot)``; skips encoding and hashing when the raw
-        snapshot equals the previous step's (a stream nothing drew from)."""
-        raw = _raw_key(snapshot)
-        last = self._last.get(key)
-        if last is not None and raw is not None and last[0] == raw:
-            return last[1]
-        digest = fingerprint(encode(snapshot))
-        self._last[key] = (raw, digest)
-        return digest
-
-    def take(self) -> dict[str, Any]:
-        """The record fields ``streams``, ``substreams`` (touched), ``scopes`` and ``generators``."""
-        streams: dict[str, bytes] = {}
-        if RUNTIME.frames:  # inside a scope: the states as if every open scope had exited
-            outer, substreams = RUNTIME.outer_and_substreams()
-            for name, snapshot in outer.items():
-                streams[name] = self._stream(name, snapshot, backend_stream(name).encode)
-        else:  # the usual case: read the live registry, copying nothing
-            RUNTIME.refresh()
-            substreams = RUNTIME.substreams
-            for name, stream in RUNTIME.active.items():
-                # torch's CPU state is read through torch's public get_state, as the bytes
-                # its backend's encode() makes of any snapshot (the same fingerprint), and
-                # hashed whatever it is: it moves at nearly every step (dropout)
-                digest = _torch_cpu_fingerprint() if name == "torch.cpu" else None
-                if digest is not None:
-                    streams[name] = digest
-                else:
-                    streams[name] = self._stream(name, stream.get_state(), stream.encode)
-        touched: dict[str, dict[str, bytes]] = {}
-        if substreams or self._ids or self._first:
-            # A substream's snapshot object is replaced only when its scope exits: one identity
-            # comparison of them all tells whether any scope ran since the last record.
-            flat = list(chain.from_iterable(map(dict.values, substreams.values())))  # C loops only
-            ids = list(map(id, flat))  # self._flat keeps the objects alive: no id is reused
-            if self._first or ids != self._ids:
-                touched = self._touched(substreams)
-            self._flat, self._ids = flat, ids
-        generators = {
-            key: self._stream("\0" + key, tracked.kind.get_state(tracked.obj), tracked.kind.encode)
-            for key, tracked in RUNTIME.tracked.items()
-        } if RUNTIME.tracked else {}
-        return {"streams": streams, "substreams": touched, "scopes": self._all, "generators": generators}
-
-    def _touched(self, substreams: dict[str, dict[str, Any]]) -> dict[str, dict[str, bytes]]:
-        touched: dict[str, dict[str, bytes]] = {}
-        for path, states in substreams.items():
-            for name, snapshot in states.items():
-                cached = self._cache.get((path, name))
-                if cached is not None and cached[0] is snapshot and not self._first:
-                    continue
-                if cached is None or cached[0] is not snapshot:
-                    digest = fingerprint(backend_stream(name).encode(snapshot))
-                    # The digest of all scopes: an XOR of one hash per (path, stream), updated
-                    # for the entries that changed instead of rehashing hundreds of scopes.
-                    entry = hashlib.blake2b(f"{len(path)}:{path}{len(name)}:{name}".encode() + digest,
-                                            digest_size=8).digest()
-                    old = self._entries.get((path, name), 0)
-                    self._all_int ^= old ^ int.from_bytes(entry, "big")
-                    self._entries[(path, name)] = int.from_bytes(entry, "big")
-                    cached = (snapshot, digest)
-                    self._cache[(path, name)] = cached
-                touched.setdefault(path, {})[name] = cached[1]
-        self._all = self._all_int.to_bytes(8, "big")
-        self._first = False
-        return touched
 
 
 # -- batches, weights ------------------------------------------------------------------------------
@@ -250,53 +119,92 @@ def _word() -> Any:
 
 
 def _path(where: tuple[Any, ...]) -> str:
-    return str(where[0]) + "".join(f"[{key!r}]" for key in where[1:])
+    """``batch[0]['x']`` of a ``where`` chain: (name,) or (parent chain, key)."""
+    keys = []
+    while len(where) == 2:
+        where, key = where
+        keys.append(f"[{key!r}]")
+    return str(where[0]) + "".join(reversed(keys))
 
 
-def _flatten(value: Any, tokens: list[Any], arrays: list[Any], where: tuple[Any, ...]) -> None:
-    """Append ``value``'s structure to ``tokens`` and its arrays to ``arrays`` (see above)."""
+# How _flatten reads a value of each type (looked up once per type): a sequence, a tensor or
+# array, a scalar, a mapping, a subclass of list or tuple, or anything else (read as an array).
+_SEQUENCE, _ARRAY, _SCALAR, _MAPPING, _SUBCLASS, _OTHER = range(6)
+_KINDS: dict[type, int] = {tuple: _SEQUENCE, list: _SEQUENCE}
+
+
+def _kind(value: Any) -> int:
     kind = type(value)
-    if kind is tuple or kind is list:
-        tokens.append(len(value))
-        if len(where) > _MAX_DEPTH:
-            raise TraceDataError(f"{_path(where)}: nested deeper than {_MAX_DEPTH} levels")
-        for index, item in enumerate(value):
-            _flatten(item, tokens, arrays, (*where, index))
-    elif hasattr(value, "dtype") and hasattr(value, "shape"):  # any framework's tensor or array
+    if hasattr(value, "dtype") and hasattr(value, "shape"):  # any framework's tensor or array
+        code = _ARRAY
+    elif value is None or isinstance(value, (bool, int, float, str, bytes)):
+        code = _SCALAR
+    elif isinstance(value, Mapping):
+        code = _MAPPING
+    elif isinstance(value, (list, tuple)):  # subclasses (named tuples): as their base
+        code = _SUBCLASS
+    else:
+        return _OTHER  # not cached: an object may grow dtype and shape attributes
+    if len(_KINDS) < 1024:
+        _KINDS[kind] = code
+    return code
+
+
+def _flatten(value: Any, tokens: list[Any], arrays: list[Any], where: tuple[Any, ...],
+             depth: int = 0) -> None:
+    """Append ``value``'s structure to ``tokens`` and its arrays to ``arrays`` (see above)."""
+    code = _KINDS.get(type(value))
+    if code is None:
+        code = _kind(value)
+    if code == _ARRAY:
         array = _array(value, where)
         tokens.append(array.dtype.str)
         tokens.append(array.shape)
         arrays.append(array)
-    elif value is None or isinstance(value, (bool, int, float, str, bytes)):
+    elif code == _SEQUENCE:
+        tokens.append(len(value))
+        if depth >= _MAX_DEPTH:
+            raise TraceDataError(f"{_path(where)}: nested deeper than {_MAX_DEPTH} levels")
+        for index, item in enumerate(value):
+            _flatten(item, tokens, arrays, (where, index), depth + 1)
+    elif code == _SCALAR:
         tokens.append(repr(value))
-    elif isinstance(value, Mapping):
+    elif code == _MAPPING:
         tokens.append("{}")
         tokens.append(len(value))
-        if len(where) > _MAX_DEPTH:
+        if depth >= _MAX_DEPTH:
             raise TraceDataError(f"{_path(where)}: nested deeper than {_MAX_DEPTH} levels")
         for key in value:
             tokens.append(repr(key))
-            _flatten(value[key], tokens, arrays, (*where, key))
-    elif isinstance(value, (list, tuple)):  # subclasses (named tuples): as their base
-        _flatten(list(value), tokens, arrays, where)
+            _flatten(value[key], tokens, arrays, (where, key), depth + 1)
+    elif code == _SUBCLASS:
+        _flatten(list(value), tokens, arrays, where, depth)
     else:
-        _flatten(_array(value, where), tokens, arrays, where)
+        _flatten(_array(value, where), tokens, arrays, where, depth)
+
+
+_TENSOR: list[Any] = [None]  # torch.Tensor once torch is imported
 
 
 def _array(value: Any, where: tuple[Any, ...]) -> Any:
     """A little-endian C-contiguous NumPy array of ``value`` (any framework's tensor); a view of
     a CPU torch tensor or a NumPy array where it already is one (a digest only reads it)."""
+    kind = type(value)
+    tensor = _TENSOR[0]
+    if kind is tensor and _LITTLE:  # the common case: a CPU tensor, native order; no copy
+        try:
+            array = value.numpy()  # refused where it needs grad, on CUDA, bfloat16, ...
+        except (TypeError, RuntimeError):
+            array = None
+        if array is not None:
+            return array if array.flags.c_contiguous else _numpy().ascontiguousarray(array)
     np = _numpy()
-    if type(value) is np.ndarray:
+    if kind is np.ndarray:
         array = value
     else:
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.Tensor):
-            if _LITTLE and not value.requires_grad and value.is_contiguous():
-                try:  # the common case: C-contiguous, native order, no objects; no copy
-                    return value.numpy()
-                except (TypeError, RuntimeError):  # CUDA, bfloat16, conjugate views: copied below
-                    pass
+            _TENSOR[0] = torch.Tensor
             try:
                 array = value.detach().numpy()
             except (TypeError, RuntimeError):
@@ -317,9 +225,25 @@ def _array(value: Any, where: tuple[Any, ...]) -> Any:
     return array
 
 
+_STRUCTURES: dict[tuple[Any, ...], bytes] = {}  # tokens -> the BLAKE2b-64 of their text
+
+
+def _structure(tokens: list[Any]) -> bytes:
+    """8 bytes that tell structures apart: the BLAKE2b-64 of their text, computed once per
+    structure (batches come in a few)."""
+    key = tuple(tokens)
+    digest = _STRUCTURES.get(key)
+    if digest is None:
+        digest = hashlib.blake2b(repr(tokens).encode("utf-8", "backslashreplace"), digest_size=8).digest()
+        if len(_STRUCTURES) >= 4096:  # bounded all the same
+            _STRUCTURES.clear()
+        _STRUCTURES[key] = digest
+    return digest
+
+
 def _digest(tokens: list[Any], arrays: list[Any]) -> Any:
     """BLAKE2b-64 of a structure and every array's bytes (call ``.update`` for more)."""
-    hasher = hashlib.blake2b(repr(tokens).encode("utf-8", "backslashreplace"), digest_size=8)
+    hasher = hashlib.blake2b(_structure(tokens), digest_size=8)
     for array in arrays:
         hasher.update(array.data if array.size else b"")
     return hasher
@@ -332,33 +256,87 @@ def batch_digest(batch: Any) -> dict[str, bytes]:
     length), to tell a batch in another order from another batch."""
     tokens: list[Any] = []
     arrays: list[Any] = []
-    _flatten(batch, tokens, arrays, ("batch",))
-    samples, start, count = None, 0, -1
-    others = []
-    for array in arrays:
+    kind, tensor = type(batch), _TENSOR[0]
+    if (kind is tuple or kind is list) and _LITTLE:  # the usual batch: read its tensors inline
+        tokens.append(len(batch))
+        for index, item in enumerate(batch):
+            array = None
+            if type(item) is tensor:
+                try:
+                    array = item.numpy()  # refused where it needs grad, on CUDA, bfloat16, ...
+                except (TypeError, RuntimeError):
+                    array = None
+            if array is not None and array.flags.c_contiguous:
+                tokens.append(array.dtype.str)
+                tokens.append(array.shape)
+                arrays.append(array)
+            else:
+                _flatten(item, tokens, arrays, (("batch",), index), 1)
+    else:
+        _flatten(batch, tokens, arrays, ("batch",))
+    count, aligned, others = -1, [], []
+    for array in arrays:  # the arrays with a row per sample: those as long as the first
         shape = array.shape
         if shape and count < 0:
             count = shape[0]
         if shape and shape[0] == count and count:
-            rows, start = _row_hashes(array, start)
-            samples = rows if samples is None else samples + rows
+            aligned.append(array)
         else:
             others.append(array)
-    whole = _digest(tokens, others)
-    if samples is None:
-        return {"digest": whole.digest(), "samples": b""}
-    per_sample: bytes = samples.tobytes() if _LITTLE else samples.astype("<u8").tobytes()
-    whole.update(per_sample)
-    return {"digest": whole.digest(), "samples": per_sample}
+    per_sample = _sample_hashes(aligned, count) if aligned else b""
+    structure = _structure(tokens)  # then the samples, then the other arrays' bytes
+    crc = zlib.crc32(per_sample, zlib.crc32(structure))
+    adler = zlib.adler32(per_sample, zlib.adler32(structure))
+    for array in others:
+        data = array.data if array.size else b""
+        crc, adler = zlib.crc32(data, crc), zlib.adler32(data, adler)
+    return {"digest": _TWO_U32.pack(crc, adler), "samples": per_sample}
+
+
+_LOOP_SAMPLES = 64  # batches of up to this many samples: a CRC-32 and an Adler-32 per sample
+
+
+def _sample_hashes(arrays: list[Any], count: int) -> bytes:
+    """8 bytes per sample, over its row (index of the leading dimension) of every array.
+
+    Up to _LOOP_SAMPLES samples: the CRC-32 and the Adler-32 of the sample's rows, one after
+    the other (a call per row, in C loops: cheaper than NumPy's arithmetic for a few rows);
+    larger batches: a keyed 64-bit sum over the rows' 8-byte words (one vectorized pass each).
+    """
+    if count <= _LOOP_SAMPLES:
+        crc32, adler32 = zlib.crc32, zlib.adler32
+        crcs: Any = None
+        adlers: Any = None
+        for array in arrays:
+            # One view (or NumPy scalar) per sample, whose buffer is the sample's row; strings and
+            # bools as 1-element rows (their scalars drop trailing zeros, normalize the byte).
+            rows = list(array if array.ndim > 1 or array.dtype.kind not in "SUb" else array.reshape(count, 1))
+            try:
+                crcs = list(map(crc32, rows) if crcs is None else map(crc32, rows, crcs))
+            except (TypeError, ValueError, BufferError):  # a dtype without a buffer format
+                rows = list(array.reshape(count, -1).view(_numpy().uint8))
+                crcs = list(map(crc32, rows) if crcs is None else map(crc32, rows, crcs))
+            adlers = list(map(adler32, rows) if adlers is None else map(adler32, rows, adlers))
+        return b"".join(map(_TWO_U32.pack, crcs, adlers))
+    samples, start = _row_hashes(arrays[0], 0)
+    for array in arrays[1:]:
+        rows, start = _row_hashes(array, start)
+        samples = samples + rows
+    return bytes(samples.tobytes() if _LITTLE else samples.astype("<u8").tobytes())
 
 
 def loss_bits(loss: Any) -> dict[str, Any]:
     """The loss's exact bits: ``dtype`` (NumPy's dtype string) and ``bits`` (its bytes) for a
     single number; a multi-element loss keeps an 8-byte digest in ``bits`` (dtype "digest")."""
+    if type(loss) is _TENSOR[0] and loss.numel() == 1:  # the usual loss: a torch scalar
+        bits = _torch_scalar_bits(sys.modules["torch"], loss)
+        if bits is not None:
+            return bits
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
         return {"dtype": "<f8", "bits": struct.pack("<d", float(loss))}
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        _TENSOR[0] = torch.Tensor
         bits = _torch_scalar_bits(torch, loss)
         if bits is not None:
             return bits
@@ -375,26 +353,31 @@ def loss_bits(loss: Any) -> dict[str, Any]:
 
 
 def _torch_scalar_bits(torch: Any, loss: Any) -> dict[str, Any] | None:
-    """loss_bits of a one-element float tensor, read as the integer of the same bits (torch's
-    own ops, which the training step has just run, cost a third of a NumPy round trip there);
-    None for other dtypes.  bfloat16 is recorded as float32, as NumPy would hold it."""
+    """loss_bits of a one-element float tensor, read with ``item()`` (a float of any of these
+    widths is a double exactly, and packs back to its own bits) or, for a NaN (whose payload a
+    conversion may change), as the integer of the same bits; None for other dtypes.  bfloat16
+    is recorded as float32, as NumPy would hold it."""
     if not _TORCH_BITS:
         _TORCH_BITS.update({
-            torch.float32: ("<f4", torch.int32, _I32), torch.float64: ("<f8", torch.int64, _I64),
-            torch.float16: ("<f2", torch.int16, _I16), torch.bfloat16: ("<f4", torch.int32, _I32),
+            torch.float32: ("<f4", _F32, torch.int32, _I32), torch.float64: ("<f8", _F64, torch.int64, _I64),
+            torch.float16: ("<f2", _F16, torch.int16, _I16), torch.bfloat16: ("<f4", _F32, torch.int32, _I32),
         })
     entry = _TORCH_BITS.get(loss.dtype)
     if entry is None:
         return None
-    dtype, integer, layout = entry
-    value = loss.detach().reshape(())
+    dtype, number, integer, layout = entry
+    value = loss.item()
+    if value == value:  # not a NaN
+        return {"dtype": dtype, "bits": number.pack(value)}
+    exact = loss.detach().reshape(())
     if loss.dtype == torch.bfloat16:
-        value = value.float()  # exact
-    return {"dtype": dtype, "bits": layout.pack(value.view(integer).item())}
+        exact = exact.float()  # exact
+    return {"dtype": dtype, "bits": layout.pack(exact.view(integer).item())}
 
 
-_TORCH_BITS: dict[Any, tuple[str, Any, struct.Struct]] = {}
+_TORCH_BITS: dict[Any, tuple[str, struct.Struct, Any, struct.Struct]] = {}
 _I16, _I32, _I64 = struct.Struct("<h"), struct.Struct("<i"), struct.Struct("<q")
+_F16, _F32, _F64 = struct.Struct("<e"), struct.Struct("<f"), struct.Struct("<d")
 
 
 def loss_text(dtype: str, bits: bytes) -> str:

@@ -23,6 +23,7 @@ from rngstate._version import __version__
 from rngstate.distributed import rank_info
 from rngstate.errors import RNGStateError
 from rngstate.tracing import digests, records
+from rngstate.tracing.streams import StreamFingerprints
 
 try:
     import fcntl
@@ -32,6 +33,7 @@ except ImportError:  # Windows: two writers of one trace are not detected
 logger = logging.getLogger(__name__)
 
 _MISSING: Any = object()
+_LIMIT = 2**63
 
 
 class TraceError(RNGStateError):
@@ -40,8 +42,8 @@ class TraceError(RNGStateError):
 
 def _count(name: str, value: Any) -> int:
     """``value`` if it is an integer in [0, 2**63), else TraceError."""
-    if type(value) is not int or not 0 <= value < 2**63:  # bool is not an int here
-        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63):
+    if type(value) is not int or not 0 <= value < _LIMIT:  # bool is not an int here
+        if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _LIMIT):
             raise TraceError(f"trace.step(): {name} must be an integer >= 0, got {value!r}")
         value = int(value)  # an int subclass (an IntEnum): recorded as the number
     return value  # type: ignore[no-any-return]
@@ -91,7 +93,7 @@ class Trace:
         self.path = rank_path(path, self.rank, self.world_size)
         self.weights_every = weights_every
         self._lock = threading.Lock()
-        self._streams = digests.StreamFingerprints()
+        self._streams = StreamFingerprints()
         self._packer = msgpack.Packer(use_bin_type=True)  # used under self._lock only
         self._fd: int | None = None
         self._last: int | None = None

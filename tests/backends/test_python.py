@@ -50,3 +50,25 @@ def test_no_raw_copies_on_a_free_threaded_build(monkeypatch: pytest.MonkeyPatch)
     assert python_raw._raw_layout_verified() is (not python_raw.free_threaded())
     monkeypatch.setattr(python_raw.sysconfig, "get_config_var", {"Py_GIL_DISABLED": 1}.get)
     assert python_raw.free_threaded() and not python_raw._raw_layout_verified()
+
+
+def test_state_bytes_are_the_same_raw_or_through_getstate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a step trace fingerprints: equal for the raw view, a snapshot, a decoded snapshot
+    and random.getstate(); different after a draw and with a cached Gaussian."""
+    stream = backends.stream("python")
+    random.seed(3)
+    seen = set()
+    for draw in (lambda: None, random.random, lambda: random.gauss(0, 1), lambda: random.getrandbits(20000)):
+        draw()
+        fast = stream.state_bytes()
+        assert fast is not None
+        assert fast == stream.snapshot_bytes(stream.get_state()) == stream.snapshot_bytes(random.getstate())
+        assert fast == stream.snapshot_bytes(stream.decode(stream.encode(stream.get_state()), "s"))
+        monkeypatch.setattr(stream, "_fast", False)
+        monkeypatch.setattr(stream, "_instance", None)  # look again: no raw view now
+        assert stream.state_bytes() == fast
+        monkeypatch.undo()
+        stream._instance = None  # type: ignore[attr-defined]
+        seen.add(fast)
+    assert len(seen) == 4
+    assert stream.snapshot_bytes((2, (1, 2, 3), None)) is None  # not version 3: encode's fingerprint

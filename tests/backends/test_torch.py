@@ -381,3 +381,38 @@ def test_an_impossible_outer_state_is_never_kept_or_written() -> None:
     finally:
         engine.view[:] = good
     assert stream.encode(stream.get_state()) == check_cpu_state(stream.encode(stream.get_state()), "s")
+
+
+def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step trace fingerprints torch's state as state_bytes: the raw engine's fields and the
+    get_state bytes' must give the same bytes, caches engaged or not, and differ when any
+    field does; padding and stale cache values do not count."""
+    stream = backends.stream("torch.cpu")
+    seen = set()
+    for draw in (lambda: None, lambda: torch.rand(3), lambda: torch.randn(1, dtype=torch.float64),
+                 lambda: torch.rand(700)):
+        draw()
+        fast = stream.state_bytes()
+        assert fast == stream.snapshot_bytes(stream.get_state())
+        assert fast == stream.snapshot_bytes(torch.default_generator.get_state())
+        assert fast == stream.snapshot_bytes(stream.decode(stream.encode(stream.get_state()), "s"))
+        assert fast == torch_raw.legacy_fingerprint_bytes(state_bytes_of(torch.default_generator.get_state()))
+        with monkeypatch.context() as patch:  # where the layout is not verified: get_state
+            patch.setattr(stream, "_engine", None)
+            patch.setattr(stream, "_generator", torch.default_generator)
+            assert stream.state_bytes() == fast
+        seen.add(fast)
+    assert len(seen) == 4
+    engine = cpu_state_view(torch.default_generator)
+    assert engine is not None
+    raw = bytearray(engine.view.tobytes())
+    before = torch_raw.engine_fingerprint_bytes(bytes(raw))
+    for at in (13, 14, 15, 2516, 2519):  # padding
+        raw[at] ^= 0xFF
+    raw[2524] = raw[2536] = 0  # both caches disengaged: their values are stale bytes
+    raw[2520] ^= 1
+    raw[2528] ^= 1
+    assert torch_raw.engine_fingerprint_bytes(bytes(raw)) == torch_raw.engine_fingerprint_bytes(
+        bytes(raw[:2520]) + bytes(24))
+    raw[20] ^= 1  # a word of the table
+    assert torch_raw.engine_fingerprint_bytes(bytes(raw)) != before

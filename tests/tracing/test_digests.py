@@ -25,18 +25,20 @@ def _torch_fingerprint_in_a_trace(path: Path) -> bytes:
 
 
 def test_torch_cpu_is_fingerprinted_as_its_backend_encodes_it(tmp_path: Path) -> None:
-    """The trace reads torch's state through torch.get_state; its fingerprint must be the one
-    of the backend's snapshot (taken inside scopes), raw copy or locked read alike."""
+    """The trace reads torch's state raw (holding its mutex); its fingerprint must be the one
+    of the backend's snapshot (taken inside scopes), raw copy or public get_state alike."""
     rngstate.seed_everything(4)
     torch.rand(7)
     stream = backend_stream("torch.cpu")
-    expected = fingerprint(stream.encode(stream.get_state()))
+    expected = fingerprint(stream.snapshot_bytes(stream.get_state()))
+    assert fingerprint(stream.snapshot_bytes(torch.default_generator.get_state())) == expected
+    assert fingerprint(stream.snapshot_bytes(stream.encode(stream.get_state()))) == expected
     assert _torch_fingerprint_in_a_trace(tmp_path / "a.trace") == expected
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)  # another thread: the backend takes the lock
     other.start()
     try:
-        assert fingerprint(stream.encode(stream.get_state())) == expected
+        assert fingerprint(stream.snapshot_bytes(stream.get_state())) == expected
         assert _torch_fingerprint_in_a_trace(tmp_path / "b.trace") == expected
     finally:
         stop.set()

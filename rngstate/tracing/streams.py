@@ -1,0 +1,150 @@
+"""Fingerprints of every stream, substream and tracked generator, for the records of one trace.
+
+A global stream is read through its backend's :meth:`~rngstate.backends.base.Stream.state_bytes`
+(a raw copy of the live generator, holding its lock where it has one: a few microseconds) and
+fingerprinted as those bytes; streams without that form are fingerprinted as their plain
+state (``encode``).  Either way equal states give equal fingerprints in every process.
+
+>>> import random, rngstate
+>>> _ = rngstate.seed_everything(0)
+>>> streams = StreamFingerprints()
+>>> first = streams.take()["streams"]["python"]
+>>> same = first == streams.take()["streams"]["python"]
+>>> _ = random.random()
+>>> same, first == streams.take()["streams"]["python"]
+(True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from itertools import chain
+from typing import Any
+
+from rngstate.backends import stream as backend_stream
+from rngstate.runtime import RUNTIME
+from rngstate.tracing.digests import fingerprint
+
+_RAW_FIELDS: dict[type, Any] = {}  # snapshot type -> attrgetter of its __slots__, or None
+
+
+def _raw_key(snapshot: Any) -> Any:
+    """Something ``==`` compares cheaply and exactly for a snapshot made of bytes (the raw
+    copies of NumPy's and torch's generators, Python's state tuple); None for other snapshots."""
+    kind = type(snapshot)
+    if kind is bytes or kind is tuple:
+        return snapshot
+    getter = _RAW_FIELDS.get(kind, _RAW_FIELDS)
+    if getter is _RAW_FIELDS:
+        slots = getattr(kind, "__slots__", None)
+        slots = (slots,) if isinstance(slots, str) else slots
+        ok = isinstance(slots, tuple) and slots and all(isinstance(name, str) for name in slots)
+        getter = _RAW_FIELDS[kind] = operator.attrgetter(*slots) if ok else None  # type: ignore[misc]
+    if getter is None:
+        return None
+    try:
+        values = getter(snapshot)
+    except AttributeError:  # a slot left unset
+        return None
+    if type(values) is not tuple:
+        values = (values,)
+    return values if set(map(type, values)) == {bytes} else None
+
+
+class StreamFingerprints:
+    """Fingerprints of every stream, substream and tracked generator, for one trace.
+
+    Global streams and tracked generators are fingerprinted at every step (a stream whose bytes
+    equal the previous step's reuses its fingerprint); a substream's snapshot object only
+    changes when its scope exits, so its fingerprint is cached by identity and each record
+    lists only the substreams *touched* since the previous one (all of them in a session's
+    first record), plus a digest over all of them (kept up to date entry by entry: a model
+    with hundreds of scopes costs little per step).
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[Any, bytes]] = {}
+        self._last: dict[str, tuple[Any, bytes]] = {}  # stream -> (raw snapshot key, fingerprint)
+        self._bytes: dict[str, tuple[bytes, bytes]] = {}  # stream -> (state bytes, fingerprint)
+        self._all = bytes(8)
+        self._all_int = 0
+        self._entries: dict[tuple[str, str], int] = {}
+        self._flat: list[Any] = []
+        self._ids: list[int] = []
+        self._first = True
+
+    def _stream(self, key: str, snapshot: Any, encode: Any) -> bytes:
+        """The fingerprint of ``encode(snapshot)``; skips encoding and hashing when the raw
+        snapshot equals the previous step's (a stream nothing drew from)."""
+        raw = _raw_key(snapshot)
+        last = self._last.get(key)
+        if last is not None and raw is not None and last[0] == raw:
+            return last[1]
+        digest = fingerprint(encode(snapshot))
+        self._last[key] = (raw, digest)
+        return digest
+
+    def _of_bytes(self, key: str, data: bytes) -> bytes:
+        """The fingerprint of a stream's state bytes (the previous one when they are equal)."""
+        last = self._bytes.get(key)
+        if last is not None and last[0] == data:
+            return last[1]
+        digest = fingerprint(data)
+        self._bytes[key] = (data, digest)
+        return digest
+
+    def take(self) -> dict[str, Any]:
+        """The record fields ``streams``, ``substreams`` (touched), ``scopes`` and ``generators``."""
+        streams: dict[str, bytes] = {}
+        if RUNTIME.frames:  # inside a scope: the states as if every open scope had exited
+            outer, substreams = RUNTIME.outer_and_substreams()
+            for name, snapshot in outer.items():
+                stream = backend_stream(name)
+                data = stream.snapshot_bytes(snapshot)
+                streams[name] = (self._stream(name, snapshot, stream.encode) if data is None
+                                 else self._of_bytes(name, data))
+        else:  # the usual case: read the live generators
+            RUNTIME.refresh()
+            substreams = RUNTIME.substreams
+            for name, stream in RUNTIME.active.items():
+                data = stream.state_bytes()
+                streams[name] = (self._stream(name, stream.get_state(), stream.encode) if data is None
+                                 else self._of_bytes(name, data))
+        touched: dict[str, dict[str, bytes]] = {}
+        if substreams or self._ids or self._first:
+            # A substream's snapshot object is replaced only when its scope exits: one identity
+            # comparison of them all tells whether any scope ran since the last record.
+            flat = list(chain.from_iterable(map(dict.values, substreams.values())))  # C loops only
+            ids = list(map(id, flat))  # self._flat keeps the objects alive: no id is reused
+            if self._first or ids != self._ids:
+                touched = self._touched(substreams)
+            self._flat, self._ids = flat, ids
+        generators = {
+            key: self._stream("\0" + key, tracked.kind.get_state(tracked.obj), tracked.kind.encode)
+            for key, tracked in RUNTIME.tracked.items()
+        } if RUNTIME.tracked else {}
+        return {"streams": streams, "substreams": touched, "scopes": self._all, "generators": generators}
+
+    def _touched(self, substreams: dict[str, dict[str, Any]]) -> dict[str, dict[str, bytes]]:
+        touched: dict[str, dict[str, bytes]] = {}
+        for path, states in substreams.items():
+            for name, snapshot in states.items():
+                cached = self._cache.get((path, name))
+                if cached is not None and cached[0] is snapshot and not self._first:
+                    continue
+                if cached is None or cached[0] is not snapshot:
+                    digest = fingerprint(backend_stream(name).encode(snapshot))
+                    # The digest of all scopes: an XOR of one hash per (path, stream), updated
+                    # for the entries that changed instead of rehashing hundreds of scopes.
+                    entry = hashlib.blake2b(f"{len(path)}:{path}{len(name)}:{name}".encode() + digest,
+                                            digest_size=8).digest()
+                    old = self._entries.get((path, name), 0)
+                    self._all_int ^= old ^ int.from_bytes(entry, "big")
+                    self._entries[(path, name)] = int.from_bytes(entry, "big")
+                    cached = (snapshot, digest)
+                    self._cache[(path, name)] = cached
+                touched.setdefault(path, {})[name] = cached[1]
+        self._all = self._all_int.to_bytes(8, "big")
+        self._first = False
+        return touched
