@@ -21,14 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the tests of a module that caches its reference runs (``EXAMPLE``, a ResumeExample
+    """Keep the tests that use a module's cached reference runs (``EXAMPLE``, a ResumeExample
     or TrainerExample) on one xdist worker: split across two, each would train the reference
-    run again."""
+    run again.  The module's other tests go to whichever worker is free."""
     from tests.integrations.conftest import TrainerExample
 
     for item in items:
         module = getattr(item, "module", None)
-        if isinstance(getattr(module, "EXAMPLE", None), (ResumeExample, TrainerExample)):
+        function = getattr(item, "function", None)
+        uses_example = function is not None and "EXAMPLE" in function.__code__.co_names
+        if uses_example and isinstance(getattr(module, "EXAMPLE", None), (ResumeExample, TrainerExample)):
             item.add_marker(pytest.mark.xdist_group(module.__name__))  # type: ignore[union-attr]
 
 
