@@ -72,8 +72,15 @@ def run_python(
     return result.stdout
 
 
-# What ``python -m torch.distributed.run`` imports; its workers are forked from the same preloader.
-TORCHRUN = ("torch", "torch.distributed.run")
+# What the training runs import first, one set per framework (fewer sets, fewer preloaders:
+# each costs one import of its framework per test worker).  torch's covers DCP and torchrun,
+# whose workers are forked from the same preloader.
+PRELOAD_TORCH = ("torch", "torch.distributed.checkpoint", "torch.distributed.run")
+PRELOAD_LIGHTNING = ("lightning.pytorch",)
+PRELOAD_TRANSFORMERS = ("torch", "transformers", "transformers.trainer")
+PRELOAD_ACCELERATE = ("torch", "accelerate")
+PRELOAD_PADDLE = ("paddle",)
+PRELOAD_KERAS = ("tensorflow", "keras")  # KERAS_BACKEND=torch: ("keras",)
 
 
 def python_command(*argv: str, env: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> list[str]:

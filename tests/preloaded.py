@@ -52,6 +52,7 @@ IMPORT_TIME_PREFIXES = (
 )
 # Read when a run starts, not at import: torchrun's per-worker variables, the path handled below.
 RUN_TIME_VARIABLES = ("TORCHELASTIC_", "PYTHONPATH", "PYTHONUNBUFFERED")
+THREADS = "OMP_NUM_THREADS"
 
 SERVE = "; ".join([
     "import sys", "sys.path.append(sys.argv[1])", "from tests.preloaded import serve",
@@ -61,11 +62,18 @@ _SERVERS: dict[tuple[object, ...], tuple[subprocess.Popen[bytes], str]] = {}
 _LOCK = threading.Lock()
 
 
-def _import_time_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+def _import_time_env(env: dict[str, str], modules: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """The variables of ``env`` a preloaded module may have read; PYTHONPATH is not one (the
     preloaded modules come from the environment's site-packages; a run gets its own sys.path)."""
     read = (k for k in env if k.startswith(IMPORT_TIME_PREFIXES) and not k.startswith(RUN_TIME_VARIABLES))
-    return tuple(sorted((k, env[k]) for k in read))
+    return tuple(sorted((k, env[k]) for k in read if not (k == THREADS and _threads_set_by_torch(modules))))
+
+
+def _threads_set_by_torch(modules: tuple[str, ...]) -> bool:
+    """Whether a run can take OMP_NUM_THREADS from ``torch.set_num_threads`` (which sets
+    OpenMP's and MKL's, before any parallel region has run in the preloader) instead of from
+    the preloader's environment: torch and what sits on it, not Paddle or TensorFlow."""
+    return not any(name.split(".")[0] in ("paddle", "tensorflow", "keras") for name in modules)
 
 
 def preloaded(modules: tuple[str, ...], *argv: str, env: dict[str, str] | None = None) -> list[str]:
@@ -75,7 +83,7 @@ def preloaded(modules: tuple[str, ...], *argv: str, env: dict[str, str] | None =
     preloader is started with the same import-time variables.
     """
     environment = dict(os.environ if env is None else env)
-    key = (modules, _import_time_env(environment))
+    key = (modules, _import_time_env(environment, modules))
     with _LOCK:
         entry = _SERVERS.get(key)
         if entry is None or entry[0].poll() is not None:
@@ -85,6 +93,8 @@ def preloaded(modules: tuple[str, ...], *argv: str, env: dict[str, str] | None =
 
 
 def _start(modules: tuple[str, ...], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    if _threads_set_by_torch(modules):  # torch's default thread count; a run sets its own
+        env = {k: v for k, v in env.items() if k != THREADS}
     folder = tempfile.mkdtemp(prefix="rngstate-preload-")
     path = os.path.join(folder, "socket")
     # stdin is the worker's end: when the test process ends, the preloader reads EOF and stops.
@@ -209,7 +219,7 @@ def _kill_group(pid: int) -> None:
 def _why_not_fresh(request: dict[str, object], base_env: dict[str, str], modules: list[str]) -> str:
     env = request["env"]
     assert isinstance(env, dict)
-    if _import_time_env(env) != _import_time_env(base_env):
+    if _import_time_env(env, tuple(modules)) != _import_time_env(base_env, tuple(modules)):
         return "environment read at import time differs"
     argv = request["argv"]
     assert isinstance(argv, list)
@@ -259,6 +269,9 @@ def _execute(argv: list[str], env: dict[str, str], base_path: list[str]) -> int:
         sys.modules["numpy"].random.seed()
     if "torch" in sys.modules:
         sys.modules["torch"].seed()
+        threads = env.get(THREADS, "")
+        if threads.isdigit() and int(threads) > 0:  # what OpenMP would have read at torch's import
+            sys.modules["torch"].set_num_threads(int(threads))
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__

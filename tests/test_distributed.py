@@ -16,7 +16,7 @@ import rngstate
 from rngstate.derive import split_path
 from rngstate.distributed import GroupError, RankInfo, group_rank, is_rank_component, rank_info, reshard_state
 from rngstate.errors import RNGStateWarning, ScopeError, TopologyError
-from tests.conftest import ROOT, TORCHRUN, python_command
+from tests.conftest import PRELOAD_TORCH, ROOT, python_command
 
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
@@ -53,7 +53,7 @@ def run_ranks(world_size: int, body: str, *args: str) -> list[dict[str, object]]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
                "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)}
         env.pop("RNGSTATE_SEED", None)
-        command = python_command("-c", code, *args, env=env, preload=("torch", "torch.distributed"))
+        command = python_command("-c", code, *args, env=env, preload=PRELOAD_TORCH)
         processes.append(subprocess.Popen(command, env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
@@ -209,7 +209,7 @@ def torchrun(tmp_path: Path, *args: str) -> list[str]:
     env.pop("RNGSTATE_SEED", None)
     command = python_command("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                              str(ROOT / "examples" / "distributed_torchrun.py"),
-                             "--checkpoint", str(tmp_path / "ckpt"), *args, env=env, preload=TORCHRUN)
+                             "--checkpoint", str(tmp_path / "ckpt"), *args, env=env, preload=PRELOAD_TORCH)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     # Both ranks share one stdout pipe, so lines may interleave: pick the messages out.

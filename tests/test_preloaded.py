@@ -107,12 +107,24 @@ def alive(pid: int) -> bool:
 
 
 def test_an_environment_read_at_import_time_gets_a_real_interpreter() -> None:
-    # The preloader imported torch under this environment; a run told OMP_NUM_THREADS=1 only
-    # afterwards cannot be forked from it (OpenMP read the variable when torch loaded).
+    # The preloader started under this environment; a run with another hash seed cannot be
+    # forked from it (the interpreter fixed its hash seed at start).
     command = preloaded(TORCH, "-c", "import sys; print('torch' in sys.modules)")
-    other = {**os.environ, "OMP_NUM_THREADS": "1" if os.environ.get("OMP_NUM_THREADS") != "1" else "2"}
+    other = {**os.environ, "PYTHONHASHSEED": "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"}
     assert run(command, env=other).stdout == "False\n"
     assert run(command).stdout == "True\n"
     log = Path(command[command.index(str(Path(__file__).parent / "preloaded_client.py")) + 1]).parent
     assert "environment read at import time differs" in (log / "fallbacks.log").read_text()
     assert sys.executable == command[0]
+
+
+def test_a_run_gets_the_thread_count_its_environment_asks_for() -> None:
+    # OpenMP read OMP_NUM_THREADS when torch loaded in the preloader; the run sets its own, as
+    # a fresh interpreter with that environment would have it.
+    code = "import torch; print(torch.get_num_threads())"
+    for threads in ("1", "3"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        assert run(preloaded(TORCH, "-c", code, env=env), env=env).stdout == f"{threads}\n"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    fresh = run([sys.executable, "-c", code], env=env).stdout
+    assert run(preloaded(TORCH, "-c", code, env=env), env=env).stdout == fresh

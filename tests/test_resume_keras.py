@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ResumeExample
+from tests.conftest import PRELOAD_KERAS, ResumeExample
 
 pytestmark = [
     pytest.mark.slow,
@@ -22,7 +22,7 @@ pytestmark = [
         reason="needs keras and tensorflow",
     ),
 ]
-EXAMPLE = ResumeExample("resume_keras.py", preload=("tensorflow", "keras"))
+EXAMPLE = ResumeExample("resume_keras.py", preload=PRELOAD_KERAS)
 
 
 def test_keras_resumes_mid_epoch_exactly(tmp_path: Path) -> None:

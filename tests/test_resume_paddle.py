@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 import rngstate
-from tests.conftest import ResumeExample
+from tests.conftest import PRELOAD_PADDLE, ResumeExample
 
 paddle = pytest.importorskip("paddle")
 import rngstate.paddle  # noqa: E402  (after the skip: it needs paddle)
 
-EXAMPLE = ResumeExample("resume_paddle.py", preload=("paddle",))
+EXAMPLE = ResumeExample("resume_paddle.py", preload=PRELOAD_PADDLE)
 
 
 class Noisy(paddle.io.Dataset):  # type: ignore[misc]

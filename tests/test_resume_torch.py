@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ResumeExample
+from tests.conftest import PRELOAD_TORCH, ResumeExample
 
 pytestmark = pytest.mark.slow
-EXAMPLE = ResumeExample("resume_torch.py", preload=("torch",))
+EXAMPLE = ResumeExample("resume_torch.py", preload=PRELOAD_TORCH)
 
 
 def test_zero_and_two_workers_train_identically() -> None:

@@ -10,10 +10,7 @@ import textwrap
 import time
 from typing import Any
 
-from tests.conftest import ROOT, python_command
-
-# What PRELUDE imports: each rank is forked from an interpreter that imported them already.
-PRELOAD = ("torch", "torch.distributed", "torch.distributed.checkpoint")
+from tests.conftest import PRELOAD_TORCH, ROOT, python_command
 
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
@@ -46,7 +43,7 @@ def run_ranks(world_size: int, body: str, *args: str, timeout: float = 90) -> li
                "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                "LOCAL_WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
         env.pop("RNGSTATE_SEED", None)
-        command = python_command("-c", code, *args, env=env, preload=PRELOAD)
+        command = python_command("-c", code, *args, env=env, preload=PRELOAD_TORCH)
         processes.append(subprocess.Popen(command, env=env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TORCHRUN, python_command
+from tests.conftest import PRELOAD_TORCH, ROOT, python_command
 
 
 def torchrun(tmp_path: Path, *args: str) -> list[str]:
@@ -17,7 +17,7 @@ def torchrun(tmp_path: Path, *args: str) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("RNGSTATE_SEED", None)
     command = python_command("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4", example,
-                             "--checkpoint", str(tmp_path / "ckpt"), *args, env=env, preload=TORCHRUN)
+                             "--checkpoint", str(tmp_path / "ckpt"), *args, env=env, preload=PRELOAD_TORCH)
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     return sorted(re.findall(r"rank \d: (?:saved after step \d+|final weights [0-9a-f]{16})", result.stdout))

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from rngstate.data import DataLoaderError
+from tests.conftest import PRELOAD_ACCELERATE
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_accelerate.py", preload=("torch", "accelerate"))
+EXAMPLE = TrainerExample("trainer_accelerate.py", preload=PRELOAD_ACCELERATE)
 slow = pytest.mark.slow
 
 

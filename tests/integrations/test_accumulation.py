@@ -17,15 +17,22 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, python_command
+from tests.conftest import (
+    PRELOAD_ACCELERATE,
+    PRELOAD_LIGHTNING,
+    PRELOAD_PADDLE,
+    PRELOAD_TRANSFORMERS,
+    ROOT,
+    python_command,
+)
 
 slow = pytest.mark.slow
 # The frameworks each job imports first (its run is forked from an interpreter that has them).
 JOB_IMPORTS = {
-    "accelerate_job": ("torch", "accelerate"),
-    "hf_job": ("torch", "transformers", "transformers.trainer"),
-    "lightning_job": ("lightning.pytorch",),
-    "paddle_job": ("paddle",),
+    "accelerate_job": PRELOAD_ACCELERATE,
+    "hf_job": PRELOAD_TRANSFORMERS,
+    "lightning_job": PRELOAD_LIGHTNING,
+    "paddle_job": PRELOAD_PADDLE,
 }
 
 

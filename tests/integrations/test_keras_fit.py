@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, python_command, run_python
+from tests.conftest import PRELOAD_KERAS, ROOT, python_command, run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_keras.py", preload=("tensorflow", "keras"))
+EXAMPLE = TrainerExample("trainer_keras.py", preload=PRELOAD_KERAS)
 slow = pytest.mark.slow
 
 
@@ -56,7 +56,7 @@ def fit_example(folder: Path, cases: str, *options: str, backend: str = "tensorf
         command = python_command(
             str(ROOT / "examples" / "resume_keras_fit.py"), "--run", "--mode", mode, "--cases", cases,
             "--folder", str(folder), *options, env=env,
-            preload=("keras",) if backend == "torch" else ("tensorflow", "keras"),
+            preload=("keras",) if backend == "torch" else PRELOAD_KERAS,
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
         assert result.returncode == 0, result.stderr[-4000:]

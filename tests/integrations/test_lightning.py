@@ -13,10 +13,10 @@ import pytest
 
 from rngstate.distributed import TopologyError
 from rngstate.errors import InvalidStateError
-from tests.conftest import run_python
+from tests.conftest import PRELOAD_LIGHTNING, run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_lightning.py", preload=("lightning.pytorch",))
+EXAMPLE = TrainerExample("trainer_lightning.py", preload=PRELOAD_LIGHTNING)
 slow = pytest.mark.slow
 
 

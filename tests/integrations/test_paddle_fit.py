@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import PRELOAD_PADDLE, run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_paddle.py", preload=("paddle",))
+EXAMPLE = TrainerExample("trainer_paddle.py", preload=PRELOAD_PADDLE)
 slow = pytest.mark.slow
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import PRELOAD_TRANSFORMERS, run_python
 from tests.integrations.conftest import TrainerExample
 
-EXAMPLE = TrainerExample("trainer_transformers.py", preload=("torch", "transformers", "transformers.trainer"))
+EXAMPLE = TrainerExample("trainer_transformers.py", preload=PRELOAD_TRANSFORMERS)
 slow = pytest.mark.slow
 
 

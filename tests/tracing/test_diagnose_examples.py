@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, python_command
+from tests.conftest import PRELOAD_TORCH, ROOT, python_command
 
 DOCS = [ROOT / "docs" / name for name in ("diagnostics.md", "cli.md", "exact-resume.md")]
 CAUSES = {
@@ -39,7 +39,7 @@ def test_each_broken_job_is_diagnosed_at_the_right_step(tmp_path: Path, script: 
     env.pop("RNGSTATE_SEED", None)
     path = ROOT / "examples" / "diagnose" / f"{script}.py"
     # The script runs job.py with sys.executable: those runs are forked from the preloader too.
-    done = subprocess.run(python_command(str(path), str(tmp_path), env=env, preload=("torch",)),
+    done = subprocess.run(python_command(str(path), str(tmp_path), env=env, preload=PRELOAD_TORCH),
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     status, step, where, cause = CAUSES[script]

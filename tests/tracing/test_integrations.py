@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rngstate.tracing import compare, read_trace
-from tests.conftest import run_python
+from tests.conftest import PRELOAD_KERAS, PRELOAD_LIGHTNING, PRELOAD_PADDLE, PRELOAD_TRANSFORMERS, run_python
 
 slow = pytest.mark.slow
 
@@ -103,7 +103,7 @@ def _twice(tmp_path: Path, code: str, preload: tuple[str, ...]) -> tuple[Path, P
 
 @slow
 def test_lightning(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, LIGHTNING, ("lightning.pytorch",))
+    a, _ = _twice(tmp_path, LIGHTNING, PRELOAD_LIGHTNING)
     steps = read_trace(a).steps
     # 6 batches an epoch, accumulation 2: optimizer steps 1-3 and 4-6, two phases each
     places = [(r.step, r.phase, r.epoch, r.position) for r in steps[:3]]
@@ -114,7 +114,7 @@ def test_lightning(tmp_path: Path) -> None:
 
 @slow
 def test_transformers(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, TRANSFORMERS, ("torch", "transformers"))
+    a, _ = _twice(tmp_path, TRANSFORMERS, PRELOAD_TRANSFORMERS)
     steps = read_trace(a).steps
     assert [(r.step, r.phase) for r in steps] == [(s, p) for s in (1, 2, 3, 4) for p in (0, 1)]
     assert all(r.batch is not None and r.loss is not None for r in steps)
@@ -122,7 +122,7 @@ def test_transformers(tmp_path: Path) -> None:
 
 @slow
 def test_keras_fit(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, KERAS, ("keras",))
+    a, _ = _twice(tmp_path, KERAS, PRELOAD_KERAS)
     steps = read_trace(a).steps
     assert [(r.step, r.epoch, r.position) for r in steps[5:8]] == [(6, 0, 5), (7, 1, 0), (8, 1, 1)]
     assert all(r.loss is not None and r.streams for r in steps)
@@ -130,7 +130,7 @@ def test_keras_fit(tmp_path: Path) -> None:
 
 @slow
 def test_paddle_fit(tmp_path: Path) -> None:
-    a, _ = _twice(tmp_path, PADDLE, ("paddle",))
+    a, _ = _twice(tmp_path, PADDLE, PRELOAD_PADDLE)
     steps = read_trace(a).steps
     assert [(r.step, r.epoch) for r in steps[5:8]] == [(6, 0), (7, 1), (8, 1)]
     assert all(r.loss is not None and "paddle.cpu" in r.streams for r in steps)
@@ -142,7 +142,7 @@ def test_the_lightning_example_proves_its_resume(tmp_path: Path) -> None:
     workers: its trace compares identical with the uninterrupted run's, step for step."""
     from tests.integrations.conftest import TrainerExample
 
-    example = TrainerExample("trainer_lightning.py", preload=("lightning.pytorch",))
+    example = TrainerExample("trainer_lightning.py", preload=PRELOAD_LIGHTNING)
     example.run("--workers", "0", "--trace", str(tmp_path / "uninterrupted.trace"))
     resumed = str(tmp_path / "resumed.trace")
     example.interrupted(tmp_path / "ckpts", 8, "--workers", "2", "--trace", resumed)
@@ -162,7 +162,7 @@ def test_two_ranks_each_prove_their_resume(tmp_path: Path) -> None:
     from rngstate.cli import main
     from tests.integrations.conftest import TrainerExample
 
-    example = TrainerExample("trainer_lightning.py", preload=("lightning.pytorch",))
+    example = TrainerExample("trainer_lightning.py", preload=PRELOAD_LIGHTNING)
     example.run("--ddp", "--workers", "0", "--trace", str(tmp_path / "a" / "run.trace"))
     traced = ("--trace", str(tmp_path / "b" / "run.trace"))
     example.interrupted(tmp_path / "ckpts", 4, "--ddp", "--workers", "0", *traced)
