@@ -23,15 +23,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the tests that use a module's cached reference runs (``EXAMPLE``, a ResumeExample
     or TrainerExample) on one xdist worker: split across two, each would train the reference
-    run again.  The module's other tests go to whichever worker is free."""
+    run again.  The module's other tests go to whichever worker is free.
+
+    Then the longest work goes first (the groups, then the other ``slow`` tests, in collection
+    order otherwise): xdist hands out tests in this order, so the quick ones fill the gaps at
+    the end instead of one long test running alone on one core."""
     from tests.integrations.conftest import TrainerExample
 
+    rank: dict[str, int] = {}
     for item in items:
         module = getattr(item, "module", None)
         function = getattr(item, "function", None)
         uses_example = function is not None and "EXAMPLE" in function.__code__.co_names
         if uses_example and isinstance(getattr(module, "EXAMPLE", None), (ResumeExample, TrainerExample)):
             item.add_marker(pytest.mark.xdist_group(module.__name__))  # type: ignore[union-attr]
+            rank[item.nodeid] = 0
+        else:
+            rank[item.nodeid] = 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=lambda item: rank[item.nodeid])
 
 
 @pytest.fixture(autouse=True)
