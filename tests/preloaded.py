@@ -15,8 +15,10 @@ modules once and forks a child per run.  The child then looks like a fresh ``pyt
 - killing the command (a timeout, SIGKILL) kills the child and its process group.
 
 Where a fork could not look fresh, the command runs a real interpreter instead: an environment
-that differs from the preloader's in a variable read at import time (``PYTHON*``, ``OMP_*``,
-``KERAS_BACKEND``, ...), a script that imports none of the preloaded modules first.  This file
+that differs from the preloader's in a variable read at import time (``PYTHON*``, ``TF_*``,
+``KERAS_BACKEND``, ...; torch's ``OMP_NUM_THREADS`` is set in the run), or interpreter options
+other than ``-c``, ``-m`` and ``-u``.  Only code that imports the preloaded modules first
+anyway is given ``preload=``; tests about import order keep a cold interpreter.  This file
 imports only the standard library: the preloader must not import rngstate (a child imports it
 fresh, with the child's environment).
 """
