@@ -69,9 +69,9 @@ def rank_info() -> RankInfo:
     """
     local_rank = _environment_int(("LOCAL_RANK",), 0)
     if "torch" in sys.modules:
-        from rngstate.backends import torch_backend
+        from rngstate.backends import torch_distributed
 
-        group = torch_backend.process_group()
+        group = torch_distributed.process_group()
         if group is not None:
             return RankInfo(group[0], group[1], local_rank, "torch.distributed")
     group = _paddle_group()
@@ -129,10 +129,10 @@ def group_component(group: Any) -> str:
 
 
 def _group(group: Any) -> tuple[int, int, str]:
-    from rngstate.backends import torch_backend
+    from rngstate.backends import torch_distributed
 
     mesh, dim = group if isinstance(group, tuple) and len(group) == 2 else (group, None)
-    kind = torch_backend.group_kind(mesh) if "torch" in sys.modules else None
+    kind = torch_distributed.group_kind(mesh) if "torch" in sys.modules else None
     if kind == "non-member":
         raise TopologyError(
             f"global rank {rank_info().rank} is not a member of the process group (new_group gave it "
@@ -144,7 +144,7 @@ def _group(group: Any) -> tuple[int, int, str]:
             f"got {type(group).__name__} {group!r:.80}"
         )
     if kind == "group":
-        rank, size = torch_backend.rank_in_group(mesh)
+        rank, size = torch_distributed.rank_in_group(mesh)
         label = "group"
     else:
         names = tuple(mesh.mesh_dim_names or ())

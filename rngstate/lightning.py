@@ -24,7 +24,7 @@ from typing import Any
 
 from rngstate import _check, fileformat
 from rngstate._trainers import is_rngstate_loader
-from rngstate.backends import torch_backend
+from rngstate.backends import torch_distributed
 from rngstate.data import DataLoaderError
 from rngstate.diagnostics import fingerprint
 from rngstate.distributed import TopologyError, rank_info
@@ -62,11 +62,11 @@ def _capture_ranks() -> dict[str, Any]:
     """Every rank's state, as plain data.  Collective under a process group: Lightning calls
     ``state_dict`` on every rank while it dumps a checkpoint (only rank 0 writes it)."""
     state = capture().to_dict()
-    group = torch_backend.process_group() if "torch" in sys.modules else None
+    group = torch_distributed.process_group() if "torch" in sys.modules else None
     world_size = 1 if group is None else group[1]
     ranks = [state]
     if world_size > 1:
-        blobs = torch_backend.gather_bytes(fileformat.pack(state))
+        blobs = torch_distributed.gather_bytes(fileformat.pack(state))
         if blobs is not None:  # rank 0: the one whose checkpoint is written
             ranks = [fileformat.unpack(blob) for blob in blobs]
     return {"format": STATE_FORMAT, "version": STATE_VERSION, "world_size": world_size, "ranks": ranks}

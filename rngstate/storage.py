@@ -26,9 +26,9 @@ COLLECTIVE = "rngstate_collective"
 
 
 def _group() -> tuple[int, int] | None:
-    from rngstate.backends import torch_backend
+    from rngstate.backends import torch_distributed
 
-    group = torch_backend.process_group() if "torch" in sys.modules else None
+    group = torch_distributed.process_group() if "torch" in sys.modules else None
     return group if group is not None and group[1] > 1 else None
 
 
@@ -61,27 +61,27 @@ def save(
     if group is None:
         fileformat.write_atomic(path, *parts)
         return state
-    from rngstate.backends import torch_backend
+    from rngstate.backends import torch_distributed
 
     rank, world_size = group
     blob = b"".join(parts)
     if sharded:
         shard = shard_path(path, rank, world_size)
         fileformat.write_atomic(shard, blob)
-        digests = torch_backend.gather_bytes(hashlib.blake2b(blob, digest_size=32).digest())
+        digests = torch_distributed.gather_bytes(hashlib.blake2b(blob, digest_size=32).digest())
         index: dict[str, Any] | None = None
         if digests is not None:
             names = [shard_path(path, r, world_size).name for r in range(world_size)]
             shards = [{"file": n, "digest": d} for n, d in zip(names, digests, strict=True)]
             index = {COLLECTIVE: 1, "world_size": world_size, "shards": shards}
     else:
-        blobs = torch_backend.gather_bytes(blob)
+        blobs = torch_distributed.gather_bytes(blob)
         index = None if blobs is None else {COLLECTIVE: 1, "world_size": world_size, "ranks": blobs}
     try:
         if index is not None:
             fileformat.write_atomic(path, *fileformat.pack_parts(index))
     finally:
-        torch_backend.barrier()  # nobody reads the file before rank 0 has replaced it
+        torch_distributed.barrier()  # nobody reads the file before rank 0 has replaced it
     return state
 
 

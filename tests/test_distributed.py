@@ -272,7 +272,7 @@ def nccl(monkeypatch: pytest.MonkeyPatch, devices: int, current: int, bound: obj
     """The real device choice with only what needs CUDA (and an NCCL group) faked."""
     import torch
 
-    from rngstate.backends import torch_backend
+    from rngstate.backends import torch_distributed
 
     calls: list[object] = []
     monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "nccl")
@@ -280,8 +280,8 @@ def nccl(monkeypatch: pytest.MonkeyPatch, devices: int, current: int, bound: obj
     monkeypatch.setattr(torch.distributed, "barrier", lambda **kwargs: calls.append(kwargs))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
-    calls.append(torch_backend.collective_device())
-    torch_backend.barrier()
+    calls.append(torch_distributed.collective_device())
+    torch_distributed.barrier()
     return calls
 
 
