@@ -5,9 +5,10 @@ process, do they end with the weights of the run that never stopped?
     python examples/resume_keras_fit.py                  # Keras/TF alone vs with rngstate
     KERAS_BACKEND=torch python examples/resume_keras_fit.py --cases arrays,accumulate
 
-Each case runs three times, each time in its own process: uninterrupted; stopped right after
-the backup of step k (for every k listed, one fit each: nothing after the backup reaches the
-resumed run, which only reads the backup folder); resumed with the same call.
+Each case runs in two processes: uninterrupted, backing up every step and keeping a copy of the
+backup folder as it is right after the backup of step k (for every k listed: a run killed there
+leaves exactly that folder); then resumed from each copy with the same call (nothing the first
+run did after step k reaches it: it only reads the copy).
 
 Cases (48 training samples, batches of 8: 6 steps an epoch, 3 epochs):
 
@@ -36,6 +37,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,19 +63,18 @@ STOPS = {"arrays": [4, 9, 12], "dict": [5], "steps": [5], "accumulate": [7, 8, 9
 TF_ONLY = {"tfdata", "loop", "execution"}  # torch: steps_per_execution must be 1
 
 
-class StopError(Exception):
-    """Raised right after the backup of step k: the run ends there, as if killed."""
+class KeepBackups(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+    """After the backup callback: copies its folder as it is right after the backup of each
+    listed step into ``<case>-<step>`` -- what a run killed right there leaves behind."""
 
-
-class StopAt(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
-    def __init__(self, step: int) -> None:
+    def __init__(self, folder: Path, case: str, stops: list[int]) -> None:
         super().__init__()
-        self.step, self.seen = step, 0
+        self.folder, self.case, self.stops, self.seen = folder, case, stops, 0
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self.seen += 1
-        if self.seen == self.step:
-            raise StopError
+        if self.seen in self.stops:
+            shutil.copytree(self.folder / f"{self.case}-live", self.folder / f"{self.case}-{self.seen}")
 
 
 def weights_hash(model: Any) -> str:
@@ -128,16 +129,19 @@ def pipeline(plain: bool) -> Any:
     return data.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_case(case: str, folder: Path, stop: int, plain: bool) -> str:
+def fit_case(case: str, folder: Path, stops: list[int], plain: bool) -> str:
+    """Uninterrupted (``stops``: back up every step, keep a copy at each), or resumed from
+    ``folder`` (no ``stops``: back up at epoch ends)."""
     if plain:
         keras.utils.set_random_seed(0)
     else:
         rngstate.seed_everything(0)
     model = build(case, accumulate=case == "accumulate", per_call=2 if case == "execution" else 1)
-    save_freq: Any = stop or "epoch"
-    backup = (keras.callbacks.BackupAndRestore(str(folder), save_freq=save_freq) if plain
-              else rngstate.keras.RNGStateCallback(folder, save_freq=save_freq))
-    callbacks = [backup] + ([StopAt(stop)] if stop else [])
+    save_freq: Any = 1 if stops else "epoch"
+    backups = folder / f"{case}-live" if stops else folder
+    backup = (keras.callbacks.BackupAndRestore(str(backups), save_freq=save_freq) if plain
+              else rngstate.keras.RNGStateCallback(backups, save_freq=save_freq))
+    callbacks = [backup] + ([KeepBackups(folder, case, stops)] if stops else [])
     kwargs: dict[str, Any] = {"epochs": EPOCHS, "callbacks": callbacks, "verbose": 0}
     if case == "tfdata":
         model.fit(pipeline(plain), **kwargs)
@@ -152,7 +156,7 @@ def fit_case(case: str, folder: Path, stop: int, plain: bool) -> str:
     return weights_hash(model)
 
 
-def loop_case(folder: Path, stop: int, plain: bool) -> str:
+def loop_case(folder: Path, stops: list[int], plain: bool) -> str:
     """A custom training loop; model, optimizer and step in a CheckpointManager.  Alone: the
     iterator of the repeated pipeline in the checkpoint too (TensorFlow's way).  With rngstate:
     RNGStateCheckpoint() in the checkpoint, one iterator per epoch, rebuilt on resume."""
@@ -176,6 +180,8 @@ def loop_case(folder: Path, stop: int, plain: bool) -> str:
         items["rng"] = RNGStateCheckpoint()
     checkpoint = tf.train.Checkpoint(**items)
     manager = tf.train.CheckpointManager(checkpoint, str(folder), max_to_keep=1)
+    keep = {stop: tf.train.CheckpointManager(checkpoint, str(folder / f"loop-{stop}"), max_to_keep=1)
+            for stop in stops}  # uninterrupted: the checkpoint a run killed after step k leaves
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
 
@@ -198,24 +204,23 @@ def loop_case(folder: Path, stop: int, plain: bool) -> str:
     for x, y in batches():
         train_step(x, y)
         step.assign_add(1)
-        if stop and int(step) == stop:
-            manager.save()
-            raise StopError
+        if int(step) in keep:
+            keep[int(step)].save()
     return weights_hash(model)
 
 
 def run_cases(cases: list[str], folder: Path, plain: bool, mode: str) -> dict[str, str]:
-    """mode: "reference", "stop" (every stop point of every case) or "resume"."""
+    """mode "uninterrupted": one run a case, keeping the backup of each stop (weights hash as
+    ``case@0``); "resume": one run a stop, from that backup (``case@k``)."""
     hashes: dict[str, str] = {}
     for case in cases:
-        for stop in STOPS[case] if mode != "reference" else [0]:
-            where = folder / f"{case}-{stop}"
-            try:
-                run = loop_case if case == "loop" else lambda *a, c=case: fit_case(c, *a)
-                hashes[f"{case}@{stop}"] = run(where, stop if mode == "stop" else 0, plain)
-            except StopError:
-                pass
-            gc.collect()  # the next case's model gets the keys a fresh process gives it
+        run = loop_case if case == "loop" else lambda *a, c=case: fit_case(c, *a)
+        if mode == "uninterrupted":
+            hashes[f"{case}@0"] = run(folder, STOPS[case], plain)
+        else:
+            for stop in STOPS[case]:
+                hashes[f"{case}@{stop}"] = run(folder / f"{case}-{stop}", [], plain)
+        gc.collect()  # the next case's model gets the keys a fresh process gives it
     return hashes
 
 
@@ -231,8 +236,7 @@ def compare(cases: list[str], plain: bool) -> dict[str, bool]:
     extra = ["--plain"] if plain else []
     with tempfile.TemporaryDirectory() as folder:
         options = ["--cases", ",".join(cases), "--folder", folder, *extra]
-        reference = in_process("--mode", "reference", *options)
-        in_process("--mode", "stop", *options)
+        reference = in_process("--mode", "uninterrupted", *options)
         resumed = in_process("--mode", "resume", *options)
     return {key: reference[f"{key.split('@')[0]}@0"] == value for key, value in resumed.items()}
 
@@ -242,7 +246,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--run", action="store_true", help="one process (else: the comparison)")
-    parser.add_argument("--mode", choices=["reference", "stop", "resume"], default="reference")
+    parser.add_argument("--mode", choices=["uninterrupted", "resume"], default="uninterrupted")
     parser.add_argument("--cases", default="")
     parser.add_argument("--folder", default="keras_fit_backups")
     parser.add_argument("--plain", action="store_true", help="Keras / TensorFlow alone")
