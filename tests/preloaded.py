@@ -144,12 +144,17 @@ def _receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
 
 def serve(path: str, modules: list[str]) -> None:
     """Import ``modules``, then fork a child per request until stdin closes."""
+    # The environment as a fresh interpreter starts with it: the imports add variables of their
+    # own (TensorFlow LD_LIBRARY_PATH, Paddle OMP_NUM_THREADS, Lightning TORCHINDUCTOR_CACHE_DIR),
+    # which a run gets on top of its environment, as its own imports would have set them.
+    base_env = dict(os.environ)
     for name in modules:
         importlib.import_module(name)
+    imported_env = {k: v for k, v in os.environ.items() if base_env.get(k) != v}
+    unset_env = [k for k in base_env if k not in os.environ]
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    base_env = dict(os.environ)
     # The interpreter's own path (stdlib, site-packages): without "-c"'s "", PYTHONPATH and ROOT.
     skip = {"", str(ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)}
     base_path = [p for p in sys.path if p not in skip]
@@ -189,7 +194,7 @@ def serve(path: str, modules: list[str]) -> None:
                 if pid == 0:  # the preloader's own descriptors are no business of the run
                     owned = [listener.fileno(), devnull, conn.fileno(), selector.fileno()]
                     watched = [k.fd for k in selector.get_map().values()]
-                    _run_child(request, fds, base_path, [*owned, *watched])
+                    _run_child(request, fds, base_path, [*owned, *watched], (imported_env, unset_env))
                 for fd in fds:
                     os.close(fd)
                 children[pid] = conn
@@ -230,8 +235,10 @@ def _why_not_fresh(request: dict[str, object], base_env: dict[str, str], modules
     return ""
 
 
-def _run_child(request: dict[str, object], fds: list[int], base_path: list[str], close: list[int]) -> None:
-    """In the forked child: become ``python *argv`` and never return."""
+def _run_child(request: dict[str, object], fds: list[int], base_path: list[str], close: list[int],
+               imports: tuple[dict[str, str], list[str]]) -> None:
+    """In the forked child: become ``python *argv`` and never return.  ``imports``: the
+    variables the preloaded imports set and unset."""
     code = 1
     try:
         os.setsid()  # a process group of its own: killing the command kills what it started
@@ -247,6 +254,9 @@ def _run_child(request: dict[str, object], fds: list[int], base_path: list[str],
         os.chdir(str(request["cwd"]))
         os.environ.clear()
         os.environ.update(env)
+        os.environ.update(imports[0])
+        for name in imports[1]:
+            os.environ.pop(name, None)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the child's own streams
         if request.get("unbuffered"):  # python -u
             sys.stdout.reconfigure(write_through=True)  # type: ignore[union-attr]

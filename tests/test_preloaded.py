@@ -128,3 +128,17 @@ def test_a_run_gets_the_thread_count_its_environment_asks_for() -> None:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     fresh = run([sys.executable, "-c", code], env=env).stdout
     assert run(preloaded(TORCH, "-c", code, env=env), env=env).stdout == fresh
+
+
+def test_variables_set_by_the_preloaded_imports_neither_block_the_fork_nor_go_missing(tmp_path: Path) -> None:
+    # TensorFlow sets LD_LIBRARY_PATH when imported, Paddle OMP_NUM_THREADS, Lightning
+    # TORCHINDUCTOR_CACHE_DIR: the run must still be forked, and see them as after its own import.
+    (tmp_path / "sets_variables.py").write_text(
+        "import os\nos.environ['TF_SET_BY_IMPORT'] = 'yes'\nos.environ.pop('TF_UNSET_BY_IMPORT', None)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "TF_UNSET_BY_IMPORT": "1"}
+    code = ("import os, sys; print('sets_variables' in sys.modules, os.environ.get('TF_SET_BY_IMPORT'), "
+            "os.environ.get('TF_UNSET_BY_IMPORT'))")
+    command = preloaded(("sets_variables",), "-c", code, env=env)
+    assert run(command, env=env).stdout == "True yes None\n"
+    assert not (Path(command[-3]).parent / "fallbacks.log").exists()

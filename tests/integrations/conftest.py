@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.conftest import ROOT, python_command
@@ -35,10 +36,14 @@ class TrainerExample:
         assert match, output
         return match.group(1)
 
-    def reference(self, *args: str) -> str:
-        if args not in self._reference:
-            self._reference[args] = self.final(*args)
-        return self._reference[args]
+    def reference(self, *args: str, checkpoint: bool = False) -> str:
+        """The uninterrupted run's weights, trained once per option list; ``checkpoint``: the
+        script needs ``--checkpoint <folder>`` (a fresh one: its path changes nothing)."""
+        key = (*args, "--checkpoint") if checkpoint else args
+        if key not in self._reference:
+            with tempfile.TemporaryDirectory() as folder:
+                self._reference[key] = self.final(*args, *(("--checkpoint", folder) if checkpoint else ()))
+        return self._reference[key]
 
     def interrupted(self, folder: Path, stop_at: int, *args: str) -> None:
         output = self.run("--stop-at", str(stop_at), "--checkpoint", str(folder), *args)

@@ -27,14 +27,14 @@ def test_resume_mid_epoch_with_other_worker_threads(tmp_path: Path) -> None:
         "optimizer.npz", "progress.json", "rng.state", "weights.npz"
     ]
     resumed = EXAMPLE.final("--checkpoint", str(tmp_path / "backup"))
-    assert resumed == EXAMPLE.reference("--checkpoint", str(tmp_path / "reference"))
+    assert resumed == EXAMPLE.reference(checkpoint=True)
 
 
 @slow
 def test_resume_at_the_last_batch_of_an_epoch(tmp_path: Path) -> None:
     EXAMPLE.interrupted(tmp_path / "backup", 12)
     resumed = EXAMPLE.final("--checkpoint", str(tmp_path / "backup"))
-    assert resumed == EXAMPLE.reference("--checkpoint", str(tmp_path / "reference"))
+    assert resumed == EXAMPLE.reference(checkpoint=True)
 
 
 @slow
@@ -43,7 +43,7 @@ def test_keras_alone_does_not_resume_exactly(tmp_path: Path) -> None:
     # interrupted epoch with the mid-epoch weights and no optimizer state.
     EXAMPLE.interrupted(tmp_path / "backup", 8, "--plain")
     resumed = EXAMPLE.final("--plain", "--checkpoint", str(tmp_path / "backup"))
-    assert resumed != EXAMPLE.reference("--plain", "--checkpoint", str(tmp_path / "reference"))
+    assert resumed != EXAMPLE.reference("--plain", checkpoint=True)
 
 
 def fit_example(folder: Path, cases: str, *options: str, backend: str = "tensorflow") -> list[dict[str, str]]:
