@@ -90,6 +90,10 @@ PRELOAD_TRANSFORMERS = ("torch", "transformers", "transformers.trainer")
 PRELOAD_ACCELERATE = ("torch", "accelerate")
 PRELOAD_PADDLE = ("paddle",)
 PRELOAD_KERAS = ("tensorflow", "keras")  # KERAS_BACKEND=torch: ("keras",)
+# Every facade's framework (Paddle before TensorFlow: the other order crashes on this machine),
+# for the tests that import them all; they share a worker (xdist_group ALL_FRAMEWORKS).
+PRELOAD_ALL = ("paddle", "tensorflow", "keras", "lightning.pytorch", "transformers", "accelerate")
+ALL_FRAMEWORKS = "all-frameworks"
 
 
 def python_command(*argv: str, env: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> list[str]:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import rngstate
-from tests.conftest import run_python
+from tests.conftest import ALL_FRAMEWORKS, PRELOAD_ALL, run_python
 
 FRAMEWORKS = {"torch", "tensorflow", "paddle", "keras", "jax"}
 
@@ -92,6 +92,7 @@ FACADES = {
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(ALL_FRAMEWORKS)
 def test_facades_define_their_public_names_at_module_level() -> None:
     code = f"""
     import paddle  # before tensorflow (keras): the other order crashes on this machine
@@ -106,7 +107,7 @@ def test_facades_define_their_public_names_at_module_level() -> None:
                                            member in module.__all__]
     print(json.dumps(found))
     """
-    found = json.loads(run_python(code).strip().splitlines()[-1])
+    found = json.loads(run_python(code, preload=PRELOAD_ALL).strip().splitlines()[-1])
     for name, members in FACADES.items():
         for member, module in members.items():
             assert found[f"{name}.{member}"] == [module, True, True]

@@ -18,7 +18,7 @@ import pytest
 import rngstate
 from rngstate import backends
 from rngstate.errors import InvalidStateError
-from tests.conftest import ROOT, run_python
+from tests.conftest import PRELOAD_KERAS, ROOT, run_python
 
 GLOBAL = backends.stream("keras.global")
 KIND = backends.kind("keras.SeedGenerator")
@@ -130,7 +130,8 @@ def test_training_resumes_exactly_in_another_process(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_keras_example_runs() -> None:
     script = ROOT / "examples" / "keras_unused_layer.py"
-    out = run_python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')")
+    code = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+    out = run_python(code, preload=PRELOAD_KERAS)
     rows = [line.split() for line in out.strip().splitlines()[-3:]]
     assert rows == [["encoder", "DIFFERENT", "identical"], ["norm", "identical", "identical"],
                     ["head", "DIFFERENT", "identical"]]

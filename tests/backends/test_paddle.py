@@ -28,7 +28,7 @@ from rngstate.backends import paddle_backend
 from rngstate.backends.paddle_backend import MT_WORDS, PaddleState
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning
 from rngstate.runtime import RUNTIME
-from tests.conftest import ROOT, run_python
+from tests.conftest import PRELOAD_PADDLE, ROOT, python_command, run_python
 
 
 def gpu_available() -> bool:
@@ -197,7 +197,7 @@ def test_state_saved_in_one_process_restores_in_another(tmp_path: Path) -> None:
         inner = paddle.randn([4]).numpy().tolist()
     print(json.dumps([paddle.rand([4]).numpy().tolist(), inner]))
     """
-    outer, inner = json.loads(run_python(code, str(path)).strip().splitlines()[-1])
+    outer, inner = json.loads(run_python(code, str(path), preload=PRELOAD_PADDLE).strip().splitlines()[-1])
     with warnings.catch_warnings():  # other tests may have imported torch here, not there
         warnings.filterwarnings("ignore", "rngstate.restore: the live stream 'torch", RNGStateWarning)
         rngstate.restore(rngstate.load(path), strict="torch" not in sys.modules)
@@ -232,7 +232,7 @@ def test_resnet_weights_survive_an_unused_layer() -> None:
 @pytest.mark.slow
 def test_paddle_example_runs() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "paddle_unused_layer.py")],
+        python_command(str(ROOT / "examples" / "paddle_unused_layer.py"), preload=PRELOAD_PADDLE),
         capture_output=True, text=True, timeout=300, check=True,
     )
     rows = [line.split() for line in result.stdout.splitlines()[1:]]
