@@ -212,8 +212,8 @@ class Runtime:
     # -- scopes ------------------------------------------------------------------------------
 
     def enter(self, parts: tuple[str, ...], path: str) -> Frame:
-        """Open a scope named by ``parts`` (relative to the innermost open scope), whose
-        ``path`` is ``"/".join(parts)``.
+        """Open a scope named by ``parts`` and ``path`` (``"/".join(parts)``), relative to the
+        innermost open scope.
 
         This is the hot path (thousands of calls per training step): keep it flat.
         """
@@ -222,11 +222,10 @@ class Runtime:
             root = self.require_root()
         frames = self.frames
         if frames and self.owner == _get_ident():
-            outer = frames[-1]
-            parts = outer.parts + parts
+            parts = frames[-1].parts + parts
             if len(parts) > MAX_PATH_DEPTH:  # the limit restore() and load() enforce
                 raise ScopeError(_too_deep(parts))
-            frame = Frame(parts, f"{outer.path}/{path}")
+            frame = Frame(parts, f"{frames[-1].path}/{path}")
             frames.append(frame)
         else:
             if len(parts) > MAX_PATH_DEPTH:  # a name of 64 components plus per_rank's
