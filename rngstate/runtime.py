@@ -51,9 +51,9 @@ class Frame:
 
     __slots__ = ("parts", "path", "saved")
 
-    def __init__(self, parts: tuple[str, ...]) -> None:
+    def __init__(self, parts: tuple[str, ...], path: str) -> None:
         self.parts = parts
-        self.path = "/".join(parts)
+        self.path = path  # "/".join(parts)
         self.saved: dict[str, Any] = {}
 
 
@@ -211,8 +211,9 @@ class Runtime:
 
     # -- scopes ------------------------------------------------------------------------------
 
-    def enter(self, parts: tuple[str, ...]) -> Frame:
-        """Open a scope named by ``parts`` (relative to the innermost open scope).
+    def enter(self, parts: tuple[str, ...], path: str) -> Frame:
+        """Open a scope named by ``parts`` and ``path`` (``"/".join(parts)``), relative to the
+        innermost open scope.
 
         This is the hot path (thousands of calls per training step): keep it flat.
         """
@@ -224,7 +225,7 @@ class Runtime:
             parts = frames[-1].parts + parts
             if len(parts) > MAX_PATH_DEPTH:  # the limit restore() and load() enforce
                 raise ScopeError(_too_deep(parts))
-            frame = Frame(parts)
+            frame = Frame(parts, f"{frames[-1].path}/{path}")
             frames.append(frame)
         else:
             if len(parts) > MAX_PATH_DEPTH:  # a name of 64 components plus per_rank's
@@ -239,7 +240,7 @@ class Runtime:
                         "(give each thread its own tracked generator instead)"
                     )
                 self.owner = _get_ident()
-                frame = Frame(parts)
+                frame = Frame(parts, path)
                 frames.append(frame)
             finally:
                 lock.release()

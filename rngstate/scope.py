@@ -34,17 +34,19 @@ class rng_scope(contextlib.ContextDecorator):  # noqa: N801  (a context manager 
         self.name = name
         self.per_rank = per_rank
         self._parts = split_path(name)
+        self._path = "/".join(self._parts)  # the frame's path, not joined again per entry
         self._frames: list[Frame] = []  # one per active entry: the same scope may recurse
 
     def __enter__(self) -> rng_scope:
-        parts = self._parts
         per_rank = self.per_rank
+        if per_rank is False or per_rank is None:
+            self._frames.append(RUNTIME.enter(self._parts, self._path))
+            return self
         # Looked up at entry: a decorator may be built before the group exists.
-        if per_rank is not False and per_rank is not None:
-            from rngstate.distributed import group_component, rank_component
+        from rngstate.distributed import group_component, rank_component
 
-            parts = (*parts, rank_component() if per_rank is True else group_component(per_rank))
-        self._frames.append(RUNTIME.enter(parts))
+        last = rank_component() if per_rank is True else group_component(per_rank)
+        self._frames.append(RUNTIME.enter((*self._parts, last), f"{self._path}/{last}"))
         return self
 
     def __exit__(

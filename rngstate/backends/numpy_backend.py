@@ -76,7 +76,6 @@ _LEGACY = {"has_gauss": ("int", 0, 1), "gauss": ("double",)}
 logger = logging.getLogger(__name__)
 
 
-
 class Expander:
     """Stretches a 32-byte key into an addressable run of random bytes.
 
@@ -331,9 +330,12 @@ class NumpyStream(Stream):
             if mtrand._rand is not random_state or random_state._bit_generator is not bit_generator:
                 seed(block[base + start : base + start + size])  # the sample swapped the global
             else:
-                with lock:
+                lock.acquire()  # not `with`: its two method calls cost as much as the copies
+                try:
                     mt_view[:] = block[base + start : base + end]
                     gauss_view[:] = NO_GAUSS
+                finally:
+                    lock.release()
 
         return write
 
@@ -346,8 +348,12 @@ class NumpyStream(Stream):
         views = self._views if owned else self._raw()
         if views is None:
             return random_state.get_state(legacy=False)
-        with self._owners[1].lock:
+        lock = self._owners[1].lock
+        lock.acquire()  # not `with` (here and below): its two method calls cost more than the copies
+        try:
             mt, gauss = views[0].tobytes(), views[1].tobytes()
+        finally:
+            lock.release()
         return RawSnapshot(mt, gauss)  # not under the lock: see exchange()
 
     def set_state(self, snapshot: Any) -> None:
@@ -356,8 +362,12 @@ class NumpyStream(Stream):
             owned = random_state is owners[0] and random_state._bit_generator is owners[1]
             views = self._views if owned else self._raw()
             if views is not None:
-                with self._owners[1].lock:
+                lock = self._owners[1].lock
+                lock.acquire()
+                try:
                     views[0][:], views[1][:] = snapshot.mt, snapshot.gauss
+                finally:
+                    lock.release()
                 return
             snapshot = snapshot.as_state()
         _set_random_state(_mtrand._rand, snapshot)
@@ -368,9 +378,13 @@ class NumpyStream(Stream):
         views = self._views if owned else self._raw()
         if views is None or not LITTLE_ENDIAN or len(material) != self.sample_material:
             return super().exchange_material(material)
-        with self._owners[1].lock:
+        lock = self._owners[1].lock
+        lock.acquire()
+        try:
             mt, gauss = views[0].tobytes(), views[1].tobytes()
             write_table(views, material[:MT_TABLE_BYTES])
+        finally:
+            lock.release()
         return RawSnapshot(mt, gauss)  # not under the lock: see exchange()
 
     def exchange(self, snapshot: Any) -> Any:
@@ -383,15 +397,21 @@ class NumpyStream(Stream):
             bit_generator = self._owners[1]
         if views is not None and type(snapshot) is RawSnapshot:
             mt_view, gauss_view = views
-            with bit_generator.lock:
+            lock = bit_generator.lock
+            lock.acquire()
+            try:
                 mt, gauss = mt_view.tobytes(), gauss_view.tobytes()
                 mt_view[:] = snapshot.mt
                 gauss_view[:] = snapshot.gauss
+            finally:
+                lock.release()
             # Made after the lock is released: a RawSnapshot is tracked by the cyclic collector,
             # so making one may run a collection, whose finalizers may draw from np.random (the
             # lock is not reentrant: they would wait for ever).  Plain bytes never collect.
             return RawSnapshot(mt, gauss)
         return super().exchange(snapshot)
+
+    exchange_outer = exchange  # nothing to leave out on entry: one call, not two
 
     def encode(self, snapshot: Any) -> Plain:
         if type(snapshot) is RawSnapshot:

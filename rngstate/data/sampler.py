@@ -77,7 +77,13 @@ def epoch_order(root: int, parts: tuple[str, ...], epoch: int, n: int) -> np.nda
     # generator's stream, which NumPy keeps stable (Generator.permutation may change).
     material = derive_bytes(root, (*parts, "#order", str(epoch)), "order")
     bits = np.random.PCG64(np.random.SeedSequence(int.from_bytes(material, "big")))
-    order = np.argsort(bits.random_raw(n), kind="stable")
+    words = bits.random_raw(n)
+    # The stable sort's order, at the cost of NumPy's default (SIMD) one: without equal words
+    # (almost surely: 64 random bits each) every sort gives the same order; with some, stable.
+    order = np.argsort(words)
+    ordered = words[order]
+    if n > 1 and (ordered[1:] == ordered[:-1]).any():
+        order = np.argsort(words, kind="stable")
     order.flags.writeable = False
     return order
 

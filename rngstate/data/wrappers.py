@@ -13,6 +13,17 @@ from typing import Any
 from rngstate.data.seeding import BATCH_SAMPLES, LOCAL, SAMPLE, SEEDER, batch_parts, epoch_parts, seeded
 from rngstate.runtime import RUNTIME
 
+_pid = os.getpid()  # this process's, kept by a fork handler: os.getpid() is a system call a batch
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 
 class SeededBatch(list[Any]):
     """A batch of dataset indices that seeds the sample streams right before each index is
@@ -61,7 +72,7 @@ class SeededBatch(list[Any]):
         self.first = first  # position of the first sample in the whole (padded) epoch
         self.step = step  # positions of the next ones: first + k * step (sharded epochs: world size)
         self.batch_start = first
-        self.pid = os.getpid() if pid is None else pid
+        self.pid = _pid if pid is None else pid
         self.seed_per = seed_per
         # For a dataset fetched whole by __getitems__: the first iteration seeds as usual (a
         # dataset drawing per sample as it iterates gets per-sample seeds); after it the batch's
@@ -122,7 +133,7 @@ class SeededBatch(list[Any]):
             self._end(here, outer_scopes, saved)
 
     def _begin(self) -> tuple[bool, Any, Iterator[Any]]:
-        here = os.getpid() == self.pid
+        here = _pid == self.pid
         if self.hold:
             self.entered = True
             put_back_held()  # a previous call that raised before its collate

@@ -22,6 +22,27 @@ from tests.data.helpers import (
 )
 
 
+def test_order_is_the_stable_sort_of_the_raw_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    # epoch_order sorts with NumPy's default sort and falls back to the stable one when words
+    # repeat: the order must be the stable argsort's either way (ties forced here).
+    from rngstate.data import sampler as sampler_module
+    from rngstate.derive import derive_bytes
+
+    class Tied(np.random.PCG64):  # type: ignore[misc]
+        def random_raw(self, size: int) -> Any:  # type: ignore[override]
+            return super().random_raw(size) % 7
+
+    def stable(n: int, bit_generator: Any = np.random.PCG64) -> list[int]:
+        material = derive_bytes(3, ("t", "#order", "1"), "order")
+        bits = bit_generator(np.random.SeedSequence(int.from_bytes(material, "big")))
+        return np.argsort(bits.random_raw(n), kind="stable").tolist()  # type: ignore[no-any-return]
+
+    for n in (0, 1, 2, 50, 5000):
+        assert sampler_module.epoch_order(3, ("t",), 1, n).tolist() == stable(n)
+    expected = stable(500, Tied)
+    monkeypatch.setattr(np.random, "PCG64", Tied)
+    assert sampler_module.epoch_order(3, ("t",), 1, 500).tolist() == expected
+
 def test_order_golden_vectors() -> None:
     # Pinned: changing these silently changes every user's data order.
     rngstate.seed_everything(0)
