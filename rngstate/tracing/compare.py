@@ -118,7 +118,7 @@ def _stream_differences(a: StepRecord, b: StepRecord, scopes_a: _Scopes, scopes_
 
 def _samples(record: StepRecord) -> list[bytes]:
     data = record.samples or b""
-    return [data[i : i + 8] for i in range(0, len(data), 8)]
+    return [data[i : i + 4] for i in range(0, len(data), 4)]
 
 
 def _batch_detail(a: StepRecord, b: StepRecord, batches_a: dict[bytes, StepRecord]) -> str:
