@@ -76,15 +76,17 @@ for step in range(7):
 os.kill(os.getpid(), signal.SIGKILL)
 """
     path = tmp_path / "killed.trace"
-    process = subprocess.run([sys.executable, "-c", code, str(path)], env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert process.returncode == -signal.SIGKILL
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    assert subprocess.run([sys.executable, "-c", code, str(path)], env=env).returncode == -signal.SIGKILL
     end = _end(path)
     if hasattr(os, "posix_fallocate"):
         assert path.stat().st_size > end and path.read_bytes()[end:].count(0) == path.stat().st_size - end
     read = read_trace(path)
     assert [r.step for r in read.steps] == list(range(1, 8)) and not read.torn
-    _steps(tmp_path / "full.trace", 7)
-    assert compare(tmp_path / "full.trace", path).identical
+    full = tmp_path / "full.trace"  # the same run, closed: the same streams as the killed one
+    subprocess.run([sys.executable, "-c", code.replace("os.kill(", "trace.close() or ("), str(full)],
+                   env=env, check=True)
+    assert compare(full, path).identical
     with rngstate.trace(path) as trace:
         assert trace.step() == 8
     read = read_trace(path)
