@@ -275,7 +275,14 @@ class Trace:
                     state = digests.weights_digest(optimizer)
             payload = self._pack([records.STEP, number, epoch, position, phase, streams, touched, scopes,
                                   generators, digest, samples, dtype, bits, weights, state])
-            out.append(_FRAME(len(payload), crc32(payload)) + payload)
+            data = _FRAME(len(payload), crc32(payload)) + payload
+            start, mapped = out.end, out.map
+            end = start + len(data)
+            if mapped is not None and end + _ROOM <= out.limit:  # _Appender.append, inline
+                mapped[start - out.base : end - out.base] = data
+                out.end = end
+            else:
+                out.append(data)
             self._last = number
             return number
 
