@@ -33,9 +33,9 @@ the first copy into each page of the mapped room, the ``posix_fallocate`` every 
 ``write`` of a file system that cannot reserve room); only the kernel's later writeback of the
 page cache, as for any ``write``, is not the thread's.
 
-Measured (2-core shared machine, format 4, six ``--quick`` runs alternating with format 3):
-``trace (time in trace.step)`` 1.105 (1.100-1.109) against 1.136 (1.132-1.139);
-``Lightning, trace= (in callback)`` 1.072 (1.069-1.075) against 1.086 (1.085-1.089).  Both miss
+Measured (2-core shared machine, format 4, nine ``--quick`` runs alternating with format 3):
+``trace (time in trace.step)`` 1.104 (1.102-1.109) against 1.136 (1.129-1.139);
+``Lightning, trace= (in callback)`` 1.072 (1.069-1.078) against 1.086 (1.085-1.091).  Both miss
 the 3% target on this tiny step; docs/diagnostics.md ("Cost") says where the time goes.
 """
 
