@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rngstate._text import clean
-from rngstate.tracing.digests import loss_text
+from rngstate.tracing.losses import loss_text
 from rngstate.tracing.reader import StepRecord, TraceFile, read_trace
 
 ORDER = ("place", "batch", "streams", "loss", "weights")

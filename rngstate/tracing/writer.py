@@ -24,7 +24,7 @@ import msgpack
 from rngstate._version import __version__
 from rngstate.distributed import rank_info
 from rngstate.errors import RNGStateError
-from rngstate.tracing import digests, records
+from rngstate.tracing import digests, losses, records
 from rngstate.tracing.streams import StreamFingerprints
 
 try:
@@ -266,7 +266,7 @@ class Trace:
             if batch is not _MISSING and batch is not None:
                 digest, samples = digests.batch_fields(batch)
             if loss is not None:
-                dtype, bits = digests.loss_fields(loss)
+                dtype, bits = losses.loss_fields(loss)
             every = self.weights_every
             if every and number % every == 0:
                 if model is not None:

@@ -15,7 +15,8 @@ import rngstate
 from rngstate.backends import stream as backend_stream
 from rngstate.errors import StateFileError
 from rngstate.tracing import TraceDataError, read_trace, records
-from rngstate.tracing.digests import batch_digest, fingerprint, loss_bits, weights_digest
+from rngstate.tracing.digests import batch_digest, fingerprint, weights_digest
+from rngstate.tracing.losses import loss_bits
 
 
 def _torch_fingerprint_in_a_trace(path: Path) -> bytes:

@@ -14,7 +14,8 @@ import torch
 
 import rngstate
 from rngstate.tracing import TraceDataError, TraceError, compare, rank_path, read_trace, records
-from rngstate.tracing.digests import batch_digest, loss_bits, weights_digest
+from rngstate.tracing.digests import batch_digest, weights_digest
+from rngstate.tracing.losses import loss_bits
 from tests.conftest import run_python
 
 
