@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rngstate._text import clean
-from rngstate.tracing.digests import loss_text
+from rngstate.tracing.losses import loss_text
 from rngstate.tracing.reader import StepRecord, TraceFile, read_trace
 
 ORDER = ("place", "batch", "streams", "loss", "weights")
@@ -118,7 +118,7 @@ def _stream_differences(a: StepRecord, b: StepRecord, scopes_a: _Scopes, scopes_
 
 def _samples(record: StepRecord) -> list[bytes]:
     data = record.samples or b""
-    return [data[i : i + 8] for i in range(0, len(data), 8)]
+    return [data[i : i + 4] for i in range(0, len(data), 4)]
 
 
 def _batch_detail(a: StepRecord, b: StepRecord, batches_a: dict[bytes, StepRecord]) -> str:

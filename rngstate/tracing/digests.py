@@ -1,5 +1,5 @@
 """What a step record holds about a step: stream fingerprints, a batch digest (per sample and
-whole), the loss's exact bits, and weight/optimizer digests.
+whole), and weight/optimizer digests (the loss's exact bits: ``losses``).
 
 Tensors of any framework are read as NumPy arrays by looking the framework up in
 ``sys.modules``, never importing one.  Stream fingerprints are taken of each stream's plain
@@ -7,14 +7,13 @@ state (``encode``), so that equal states give equal fingerprints in every proces
 
 >>> import numpy as np
 >>> digest = batch_digest((np.arange(6).reshape(3, 2), np.array([0, 1, 0])))
->>> len(digest["digest"]), len(digest["samples"]) // 8
+>>> len(digest["digest"]), len(digest["samples"]) // 4
 (8, 3)
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
 import sys
 import zlib
@@ -39,11 +38,11 @@ class TraceDataError(RNGStateError, TypeError):
 
 
 def fingerprint(plain: Any) -> bytes:
-    """8 bytes that tell two plain states apart: the CRC-32 and the Adler-32 of their msgpack
-    bytes (bytes, such as a stream's ``state_bytes``, are hashed as they are).  Not a
-    cryptographic hash (a trace compares runs, it does not authenticate them): the two
-    cheapest hashes of a few KB in the standard library (BLAKE2b costs five times more), whose
-    code the other digests of a step have just run.
+    """4 bytes that tell two plain states apart: the CRC-32 of their msgpack bytes (bytes, such
+    as a stream's ``state_bytes``, are hashed as they are).  Not a cryptographic hash (a trace
+    compares runs, it does not authenticate them) but the cheapest of a few KB in the standard
+    library: a change confined to 32 bits in a row (a stream that drew more or fewer numbers:
+    its position) always changes it; two unrelated states share it with probability 2**-32.
 
     >>> fingerprint({"pos": 1}) == fingerprint({"pos": 1}) != fingerprint({"pos": 2})
     True
@@ -55,9 +54,10 @@ def fingerprint(plain: Any) -> bytes:
             blob = msgpack.packb(plain, use_bin_type=True)
         except (OverflowError, TypeError, ValueError):  # integers wider than 64 bits (PCG64)
             blob = pack(plain)
-    return _TWO_U32.pack(zlib.crc32(blob), zlib.adler32(blob))
+    return _U32(zlib.crc32(blob))
 
 
+_U32 = struct.Struct(">I").pack
 _TWO_U32 = struct.Struct(">II")
 
 
@@ -251,147 +251,165 @@ def _digest(tokens: list[Any], arrays: list[Any]) -> Any:
 
 def batch_digest(batch: Any) -> dict[str, bytes]:
     """Digests of a batch (any nesting of tuples/lists/dicts of tensors or arrays): ``digest``
-    (8 bytes, the whole batch: structure, dtypes, shapes, every byte) and ``samples``: 8 bytes
-    per sample (per index of the first array's leading dimension, over every array of that
-    length), to tell a batch in another order from another batch."""
+    (8 bytes, the whole batch: CRC-32 and Adler-32 of its structure, dtypes, shapes and every
+    byte) and ``samples``: 4 bytes per sample (per index of the first array's leading dimension,
+    over every array of that length), to tell a batch in another order from another batch.
+
+    >>> import numpy as np
+    >>> x = np.arange(6).reshape(3, 2)
+    >>> a, b = batch_digest(x), batch_digest(x[[2, 1, 0]])
+    >>> a["digest"] != b["digest"], sorted(a["samples"][i:i + 4] for i in (0, 4, 8)) == sorted(
+    ...     b["samples"][i:i + 4] for i in (0, 4, 8))
+    (True, True)
+    """
+    digest, samples = batch_fields(batch)
+    return {"digest": digest, "samples": samples}
+
+
+def batch_fields(batch: Any) -> tuple[bytes, bytes]:
+    """``(digest, samples)`` of :func:`batch_digest`, as a step record holds them.
+
+    >>> import numpy as np
+    >>> batch_fields([np.zeros((2, 3)), np.array([0, 1])])[1] == batch_digest(
+    ...     [np.zeros((2, 3)), np.array([0, 1])])["samples"]
+    True
+    """
+    kind = type(batch)
+    if (kind is tuple or kind is list) and _LITTLE:
+        fields = _tensor_fields(batch)
+        if fields is not None:
+            return fields
     tokens: list[Any] = []
     arrays: list[Any] = []
-    kind, tensor = type(batch), _TENSOR[0]
-    if (kind is tuple or kind is list) and _LITTLE:  # the usual batch: read its tensors inline
-        tokens.append(len(batch))
-        for index, item in enumerate(batch):
-            array = None
-            if type(item) is tensor:
-                try:
-                    array = item.numpy()  # refused where it needs grad, on CUDA, bfloat16, ...
-                except (TypeError, RuntimeError):
-                    array = None
-            if array is not None and array.flags.c_contiguous:
-                tokens.append(array.dtype.str)
-                tokens.append(array.shape)
-                arrays.append(array)
-            else:
-                _flatten(item, tokens, arrays, (("batch",), index), 1)
-    else:
-        _flatten(batch, tokens, arrays, ("batch",))
-    count, aligned, others = -1, [], []
+    _flatten(batch, tokens, arrays, ("batch",))
+    count, aligned = -1, []
     for array in arrays:  # the arrays with a row per sample: those as long as the first
         shape = array.shape
         if shape and count < 0:
             count = shape[0]
         if shape and shape[0] == count and count:
             aligned.append(array)
-        else:
-            others.append(array)
     per_sample = _sample_hashes(aligned, count) if aligned else b""
-    structure = _structure(tokens)  # then the samples, then the other arrays' bytes
-    crc = zlib.crc32(per_sample, zlib.crc32(structure))
-    adler = zlib.adler32(per_sample, zlib.adler32(structure))
-    for array in others:
-        data = array.data if array.size else b""
-        crc, adler = zlib.crc32(data, crc), zlib.adler32(data, adler)
-    return {"digest": _TWO_U32.pack(crc, adler), "samples": per_sample}
+    return _whole(_structure(tokens), arrays), per_sample
 
 
-_LOOP_SAMPLES = 64  # batches of up to this many samples: a CRC-32 and an Adler-32 per sample
+def _whole(structure: bytes, arrays: list[Any]) -> bytes:
+    """The CRC-32 and Adler-32 of a structure, then of every (C-contiguous) array's bytes."""
+    crc, adler = zlib.crc32(structure), zlib.adler32(structure)
+    for array in arrays:
+        crc, adler = zlib.crc32(array, crc), zlib.adler32(array, adler)
+    return _TWO_U32.pack(crc, adler)
+
+
+# The usual batch, a tuple or list of CPU tensors with a row per sample each: what its layout
+# (torch dtypes and shapes: no NumPy attribute is read, a few cost microseconds right after a
+# training step, when the caches are cold) needs: the CRC-32 and Adler-32 of its structure
+# digest, the unpack that splits each array into rows, the pack of the per-sample CRCs; False
+# for other layouts.
+_LAYOUTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _tensor_fields(batch: Any) -> tuple[bytes, bytes] | None:
+    """batch_fields of the usual batch (see _LAYOUTS), in a few C calls; None for another."""
+    tensor = _TENSOR[0]
+    key: list[Any] = []
+    arrays = []
+    try:
+        for item in batch:
+            if type(item) is not tensor:
+                return None
+            key.append(item.dtype)
+            key.append(item.shape)
+            arrays.append(item.numpy())  # refused where it needs grad, on CUDA, bfloat16, ...
+    except (TypeError, RuntimeError):
+        return None
+    layout = _LAYOUTS.get(tuple(key))
+    if layout is None:
+        layout = _layout(arrays)
+        if len(_LAYOUTS) < 1024:  # batches come in a few layouts: bounded all the same
+            _LAYOUTS[tuple(key)] = layout
+    if not layout:
+        return None
+    crc, adler, splits, pack = layout
+    crc32, adler32 = zlib.crc32, zlib.adler32
+    try:  # a tensor that is not C-contiguous has no plain buffer: ValueError
+        rows = list(map(_call, splits, arrays))
+    except (TypeError, ValueError, BufferError):
+        return None
+    crcs = map(crc32, rows[0])
+    for more in rows[1:]:
+        crcs = map(crc32, more, crcs)
+    for array in arrays:  # what _whole does, from the structure's hashes kept with the layout
+        crc, adler = crc32(array, crc), adler32(array, adler)
+    return _TWO_U32.pack(crc, adler), pack(*crcs)
+
+
+def _call(function: Any, argument: Any) -> Any:
+    return function(argument)
+
+
+def _layout(arrays: list[Any]) -> Any:
+    """The entry of _LAYOUTS for a batch of these arrays (False unless each has the same number
+    of rows, 1 to _LOOP_SAMPLES, and is of a plain little-endian dtype)."""
+    count = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
+    if not 0 < count <= _LOOP_SAMPLES or any(
+        a.ndim == 0 or a.shape[0] != count or a.dtype.hasobject or a.dtype.byteorder == ">" for a in arrays
+    ):
+        return False
+    tokens: list[Any] = [len(arrays)]
+    for array in arrays:
+        tokens += [array.dtype.str, array.shape]
+    splits = [_splitter(array.nbytes // count, count) for array in arrays]
+    structure = _structure(tokens)
+    return zlib.crc32(structure), zlib.adler32(structure), splits, _crcs_pack(count)
+
+
+_LOOP_SAMPLES = 64  # batches of up to this many samples: a CRC-32 per sample
+_SPLITS: dict[tuple[int, int], Any] = {}  # (row bytes, rows) -> the unpack that splits an array's rows
+_PACKS: dict[int, Any] = {}  # rows -> the pack of a CRC-32 per row
+
+
+def _splitter(width: int, count: int) -> Any:
+    """The ``unpack`` that splits a C-contiguous buffer of ``count`` rows of ``width`` bytes
+    into rows: one C loop, no NumPy call."""
+    split = _SPLITS.get((width, count))
+    if split is None:
+        split = struct.Struct(f"{width}s" * count).unpack
+        if len(_SPLITS) < 1024:
+            _SPLITS[(width, count)] = split
+    return split
+
+
+def _crcs_pack(count: int) -> Any:
+    pack = _PACKS.get(count)
+    if pack is None:
+        pack = _PACKS[count] = struct.Struct(f">{count}I").pack
+    return pack
 
 
 def _sample_hashes(arrays: list[Any], count: int) -> bytes:
-    """8 bytes per sample, over its row (index of the leading dimension) of every array.
+    """4 bytes per sample, over its row (index of the leading dimension) of every array.
 
-    Up to _LOOP_SAMPLES samples: the CRC-32 and the Adler-32 of the sample's rows, one after
-    the other (a call per row, in C loops: cheaper than NumPy's arithmetic for a few rows);
-    larger batches: a keyed 64-bit sum over the rows' 8-byte words (one vectorized pass each).
+    Up to _LOOP_SAMPLES samples: the CRC-32 of the sample's rows, one after the other (a call
+    per row, in C loops: cheaper than NumPy's arithmetic for a few rows); larger batches: the
+    high half of a keyed 64-bit sum over the rows' 8-byte words (one vectorized pass each).
     """
     if count <= _LOOP_SAMPLES:
-        crc32, adler32 = zlib.crc32, zlib.adler32
+        crc32 = zlib.crc32
         crcs: Any = None
-        adlers: Any = None
         for array in arrays:
-            # One view (or NumPy scalar) per sample, whose buffer is the sample's row; strings and
-            # bools as 1-element rows (their scalars drop trailing zeros, normalize the byte).
-            rows = list(array if array.ndim > 1 or array.dtype.kind not in "SUb" else array.reshape(count, 1))
+            split = _splitter(array.nbytes // count, count)
             try:
-                crcs = list(map(crc32, rows) if crcs is None else map(crc32, rows, crcs))
-            except (TypeError, ValueError, BufferError):  # a dtype without a buffer format
-                rows = list(array.reshape(count, -1).view(_numpy().uint8))
-                crcs = list(map(crc32, rows) if crcs is None else map(crc32, rows, crcs))
-            adlers = list(map(adler32, rows) if adlers is None else map(adler32, rows, adlers))
-        return b"".join(map(_TWO_U32.pack, crcs, adlers))
+                rows = split(array)
+            except (TypeError, ValueError, BufferError):  # a dtype NumPy exports no buffer of
+                rows = split(array.reshape(-1).view(_numpy().uint8))
+            crcs = map(crc32, rows) if crcs is None else map(crc32, rows, crcs)
+        return bytes(_crcs_pack(count)(*crcs))
     samples, start = _row_hashes(arrays[0], 0)
     for array in arrays[1:]:
         rows, start = _row_hashes(array, start)
         samples = samples + rows
-    return bytes(samples.tobytes() if _LITTLE else samples.astype("<u8").tobytes())
-
-
-def loss_bits(loss: Any) -> dict[str, Any]:
-    """The loss's exact bits: ``dtype`` (NumPy's dtype string) and ``bits`` (its bytes) for a
-    single number; a multi-element loss keeps an 8-byte digest in ``bits`` (dtype "digest")."""
-    if type(loss) is _TENSOR[0] and loss.numel() == 1:  # the usual loss: a torch scalar
-        bits = _torch_scalar_bits(sys.modules["torch"], loss)
-        if bits is not None:
-            return bits
-    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-        return {"dtype": "<f8", "bits": struct.pack("<d", float(loss))}
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(loss, torch.Tensor) and loss.numel() == 1:
-        _TENSOR[0] = torch.Tensor
-        bits = _torch_scalar_bits(torch, loss)
-        if bits is not None:
-            return bits
-    if hasattr(loss, "dtype") and hasattr(loss, "shape"):  # a tensor: what _flatten would do
-        array = _array(loss, ("loss",))
-        if array.size == 1:
-            return {"dtype": array.dtype.str, "bits": array.tobytes()}
-    tokens: list[Any] = []
-    arrays: list[Any] = []
-    _flatten(loss, tokens, arrays, ("loss",))
-    if len(tokens) == 2 and len(arrays) == 1 and arrays[0].size == 1:  # one array of one number
-        return {"dtype": arrays[0].dtype.str, "bits": arrays[0].tobytes()}
-    return {"dtype": "digest", "bits": _digest(tokens, arrays).digest()}
-
-
-def _torch_scalar_bits(torch: Any, loss: Any) -> dict[str, Any] | None:
-    """loss_bits of a one-element float tensor, read with ``item()`` (a float of any of these
-    widths is a double exactly, and packs back to its own bits) or, for a NaN (whose payload a
-    conversion may change), as the integer of the same bits; None for other dtypes.  bfloat16
-    is recorded as float32, as NumPy would hold it."""
-    if not _TORCH_BITS:
-        _TORCH_BITS.update({
-            torch.float32: ("<f4", _F32, torch.int32, _I32), torch.float64: ("<f8", _F64, torch.int64, _I64),
-            torch.float16: ("<f2", _F16, torch.int16, _I16), torch.bfloat16: ("<f4", _F32, torch.int32, _I32),
-        })
-    entry = _TORCH_BITS.get(loss.dtype)
-    if entry is None:
-        return None
-    dtype, number, integer, layout = entry
-    value = loss.item()
-    if value == value:  # not a NaN
-        return {"dtype": dtype, "bits": number.pack(value)}
-    exact = loss.detach().reshape(())
-    if loss.dtype == torch.bfloat16:
-        exact = exact.float()  # exact
-    return {"dtype": dtype, "bits": layout.pack(exact.view(integer).item())}
-
-
-_TORCH_BITS: dict[Any, tuple[str, struct.Struct, Any, struct.Struct]] = {}
-_I16, _I32, _I64 = struct.Struct("<h"), struct.Struct("<i"), struct.Struct("<q")
-_F16, _F32, _F64 = struct.Struct("<e"), struct.Struct("<f"), struct.Struct("<d")
-
-
-def loss_text(dtype: str, bits: bytes) -> str:
-    """A recorded loss as text: the number (exact repr) and its bits, or the digest.
-
-    >>> loss_text("<f8", struct.pack("<d", 0.5))
-    '0.5 (0x3fe0000000000000)'
-    """
-    formats = {"<f8": "<d", "<f4": "<f", "<f2": "<e"}
-    if dtype in formats and len(bits) == struct.calcsize(formats[dtype]):
-        value = struct.unpack(formats[dtype], bits)[0]
-        shown = repr(value) if not math.isnan(value) else "nan"
-        return f"{shown} (0x{bits[::-1].hex()})"
-    return f"{bits[:32].hex()} ({dtype[:16]})"
+    return bytes((samples >> _numpy().uint64(32)).astype(">u4").tobytes())
 
 
 def _weights(obj: Any) -> Any:

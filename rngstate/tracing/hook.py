@@ -46,11 +46,12 @@ class StepTracer:
     def step(self, **fields: Any) -> None:
         """:meth:`Trace.step` with the same keywords (``step``, ``epoch``, ``position``,
         ``phase``, ``batch``, ``loss``, ``model``, ``optimizer``)."""
-        if self._path is None:
-            return
-        if self._trace is None:
-            self._trace = Trace(self._path, weights_every=self._weights_every)
-        self._trace.step(**fields)
+        trace = self._trace
+        if trace is None:
+            if self._path is None:
+                return
+            trace = self._trace = Trace(self._path, weights_every=self._weights_every)
+        trace.step(**fields)
 
     def close(self) -> None:
         """Close the file (fsync); the next :meth:`step` opens it again, continuing it."""

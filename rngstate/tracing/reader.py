@@ -2,7 +2,8 @@
 
 A resumed run appends to the trace of the run it continues; when it records a step (and
 accumulation phase) the file already holds, its records replace those of the dead run from that
-step on (the dead run may have gone on past its last checkpoint).  A torn last record is skipped.
+step on (the dead run may have gone on past its last checkpoint).  A torn last record is skipped,
+and so are the zero bytes a writer killed before closing the file leaves after its last record.
 
 >>> import os, tempfile, rngstate
 >>> _ = rngstate.seed_everything(0)
@@ -24,7 +25,7 @@ from typing import Any
 from rngstate.errors import StateFileError
 from rngstate.tracing import records
 
-_MAX_SAMPLES_BYTES = 8 * 1_000_000
+_MAX_SAMPLES_BYTES = 4 * 1_000_000
 
 
 @dataclass(frozen=True)
@@ -77,23 +78,17 @@ def _session(data: dict[str, Any], where: str, index: int) -> Session:
 
 
 def _step(data: dict[str, Any], where: str, session: int, resumed: bool) -> StepRecord:
-    batch = data.get("batch")
-    digest = samples = None
-    if batch is not None:
-        if not isinstance(batch, dict):
-            raise StateFileError(f"{where}.batch: expected a map, got {type(batch).__name__}")
-        digest = records.blob(batch.get("digest"), f"{where}.batch.digest", False)
-        samples = records.blob(batch.get("samples"), f"{where}.batch.samples", True, 8)
-        if samples is not None and len(samples) > _MAX_SAMPLES_BYTES:
-            raise StateFileError(f"{where}.batch.samples: {len(samples)} bytes is too many")
-    loss = data.get("loss")
+    digest = records.blob(data["batch"], f"{where}.batch")
+    samples = records.blob(data["samples"], f"{where}.samples", True, 4)
+    if samples is not None and (digest is None or len(samples) > _MAX_SAMPLES_BYTES):
+        raise StateFileError(f"{where}.samples: {len(samples)} bytes " + (
+            "without a batch digest" if digest is None else "is too many"))
+    bits = records.blob(data["loss_bits"], f"{where}.loss_bits")
     loss_value = None
-    if loss is not None:
-        if not isinstance(loss, dict):
-            raise StateFileError(f"{where}.loss: expected a map, got {type(loss).__name__}")
-        bits = records.blob(loss.get("bits"), f"{where}.loss.bits", False)
-        assert bits is not None
-        loss_value = (records.text(loss.get("dtype"), f"{where}.loss.dtype"), bits)
+    if bits is not None:
+        loss_value = (records.text(data["loss_dtype"], f"{where}.loss_dtype"), bits)
+    elif data["loss_dtype"] is not None:
+        raise StateFileError(f"{where}.loss_dtype: a loss dtype without its bits")
     step = records.integer(data, "step", where, optional=False)
     assert step is not None
     return StepRecord(
@@ -101,15 +96,15 @@ def _step(data: dict[str, Any], where: str, session: int, resumed: bool) -> Step
         epoch=records.integer(data, "epoch", where),
         position=records.integer(data, "position", where),
         phase=records.integer(data, "phase", where),
-        streams=records.names(data.get("streams"), f"{where}.streams"),
-        substreams=records.names(data.get("substreams"), f"{where}.substreams", nested=True),
-        scopes=records.blob(data.get("scopes"), f"{where}.scopes"),
-        generators=records.names(data.get("generators"), f"{where}.generators"),
+        streams=records.names(data["streams"], f"{where}.streams"),
+        substreams=records.names(data["substreams"], f"{where}.substreams", nested=True),
+        scopes=records.blob(data["scopes"], f"{where}.scopes"),
+        generators=records.names(data["generators"], f"{where}.generators"),
         batch=digest,
         samples=samples,
         loss=loss_value,
-        weights=records.blob(data.get("weights"), f"{where}.weights"),
-        optimizer=records.blob(data.get("optimizer"), f"{where}.optimizer"),
+        weights=records.blob(data["weights"], f"{where}.weights"),
+        optimizer=records.blob(data["optimizer"], f"{where}.optimizer"),
         session=session,
         resumed=resumed,
     )
@@ -129,30 +124,29 @@ def read_trace(path: str | os.PathLike[str]) -> TraceFile:
             return result
         end = len(records.HEADER)
         first_of_session, counted = False, 0
-        for record in records.iter_records(handle, name):
+        ending = records.Ending()
+        for record in records.iter_records(handle, name, ending):
             end, where = record.end, f"{name}: record {record.index}"
-            kind = record.data.get("kind")
-            if kind == "session":
-                result.sessions.append(_session(record.data, where, len(result.sessions)))
+            if record.kind == records.SESSION:
+                result.sessions.append(_session(record.data[1], where, len(result.sessions)))
                 first_of_session = True
                 continue
-            if kind != "step":
-                raise StateFileError(f"{where}: unknown record kind {records.text(kind, where)[:40]!r}")
             if not result.sessions:
                 raise StateFileError(f"{where}: a step record before any session record")
-            number = records.integer(record.data, "step", where, optional=False)
+            fields = record.step_fields()
+            number = records.integer(fields, "step", where, optional=False)
             assert number is not None
             counted += 1
             if counted > records.MAX_STEPS:
                 raise StateFileError(
                     f"{name}: more than {records.MAX_STEPS} step records; compare reads at most that many"
                 )
-            phase = records.integer(record.data, "phase", where) or 0
+            phase = records.integer(fields, "phase", where) or 0
             steps = result.steps
             while steps and (steps[-1].step, steps[-1].phase or 0) >= (number, phase):
                 steps.pop()  # a resumed run redoes these steps
             resumed = first_of_session and bool(steps)
-            steps.append(_step(record.data, where, len(result.sessions) - 1, resumed))
+            steps.append(_step(fields, where, len(result.sessions) - 1, resumed))
             first_of_session = False
-        result.torn = end < size
+        result.torn = ending.torn or (end < size and not ending.padded)
     return result

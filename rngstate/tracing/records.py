@@ -5,14 +5,18 @@ Layout (integers big-endian)::
     magic     13 bytes  b"\\x89RNGTRACE\\r\\n\\x1a\\n"
     version   u16       TRACE_VERSION
     records, each:
-      length    u32     payload bytes (at most MAX_RECORD_BYTES)
-      checksum  8 bytes CRC-32 then Adler-32 of the payload (u32 each)
-      payload           msgpack map: a "session" record when a process opens the trace, then
-                        one "step" record per training step
+      length    u32     payload bytes (1 to MAX_RECORD_BYTES)
+      checksum  u32     CRC-32 of the payload
+      payload           msgpack array: [0, {session fields}] when a process opens the trace, then
+                        one [1, step, epoch, ...] per training step (STEP_FIELDS, in that order)
+    zero bytes          room reserved for the next records by a writer that did not close
+                        the file (killed): none, or at least 8 bytes
 
-Appending one record is one ``write``: a process killed (even by SIGKILL) leaves every record it
-wrote complete; a record cut short at the end of the file (a machine that lost power mid-write)
-is a *torn tail*, which readers skip and the next writer truncates.  Reading treats the file as
+A writer appends a record with one copy into a file mapping it reserved ahead (or one ``write``
+where the file system cannot reserve room): a process killed (even by SIGKILL) leaves every record
+it wrote complete, then zero bytes, which readers take for the end and the next writer cuts off.
+A record cut short at the end of the data (a process killed mid-copy, a machine that lost power)
+is a *torn tail*: readers skip it and the next writer truncates it.  Reading treats the file as
 hostile: sizes are checked before anything is allocated, every field is validated, and every
 problem is a :class:`~rngstate.errors.StateFileError` naming the record.
 """
@@ -32,40 +36,39 @@ import msgpack
 from rngstate.errors import StateFileError
 
 MAGIC = b"\x89RNGTRACE\r\n\x1a\n"
+# 4: positional records, CRC-32 record checksums and stream fingerprints, zero padding at the end;
 # 3: fingerprints of raw state bytes, CRC-32 and Adler-32 checksums and per-sample digests;
 # 2: CRC-32 fingerprints, structure-token batch and weight digests
-TRACE_VERSION = 3
+TRACE_VERSION = 4
 HEADER = MAGIC + struct.pack(">H", TRACE_VERSION)
-_FRAME = struct.Struct(">I8s")
+FRAME = struct.Struct(">II")
+_NO_FRAME = bytes(FRAME.size)  # where a writer's padding (at least this long) begins
+SESSION, STEP = 0, 1  # the first item of a record's payload
+# The items of a step record after its kind (absent ones are nil).
+STEP_FIELDS = ("step", "epoch", "position", "phase", "streams", "substreams", "scopes", "generators",
+               "batch", "samples", "loss_dtype", "loss_bits", "weights", "optimizer")
 MAX_RECORD_BYTES = 1 << 20  # 1 MiB: a step record is a few hundred bytes
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: millions of steps; read into memory by compare
 MAX_STEPS = 2_000_000  # step records a trace read by compare may hold
 _MAX_ITEMS = 100_000  # entries of one map or list in a record
 _MAX_TEXT = 4096  # characters of a name or path
+_CHUNK = 1 << 16  # bytes read at a time when checking that the rest of a file is zero
 
 
-def frame(record: dict[str, Any], packer: msgpack.Packer | None = None) -> bytes:
-    """The bytes that append ``record`` to a trace (length, checksum, payload); ``packer``: a
-    ``msgpack.Packer(use_bin_type=True)`` to reuse (a writer's own, used under its lock).
+def frame(payload: Any, packer: msgpack.Packer | None = None) -> bytes:
+    """The bytes that append ``payload`` (a record: a list, see the layout) to a trace: length,
+    checksum, msgpack bytes; ``packer``: a ``msgpack.Packer(use_bin_type=True)`` to reuse.
 
-    >>> decode_payload(frame({"kind": "x"})[12:], 0)
-    {'kind': 'x'}
+    >>> decode_payload(frame([0, {"session": 0}])[8:], 0)
+    [0, {'session': 0}]
     """
-    payload: bytes = (packer or msgpack.Packer(use_bin_type=True)).pack(record)
-    return _FRAME.pack(len(payload), _checksum(payload)) + payload
+    data: bytes = (packer or msgpack.Packer(use_bin_type=True)).pack(payload)
+    return FRAME.pack(len(data), zlib.crc32(data)) + data
 
 
-def _checksum(payload: bytes | memoryview) -> bytes:
-    """CRC-32 and Adler-32 of the payload: a torn or flipped record is told from a whole one
-    (the file is not authenticated), by the two hashes the digests of a step use already."""
-    return _CHECKSUM.pack(zlib.crc32(payload), zlib.adler32(payload))
-
-
-_CHECKSUM = struct.Struct(">II")
-
-
-def decode_payload(payload: bytes, index: int) -> dict[str, Any]:
-    """msgpack -> a dict with str keys, with every size bounded by the payload's own."""
+def decode_payload(payload: bytes, index: int) -> list[Any]:
+    """msgpack -> a record (a list whose first item is its kind), every size bounded by the
+    payload's own."""
     try:
         value = msgpack.unpackb(
             payload,
@@ -77,9 +80,16 @@ def decode_payload(payload: bytes, index: int) -> dict[str, Any]:
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:  # bad UTF-8, deep nesting, ...
         raise StateFileError(f"record {index}: not valid msgpack ({type(exc).__name__}: {exc})") from None
-    if not isinstance(value, dict):
-        raise StateFileError(f"record {index}: expected a map, got {type(value).__name__}")
-    return value
+    kind = value[0] if isinstance(value, list) and value else None
+    if type(kind) is not int or kind not in (SESSION, STEP):
+        what = type(value).__name__ if not isinstance(value, list) else "a list of another kind"
+        raise StateFileError(f"record {index}: expected a session or step record, got {what}")
+    if kind == STEP and len(value) != 1 + len(STEP_FIELDS):
+        count = len(STEP_FIELDS) + 1
+        raise StateFileError(f"record {index}: a step record of {len(value)} items, not {count}")
+    if kind == SESSION and (len(value) != 2 or not isinstance(value[1], dict)):
+        raise StateFileError(f"record {index}: a session record is [0, map of fields]")
+    return value  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,16 @@ class RawRecord:
 
     index: int
     end: int
-    data: dict[str, Any]
+    data: list[Any]
+
+    @property
+    def kind(self) -> int:
+        """SESSION or STEP."""
+        return int(self.data[0])
+
+    def step_fields(self) -> dict[str, Any]:
+        """A step record's items by name (STEP_FIELDS)."""
+        return dict(zip(STEP_FIELDS, self.data[1:], strict=True))
 
 
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
@@ -138,28 +157,58 @@ def check_header(head: bytes, name: str) -> bool:
     raise StateFileError(f"{name!r} is not an rngstate trace: bad magic bytes {head[:8]!r}{hint}")
 
 
-def iter_records(handle: BinaryIO, name: str) -> Iterator[RawRecord]:
-    """Yield each complete record after the header; stop at a torn tail (an incomplete last
-    record).  A bad record that is followed by more data is corruption: StateFileError."""
+def zero_from(handle: BinaryIO, offset: int, size: int) -> bool:
+    """True when the bytes of the file from ``offset`` to ``size`` are all zero (read in chunks)."""
+    handle.seek(offset)
+    while offset < size:
+        chunk = handle.read(min(_CHUNK, size - offset))
+        if not chunk or chunk.count(0) != len(chunk):
+            return not chunk
+        offset += len(chunk)
+    return True
+
+
+@dataclass
+class Ending:
+    """How the records of a file ended: ``torn`` when by an incomplete record, ``padded`` when
+    zero bytes follow the last record (a writer that did not close the file)."""
+
+    torn: bool = False
+    padded: bool = False
+
+
+def iter_records(handle: BinaryIO, name: str, ending: Ending | None = None) -> Iterator[RawRecord]:
+    """Yield each complete record after the header; stop at zero padding or a torn tail (an
+    incomplete last record: a bad one with nothing but zero bytes after the room it declares),
+    noting which in ``ending``.  A bad record followed by more data is corruption: StateFileError."""
+    ending = ending if ending is not None else Ending()
     size = os.fstat(handle.fileno()).st_size
     offset, index = len(HEADER), 0
     while offset < size:
-        head = handle.read(_FRAME.size)
-        if len(head) < _FRAME.size:
-            return  # torn tail
-        length, checksum = _FRAME.unpack(head)
+        handle.seek(offset)
+        head = handle.read(FRAME.size)
+        if len(head) < FRAME.size:  # a cut-short header (a writer's padding is never this short)
+            ending.torn = True
+            return
+        if head == _NO_FRAME:  # padding, or a record whose header had not been copied yet
+            clean = zero_from(handle, offset + FRAME.size, size)
+            if clean or offset + FRAME.size + MAX_RECORD_BYTES >= size or zero_from(
+                    handle, offset + FRAME.size + MAX_RECORD_BYTES, size):
+                ending.padded, ending.torn = clean, not clean
+                return
+            raise StateFileError(f"{name!r}: record {index} (at byte {offset}) is empty; the file is corrupt")
+        length, checksum = FRAME.unpack(head)
         if length > MAX_RECORD_BYTES:  # no writer makes one, torn or not
             raise StateFileError(
                 f"{name!r}: record {index} declares {length} bytes, more than a record may "
                 f"({MAX_RECORD_BYTES}); the file is corrupt"
             )
+        end = offset + FRAME.size + length
         payload = handle.read(length)
-        if len(payload) < length:
-            return  # torn tail
-        end = offset + _FRAME.size + length
-        if _checksum(payload) != checksum:
-            if end >= size:
-                return  # the last record, torn: its length bytes arrived, its payload did not
+        if len(payload) < length or zlib.crc32(payload) != checksum:
+            if end >= size or zero_from(handle, end, size):
+                ending.torn = True  # the last record, cut short (perhaps then zero bytes)
+                return
             raise StateFileError(
                 f"{name!r}: record {index} (at byte {offset}) fails its checksum; the file is corrupt"
             )

@@ -8,10 +8,10 @@ state (``encode``).  Either way equal states give equal fingerprints in every pr
 >>> import random, rngstate
 >>> _ = rngstate.seed_everything(0)
 >>> streams = StreamFingerprints()
->>> first = streams.take()["streams"]["python"]
->>> same = first == streams.take()["streams"]["python"]
+>>> first = streams.take()[0]["python"]
+>>> same = first == streams.take()[0]["python"]
 >>> _ = random.random()
->>> same, first == streams.take()["streams"]["python"]
+>>> same, first == streams.take()[0]["python"]
 (True, False)
 """
 
@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import struct
 from itertools import chain
 from typing import Any
+from zlib import crc32
 
 from rngstate.backends import stream as backend_stream
 from rngstate.runtime import RUNTIME
 from rngstate.tracing.digests import fingerprint
 
+_CRC = struct.Struct(">I").pack  # a stream's fingerprint: the CRC-32 of its state bytes
 _RAW_FIELDS: dict[type, Any] = {}  # snapshot type -> attrgetter of its __slots__, or None
 
 
@@ -55,8 +58,8 @@ def _raw_key(snapshot: Any) -> Any:
 class StreamFingerprints:
     """Fingerprints of every stream, substream and tracked generator, for one trace.
 
-    Global streams and tracked generators are fingerprinted at every step (a stream whose bytes
-    equal the previous step's reuses its fingerprint); a substream's snapshot object only
+    Global streams and tracked generators are fingerprinted at every step (a tracked generator
+    whose state equals the previous step's reuses its fingerprint); a substream's snapshot object only
     changes when its scope exits, so its fingerprint is cached by identity and each record
     lists only the substreams *touched* since the previous one (all of them in a session's
     first record), plus a digest over all of them (kept up to date entry by entry: a model
@@ -66,7 +69,6 @@ class StreamFingerprints:
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[Any, bytes]] = {}
         self._last: dict[str, tuple[Any, bytes]] = {}  # stream -> (raw snapshot key, fingerprint)
-        self._bytes: dict[str, tuple[bytes, bytes]] = {}  # stream -> (state bytes, fingerprint)
         self._all = bytes(8)
         self._all_int = 0
         self._entries: dict[tuple[str, str], int] = {}
@@ -85,32 +87,24 @@ class StreamFingerprints:
         self._last[key] = (raw, digest)
         return digest
 
-    def _of_bytes(self, key: str, data: bytes) -> bytes:
-        """The fingerprint of a stream's state bytes (the previous one when they are equal)."""
-        last = self._bytes.get(key)
-        if last is not None and last[0] == data:
-            return last[1]
-        digest = fingerprint(data)
-        self._bytes[key] = (data, digest)
-        return digest
-
-    def take(self) -> dict[str, Any]:
-        """The record fields ``streams``, ``substreams`` (touched), ``scopes`` and ``generators``."""
+    def take(self) -> tuple[dict[str, bytes], dict[str, dict[str, bytes]], bytes, dict[str, bytes]]:
+        """The step record's ``streams``, ``substreams`` (touched), ``scopes`` and ``generators``."""
         streams: dict[str, bytes] = {}
-        if RUNTIME.frames:  # inside a scope: the states as if every open scope had exited
-            outer, substreams = RUNTIME.outer_and_substreams()
+        runtime = RUNTIME
+        if runtime.frames:  # inside a scope: the states as if every open scope had exited
+            outer, substreams = runtime.outer_and_substreams()
             for name, snapshot in outer.items():
                 stream = backend_stream(name)
                 data = stream.snapshot_bytes(snapshot)
                 streams[name] = (self._stream(name, snapshot, stream.encode) if data is None
-                                 else self._of_bytes(name, data))
-        else:  # the usual case: read the live generators
-            RUNTIME.refresh()
-            substreams = RUNTIME.substreams
-            for name, stream in RUNTIME.active.items():
+                                 else _CRC(crc32(data)))
+        else:  # the usual case: read the live generators (a stream's bytes change at most steps:
+            runtime.refresh()  # hashed without looking up the previous step's first)
+            substreams = runtime.substreams
+            for name, stream in runtime.active.items():
                 data = stream.state_bytes()
-                streams[name] = (self._stream(name, stream.get_state(), stream.encode) if data is None
-                                 else self._of_bytes(name, data))
+                streams[name] = (_CRC(crc32(data)) if data is not None
+                                 else self._stream(name, stream.get_state(), stream.encode))
         touched: dict[str, dict[str, bytes]] = {}
         if substreams or self._ids or self._first:
             # A substream's snapshot object is replaced only when its scope exits: one identity
@@ -120,11 +114,12 @@ class StreamFingerprints:
             if self._first or ids != self._ids:
                 touched = self._touched(substreams)
             self._flat, self._ids = flat, ids
+        tracked = runtime.tracked
         generators = {
-            key: self._stream("\0" + key, tracked.kind.get_state(tracked.obj), tracked.kind.encode)
-            for key, tracked in RUNTIME.tracked.items()
-        } if RUNTIME.tracked else {}
-        return {"streams": streams, "substreams": touched, "scopes": self._all, "generators": generators}
+            key: self._stream("\0" + key, item.kind.get_state(item.obj), item.kind.encode)
+            for key, item in tracked.items()
+        } if tracked else {}
+        return streams, touched, self._all, generators
 
     def _touched(self, substreams: dict[str, dict[str, Any]]) -> dict[str, dict[str, bytes]]:
         touched: dict[str, dict[str, bytes]] = {}

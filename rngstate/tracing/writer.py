@@ -11,18 +11,20 @@
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from zlib import crc32
 
 import msgpack
 
 from rngstate._version import __version__
 from rngstate.distributed import rank_info
 from rngstate.errors import RNGStateError
-from rngstate.tracing import digests, records
+from rngstate.tracing import digests, losses, records
 from rngstate.tracing.streams import StreamFingerprints
 
 try:
@@ -61,18 +63,86 @@ def rank_path(path: str | os.PathLike[str], rank: int, world_size: int) -> Path:
     return target.with_name(f"{target.stem}.rank{rank}{target.suffix}")
 
 
-def _scan(handle: Any, name: str) -> tuple[int, int, int | None]:
-    """(bytes of the valid prefix, sessions, last step) of an existing trace."""
+def _scan(handle: Any, name: str) -> tuple[int, int, int | None, bool]:
+    """(bytes of the valid prefix, sessions, last step, whether what follows is torn) of a trace."""
     if not records.check_header(handle.read(len(records.HEADER)), name):
-        return 0, 0, None
+        return 0, 0, None, True
     valid, sessions, last = len(records.HEADER), 0, None
-    for record in records.iter_records(handle, name):
+    ending = records.Ending()
+    for record in records.iter_records(handle, name, ending):
         valid = record.end
-        if record.data.get("kind") == "session":
+        if record.kind == records.SESSION:
             sessions += 1
-        elif record.data.get("kind") == "step":
-            last = records.integer(record.data, "step", f"record {record.index}")
-    return valid, sessions, last
+        else:
+            last = records.integer(record.step_fields(), "step", f"record {record.index}")
+    return valid, sessions, last, not ending.padded
+
+
+_RESERVE = 1 << 20  # bytes of the file reserved (and mapped) at a time for the next records
+_PAGE = mmap.ALLOCATIONGRANULARITY
+_ROOM = records.FRAME.size  # zero bytes always left after the last record: readers tell the
+# padding of a killed writer (at least that long) from a record cut short in its header
+
+
+class _Appender:
+    """Appends records to an open trace file: one copy into a mapping of room reserved ahead
+    with ``posix_fallocate`` (no system call a record: the pages are the page cache's, so a
+    killed process leaves every record it copied), or one ``write`` a record where the file
+    system or platform cannot reserve room.  :meth:`close` cuts the unused room off."""
+
+    def __init__(self, fd: int, end: int) -> None:
+        self.fd, self.end = fd, end
+        self.map: mmap.mmap | None = None
+        self.base = self.limit = end  # the mapping holds bytes [base, limit) of the file
+        self.mapped = hasattr(os, "posix_fallocate")
+
+    def append(self, data: bytes) -> None:
+        end = self.end + len(data)
+        if end + _ROOM <= self.limit and self.map is not None:
+            self.map[self.end - self.base : end - self.base] = data
+        elif self.mapped and self._reserve(end):
+            assert self.map is not None
+            self.map[self.end - self.base : end - self.base] = data
+        else:
+            os.lseek(self.fd, self.end, os.SEEK_SET)
+            written = os.write(self.fd, data)
+            while written < len(data):  # a short write (a full disk, a signal): write the rest
+                written += os.write(self.fd, memoryview(data)[written:])
+        self.end = end
+
+    def _reserve(self, end: int) -> bool:
+        """Map room for bytes up to ``end`` (and _RESERVE more); False (from now on writing
+        instead) where the file system cannot reserve it: a mapping of unreserved room would
+        kill the process with SIGBUS when the disk is full."""
+        self._unmap()
+        base = self.end - self.end % _PAGE
+        limit = end + _RESERVE
+        try:
+            os.posix_fallocate(self.fd, self.end, limit - self.end)
+            self.map = mmap.mmap(self.fd, limit - base, offset=base)
+        except (OSError, ValueError):
+            self.mapped = False
+            os.ftruncate(self.fd, self.end)  # what fallocate may have added
+            return False
+        self.base, self.limit = base, limit
+        return True
+
+    def _unmap(self) -> None:
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+            self.base = self.limit = self.end
+
+    def close(self) -> None:
+        """Cut the reserved room off, fsync."""
+        try:
+            if self.map is not None:
+                self.map.flush()
+            self._unmap()
+            os.ftruncate(self.fd, self.end)
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
 
 
 class Trace:
@@ -80,9 +150,10 @@ class Trace:
     training step (after the optimizer step), from any integration or a hand-written loop.
 
     ``weights_every``: digest the model's and optimizer's state at every step number divisible
-    by it (100 by default; 0: never).  Records are appended with one ``write`` each, so a
-    killed process leaves every step it recorded; :meth:`close` (or leaving the ``with``
-    block) also fsyncs the file.
+    by it (100 by default; 0: never).  A record is appended with one copy into room reserved
+    ahead (one ``write`` where the file system cannot reserve room), so a killed process leaves
+    every step it recorded; :meth:`close` (or leaving the ``with`` block) cuts the reserved room
+    off and fsyncs the file.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, weights_every: int = 100) -> None:
@@ -94,8 +165,8 @@ class Trace:
         self.weights_every = weights_every
         self._lock = threading.Lock()
         self._streams = StreamFingerprints()
-        self._packer = msgpack.Packer(use_bin_type=True)  # used under self._lock only
-        self._fd: int | None = None
+        self._pack = msgpack.Packer(use_bin_type=True).pack  # used under self._lock only
+        self._out: _Appender | None = None
         self._last: int | None = None
         self._open()
 
@@ -116,16 +187,13 @@ class Trace:
                         "rank: it is named per rank when RANK/WORLD_SIZE say there are several) its own"
                     ) from None
             with os.fdopen(os.dup(fd), "rb") as handle:
-                valid, sessions, self._last = _scan(handle, name)
+                valid, sessions, self._last, torn = _scan(handle, name)
             size = os.fstat(fd).st_size
-            if valid < size:  # a torn last record (or header) of a process that died mid-write
-                logger.warning("%s: dropping %d bytes of an incomplete last record", name, size - valid)
+            if valid < size:  # the reserved room of a writer that was killed (or a torn record)
+                if torn:
+                    logger.warning("%s: dropping %d bytes of an incomplete last record", name, size - valid)
                 os.ftruncate(fd, valid)
-            os.lseek(fd, valid, os.SEEK_SET)
-            if valid == 0:
-                self._write(fd, records.HEADER)
-            session = {
-                "kind": "session",
+            session = [records.SESSION, {
                 "session": sessions,
                 "rank": self.rank,
                 "world_size": self.world_size,
@@ -133,20 +201,18 @@ class Trace:
                 "time": int(time.time()),
                 "rngstate": __version__,
                 "weights_every": self.weights_every,
-            }
-            self._write(fd, records.frame(session))
+            }]
+            # The header and session record are written (not mapped): a file never starts with
+            # reserved zero bytes.
+            data = (records.HEADER if valid == 0 else b"") + records.frame(session)
+            out = _Appender(fd, valid)
+            out.mapped = False
+            out.append(data)
+            out.mapped = hasattr(os, "posix_fallocate")
         except BaseException:
             os.close(fd)
             raise
-        self._fd = fd
-
-    @staticmethod
-    def _write(fd: int, data: bytes) -> None:
-        written = os.write(fd, data)
-        if written < len(data):  # a short write (a full disk, a signal): write the rest
-            view = memoryview(data)[written:]
-            while view:
-                view = view[os.write(fd, view) :]
+        self._out = out
 
     def step(
         self,
@@ -169,43 +235,64 @@ class Trace:
         of gradient accumulation) are recorded as given.  ``batch``: any nesting of
         tuples/lists/dicts of tensors or arrays; ``loss``: a number or a one-element tensor;
         ``model``/``optimizer``: digested at every step number divisible by ``weights_every``.
+
+        >>> import os, tempfile, rngstate
+        >>> _ = rngstate.seed_everything(0)
+        >>> with rngstate.trace(os.path.join(tempfile.mkdtemp(), "run.trace")) as run:
+        ...     run.step(epoch=0, position=0, loss=0.5), run.step(step=7, batch=[1, 2])
+        (1, 7)
         """
+        # One function, few calls: right after a training step the caches are cold and every
+        # call costs several times what it costs in a loop (see docs/diagnostics.md, "Cost").
         with self._lock:
-            fd = self._fd
-            if fd is None:
+            out = self._out
+            if out is None:
                 raise TraceError(f"the trace {str(self.path)!r} is closed")
-            # Without step=, a micro-step of gradient accumulation (phase > 0) joins the last step.
-            number = (self._last or 0) + (0 if phase and self._last else 1) if step is None else step
-            record: dict[str, Any] = {"kind": "step", "step": _count("step", number)}
-            if epoch is not None:
-                record["epoch"] = _count("epoch", epoch)
-            if position is not None:
-                record["position"] = _count("position", position)
-            if phase is not None:
-                record["phase"] = _count("phase", phase)
-            record.update(self._streams.take())
+            if step is None:  # a micro-step of gradient accumulation (phase > 0) joins the last step
+                last = self._last
+                number = (last or 0) + (0 if phase and last else 1)
+            elif type(step) is int and 0 <= step < _LIMIT:
+                number = step
+            else:
+                number = _count("step", step)
+            if epoch is not None and not (type(epoch) is int and 0 <= epoch < _LIMIT):
+                epoch = _count("epoch", epoch)
+            if position is not None and not (type(position) is int and 0 <= position < _LIMIT):
+                position = _count("position", position)
+            if phase is not None and not (type(phase) is int and 0 <= phase < _LIMIT):
+                phase = _count("phase", phase)
+            streams, touched, scopes, generators = self._streams.take()
+            digest = samples = dtype = bits = weights = state = None
             if batch is not _MISSING and batch is not None:
-                record["batch"] = digests.batch_digest(batch)
+                digest, samples = digests.batch_fields(batch)
             if loss is not None:
-                record["loss"] = digests.loss_bits(loss)
-            if self.weights_every and number % self.weights_every == 0:
+                dtype, bits = losses.loss_fields(loss)
+            every = self.weights_every
+            if every and number % every == 0:
                 if model is not None:
-                    record["weights"] = digests.weights_digest(model)
+                    weights = digests.weights_digest(model)
                 if optimizer is not None:
-                    record["optimizer"] = digests.weights_digest(optimizer)
-            self._write(fd, records.frame(record, self._packer))
+                    state = digests.weights_digest(optimizer)
+            payload = self._pack([records.STEP, number, epoch, position, phase, streams, touched, scopes,
+                                  generators, digest, samples, dtype, bits, weights, state])
+            data = _FRAME(len(payload), crc32(payload)) + payload
+            start, mapped = out.end, out.map
+            end = start + len(data)
+            if mapped is not None and end + _ROOM <= out.limit:  # _Appender.append, inline
+                mapped[start - out.base : end - out.base] = data
+                out.end = end
+            else:
+                out.append(data)
             self._last = number
             return number
 
     def close(self) -> None:
-        """Flush the file to disk and close it (idempotent)."""
+        """Cut off the room reserved for more records, flush the file to disk and close it
+        (idempotent)."""
         with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            out, self._out = self._out, None
+        if out is not None:
+            out.close()
 
     def __enter__(self) -> Trace:
         return self
@@ -215,6 +302,9 @@ class Trace:
 
     def __repr__(self) -> str:
         return f"Trace({str(self.path)!r}, last step {self._last})"
+
+
+_FRAME = records.FRAME.pack
 
 
 def trace(path: str | os.PathLike[str], *, weights_every: int = 100) -> Trace:

@@ -17,16 +17,22 @@ import pytest
 import rngstate
 from rngstate.cli import main
 from rngstate.tracing import compare, read_trace
-from rngstate.tracing.records import HEADER, MAGIC, frame, iter_records
+from rngstate.tracing.records import HEADER, MAGIC, MAX_RECORD_BYTES, STEP_FIELDS, frame, iter_records
 from tests.conftest import ROOT
 
-SESSION = {"kind": "session", "session": 0, "rank": 0, "world_size": 1, "rngstate": "x"}
+SESSION = [0, {"session": 0, "rank": 0, "world_size": 1, "rngstate": "x"}]
 
 
-def _write(path: Path, *payloads: bytes | dict[str, object]) -> Path:
+def _step(**fields: object) -> list[object]:
+    """A step record (a positional list) with ``fields`` set, every other item nil."""
+    assert set(fields) <= set(STEP_FIELDS)
+    return [1, *(fields.get(name) for name in STEP_FIELDS)]
+
+
+def _write(path: Path, *payloads: bytes | list[object]) -> Path:
     chunks = [HEADER]
     for payload in payloads:
-        chunks.append(frame(payload) if isinstance(payload, dict) else payload)  # type: ignore[arg-type]
+        chunks.append(frame(payload) if isinstance(payload, list) else payload)
     path.write_bytes(b"".join(chunks))
     return path
 
@@ -35,8 +41,7 @@ def _raw(payload: bytes) -> bytes:
     """A frame with a correct checksum around arbitrary payload bytes."""
     import zlib
 
-    checksum = struct.pack(">II", zlib.crc32(payload), zlib.adler32(payload))
-    return struct.pack(">I8s", len(payload), checksum) + payload
+    return struct.pack(">II", len(payload), zlib.crc32(payload)) + payload
 
 
 def _good(tmp_path: Path, name: str = "good.trace", steps: int = 4) -> Path:
@@ -51,23 +56,27 @@ HOSTILE = {
     "not a trace": lambda p: p.write_bytes(b"PK\x03\x04 a zip"),
     "a state file": lambda p: rngstate.save(p),
     "newer version": lambda p: p.write_bytes(MAGIC + struct.pack(">H", 9)),
-    "huge declared length": lambda p: _write(p, SESSION, struct.pack(">I8s", 2**31, b"\0" * 8) + b"x" * 64
+    "huge declared length": lambda p: _write(p, SESSION, struct.pack(">II", 2**31, 0) + b"x" * 64
                                             + frame(SESSION)),
-    "bad checksum mid-file": lambda p: _write(p, SESSION, struct.pack(">I8s", 3, b"\0" * 8) + b"abc",
-                                              SESSION),
+    "bad checksum mid-file": lambda p: _write(p, SESSION, struct.pack(">II", 3, 0) + b"abc", SESSION),
     "not msgpack": lambda p: _write(p, _raw(b"\xc1\xc1\xc1"), SESSION),
     "deep nesting": lambda p: _write(p, _raw(b"\x91" * 100_000 + b"\x00")),
-    "a list, not a map": lambda p: _write(p, _raw(msgpack.packb([1, 2]))),
-    "unknown kind": lambda p: _write(p, SESSION, {"kind": "\x1b]0;pwned\x07"}),
-    "step before session": lambda p: _write(p, {"kind": "step", "step": 1}),
-    "negative step": lambda p: _write(p, SESSION, {"kind": "step", "step": -1}),
-    "huge step": lambda p: _write(p, SESSION, {"kind": "step", "step": 2**64 - 1}),
-    "stream digest not bytes": lambda p: _write(p, SESSION, {"kind": "step", "step": 1, "streams": {"x": 1}}),
-    "samples not 8-byte": lambda p: _write(p, SESSION, {"kind": "step", "step": 1,
-                                                       "batch": {"digest": b"12345678", "samples": b"123"}}),
+    "a map, not a list": lambda p: _write(p, _raw(msgpack.packb({"kind": "session"}))),
+    "a step of two items": lambda p: _write(p, SESSION, _raw(msgpack.packb([1, 2]))),
+    "unknown kind": lambda p: _write(p, SESSION, [7, "\x1b]0;pwned\x07"]),
+    "a kind that is not an integer": lambda p: _write(p, SESSION, ["\x1b]0;pwned\x07", {}]),
+    "a session that is not a map": lambda p: _write(p, [0, [1, 2]]),
+    "step before session": lambda p: _write(p, _step(step=1)),
+    "negative step": lambda p: _write(p, SESSION, _step(step=-1)),
+    "huge step": lambda p: _write(p, SESSION, _step(step=2**64 - 1)),
+    "stream digest not bytes": lambda p: _write(p, SESSION, _step(step=1, streams={"x": 1})),
+    "samples not 8-byte": lambda p: _write(p, SESSION, _step(step=1, batch=b"12345678", samples=b"123")),
+    "samples without a batch": lambda p: _write(p, SESSION, _step(step=1, samples=b"12345678")),
+    "loss dtype without bits": lambda p: _write(p, SESSION, _step(step=1, loss_dtype="<f8")),
     "ext type": lambda p: _write(p, _raw(b"\xd4\x05\x00")),
-    "a map key that is not a str": lambda p: _write(p, _raw(msgpack.packb({1: 2}))),
-    "long name": lambda p: _write(p, SESSION, {"kind": "step", "step": 1, "streams": {"n" * 10_000: b"x"}}),
+    "a map key that is not a str": lambda p: _write(p, _raw(msgpack.packb([0, {1: 2}]))),
+    "long name": lambda p: _write(p, SESSION, _step(step=1, streams={"n" * 10_000: b"x"})),
+    "zero bytes, then records": lambda p: _write(p, SESSION, bytes(MAX_RECORD_BYTES + 64), frame(SESSION)),
     "a directory": lambda p: p.mkdir(),
 }
 
@@ -102,8 +111,8 @@ def test_names_from_a_file_cannot_drive_the_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = "\x1b[2J\x1b]0;pwned\x07"
-    step = {"kind": "step", "step": 1, "streams": {name: b"a"}, "scopes": b"s"}
-    other = {**step, "streams": {name: b"b"}}
+    step = _step(step=1, streams={name: b"a"}, scopes=b"s")
+    other = _step(step=1, streams={name: b"b"}, scopes=b"s")
     a, b = _write(tmp_path / "a.trace", SESSION, step), _write(tmp_path / "b.trace", SESSION, other)
     assert main(["compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
@@ -114,7 +123,7 @@ def test_a_file_cut_anywhere_reads_up_to_its_last_whole_record(tmp_path: Path) -
     whole = _good(tmp_path, steps=3).read_bytes()
     with open(tmp_path / "good.trace", "rb") as handle:
         handle.read(len(HEADER))
-        ends = [(r.end, r.data["kind"]) for r in iter_records(handle, "good")]
+        ends = [(r.end, "step" if r.kind else "session") for r in iter_records(handle, "good")]
     cut = tmp_path / "cut.trace"
     for size in range(len(whole) + 1):
         cut.write_bytes(whole[:size])
@@ -165,7 +174,7 @@ def test_a_torn_record_from_sigkill_mid_write(tmp_path: Path) -> None:
     that is skipped, and the records before it compare."""
     good = _good(tmp_path, "a.trace", steps=2)
     torn = tmp_path / "b.trace"
-    payload = msgpack.packb({"kind": "step", "step": 3, "pad": b"x" * 900_000})
+    payload = msgpack.packb(_step(step=3, batch=b"x" * 900_000))
     data = good.read_bytes() + _raw(payload)
     # A writer killed mid-write leaves a prefix of its last record: every prefix reads the same.
     for size in (len(good.read_bytes()) + 1, len(good.read_bytes()) + 12, len(data) - 1):

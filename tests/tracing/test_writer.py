@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import torch
 
 import rngstate
 from rngstate.tracing import TraceDataError, TraceError, compare, rank_path, read_trace, records
-from rngstate.tracing.digests import batch_digest, loss_bits, weights_digest
+from rngstate.tracing.digests import batch_digest, weights_digest
+from rngstate.tracing.losses import loss_bits
 from tests.conftest import run_python
 
 
@@ -38,7 +40,7 @@ def test_a_step_record_holds_place_streams_batch_loss_and_weights(tmp_path: Path
     assert set(first.substreams) == {"aug"}  # the first record lists every substream
     assert second.substreams == {}  # nothing touched since: only the combined digest
     assert first.scopes == second.scopes is not None
-    assert first.batch is not None and first.samples is not None and len(first.samples) == 5 * 8
+    assert first.batch is not None and first.samples is not None and len(first.samples) == 5 * 4
     assert first.loss == ("<f4", loss.detach().numpy().tobytes())
     assert second.loss == ("<f8", loss.double().detach().numpy().tobytes())
     assert first.weights is None and second.weights == weights_digest(model)
@@ -84,11 +86,11 @@ def test_batch_digest_tells_order_from_content() -> None:
     base = batch_digest((x, y))
     swapped = batch_digest((x[[1, 0, 2, 3]], y[[1, 0, 2, 3]]))
     changed = batch_digest((x + np.float32(1), y))
-    rows = [base["samples"][i : i + 8] for i in range(0, 32, 8)]
+    rows = [base["samples"][i : i + 4] for i in range(0, 16, 4)]
     assert base["digest"] != swapped["digest"] and sorted(rows) == sorted(
-        swapped["samples"][i : i + 8] for i in range(0, 32, 8)
+        swapped["samples"][i : i + 4] for i in range(0, 16, 4)
     )
-    assert not set(rows) & {changed["samples"][i : i + 8] for i in range(0, 32, 8)}
+    assert not set(rows) & {changed["samples"][i : i + 4] for i in range(0, 16, 4)}
     assert batch_digest((torch.from_numpy(x), torch.from_numpy(y))) == base  # framework-blind
     assert batch_digest((x, y)) == base
     # -0.0 and 0.0 are different bits; the digest sees bits, not values
@@ -193,9 +195,10 @@ def test_tracing_imports_no_framework(tmp_path: Path) -> None:
 
 
 def test_frame_layout() -> None:
-    data = records.frame({"kind": "step", "step": 1})
-    length, _ = struct.unpack(">I8s", data[:12])
-    assert length == len(data) - 12
+    data = records.frame([records.STEP, 1, *[None] * (len(records.STEP_FIELDS) - 1)])
+    length, checksum = struct.unpack(">II", data[:8])
+    assert length == len(data) - 8 and checksum == zlib.crc32(data[8:])
+    assert records.decode_payload(data[8:], 0) == [1, 1] + [None] * (len(records.STEP_FIELDS) - 1)
 
 
 def test_a_step_recorded_inside_a_scope_sees_the_state_as_if_it_had_exited(tmp_path: Path) -> None:
