@@ -9,12 +9,13 @@ the process in this environment).
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import ALL_FRAMEWORKS, PRELOAD_ALL, run_python
 
 DRAWS = """
 import json, random, sys
@@ -86,9 +87,13 @@ def last_json(output: str) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(ALL_FRAMEWORKS)
 def test_three_frameworks_in_one_process_and_across_processes(tmp_path: Path) -> None:
     path = str(tmp_path / "all.state")
-    first = last_json(run_python(FIRST, path))
-    second = last_json(run_python(SECOND, path))
-    assert second == {"outer": first["outer"], "scoped": first["scoped"]}
-    assert last_json(run_python(HOOKED)) == first["hooked"]  # import order does not matter
+    with ThreadPoolExecutor(1) as pool:  # the cold import-hook run beside the first one
+        hooked = pool.submit(run_python, HOOKED)
+        # FIRST imports every framework before seeding anyway: forked from the preloader of them
+        first = last_json(run_python(FIRST, path, preload=PRELOAD_ALL))
+        second = last_json(run_python(SECOND, path))  # cold: restored before any import
+        assert second == {"outer": first["outer"], "scoped": first["scoped"]}
+        assert last_json(hooked.result()) == first["hooked"]  # import order does not matter
