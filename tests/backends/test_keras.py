@@ -120,7 +120,10 @@ print(json.dumps(train(model, batches[3:])))
 @pytest.mark.slow
 def test_training_resumes_exactly_in_another_process(tmp_path: Path) -> None:
     path = str(tmp_path / "keras.state")
-    uninterrupted = json.loads(run_python(FIRST, path, str(ROOT / "examples")).strip().splitlines()[-1])
+    # FIRST imports Keras before seeding (forked from its preloader); RESUMED restores before
+    # Keras is imported (a cold interpreter: the state is applied as the layers are built).
+    first = run_python(FIRST, path, str(ROOT / "examples"), preload=PRELOAD_KERAS)
+    uninterrupted = json.loads(first.strip().splitlines()[-1])
     resumed = json.loads(run_python(RESUMED, path).strip().splitlines()[-1])
     assert resumed == uninterrupted
     state = rngstate.load(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import run_python
+from tests.conftest import PRELOAD_KERAS, run_python
 
 SCRIPT = """
 import warnings
@@ -116,4 +116,5 @@ print("ok")
 
 @pytest.mark.slow
 def test_keras_init_by_name() -> None:
-    assert run_python(SCRIPT).strip().splitlines()[-1] == "ok"
+    # rngstate.keras imports Keras (and TensorFlow) first anyway: forked from their preloader
+    assert run_python(SCRIPT, preload=PRELOAD_KERAS).strip().splitlines()[-1] == "ok"
