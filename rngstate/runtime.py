@@ -299,14 +299,13 @@ class Runtime:
         frames = self.frames
         if len(frames) > 1:
             frames.pop()
-        else:  # under the lock: a thread entering between the pop and the reset would
-            lock = self._lock  # otherwise lose ownership of the scope it just entered
-            lock.acquire()  # not `with`: its two method calls cost as much as the rest here
-            try:
-                frames.pop()
-                self.owner = None
-            finally:
-                lock.release()
+        else:
+            # Ownership goes first, then the frame: a thread entering in between still finds
+            # this scope open (and is refused, as a moment earlier); once the list is empty,
+            # nothing here writes ``owner`` again, so a thread entering then keeps its scope.
+            # No lock needed: each step is one atomic store.
+            self.owner = None
+            frames.pop()
 
     def _enter_substream(self, stream: Stream, frame: Frame) -> None:
         known = self.substreams.get(frame.path)
