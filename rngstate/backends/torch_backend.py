@@ -26,7 +26,6 @@ from rngstate.backends.torch_raw import (
     check_engine,
     cpu_state_view,
     engine_fingerprint_bytes,
-    engine_position,
     fresh_engine,
     fresh_fields,
     legacy_cpu_state,
@@ -247,31 +246,19 @@ class TorchCPUStream(Stream):
             _unlock(engine.mutex)
         return RawCPUState(check_engine(previous))
 
+    def exchange(self, snapshot: Any) -> Any:
+        previous = self.exchange_outer(snapshot)
+        if type(previous) is RawCPUState:
+            check_engine(previous.raw)  # kept as the scope's substream: a position torch can reach
+        return previous
+
     # The scope hot path: install a raw snapshot under the generator's mutex and keep the
     # engine bytes it replaced; the public path when there is no raw view or the mutex is busy.
-    def exchange(self, snapshot: Any) -> Any:
+    def exchange_outer(self, snapshot: Any) -> Any:
+        # Not checked here: the outer state goes back into this generator at exit, or through
+        # encode() (legacy_cpu_state checks it in full) if captured meanwhile.
         generator = sys.modules["torch"].default_generator
         engine = self._engine if generator is self._generator else self._raw()  # _raw() inlined
-        if engine is None or type(snapshot) is not RawCPUState or _trylock(engine.mutex):
-            previous = self.get_state()
-            self.set_state(snapshot)
-            return previous
-        view = engine.view
-        try:
-            previous = view.tobytes()
-            view[:] = snapshot.raw
-        finally:
-            _unlock(engine.mutex)
-        left, seeded, next_index = engine_position(previous, 8)  # check_engine's test, inlined
-        if seeded and ((0 < left <= 624 and left + next_index == 625) or (left == 1 and next_index == 0)):
-            return RawCPUState(previous)  # kept: the scope's substream
-        return RawCPUState(check_engine(previous))  # raises
-
-    def exchange_outer(self, snapshot: Any) -> Any:
-        # exchange() without check_engine: the outer state goes back into this generator at
-        # exit, or through encode() (legacy_cpu_state checks it in full) if captured meanwhile.
-        generator = sys.modules["torch"].default_generator
-        engine = self._engine if generator is self._generator else self._raw()
         if engine is None or type(snapshot) is not RawCPUState or _trylock(engine.mutex):
             previous = self.get_state()
             self.set_state(snapshot)

@@ -89,7 +89,7 @@ def check_cpu_state(data: bytes, where: str) -> bytes:
 
 _IMPL_POINTER = 16  # cdata's pointer, right after PyObject_HEAD on 64-bit CPython
 _ENGINE_HEAD = struct.Struct("<QiBxxxI")  # seed_, left_, seeded_, next_
-engine_position = struct.Struct("<iBxxxI").unpack_from  # left_, seeded_, next_ (at byte 8)
+_ENGINE_POSITION = struct.Struct("<iBxxxI").unpack_from  # left_, seeded_, next_ (at byte 8)
 _FLOAT_CACHE = struct.Struct("<f?3x")  # optional<float>: value, engaged
 _DOUBLE_CACHE = struct.Struct("<d?7x")  # optional<double>
 _FLOAT_CACHE_AT = _ENGINE_HEAD.size + 4 * _MT_N + 4  # 2520: engine_ is padded to 8 bytes
@@ -351,7 +351,7 @@ def _find_mutex(torch: Any, probe: Any, impl: int) -> int | None:
 def check_engine(raw: bytes) -> bytes:
     """Raise InvalidStateError unless the raw engine ``raw`` is at a position torch's draws
     can reach (what :func:`check_cpu_state` checks of the same fields), else return it."""
-    left, seeded, next_index = engine_position(raw, 8)  # on every scope exit: kept lean
+    left, seeded, next_index = _ENGINE_POSITION(raw, 8)  # on every scope exit: kept lean
     if seeded and ((0 < left <= _MT_N and left + next_index == _MT_N + 1) or (left == 1 and next_index == 0)):
         return raw
     raise InvalidStateError(
