@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
+from zlib import crc32
 
 from rngstate.errors import InvalidStateError, MissingBackendError
 
@@ -119,6 +120,13 @@ class Stream:
     def snapshot_bytes(self, snapshot: Any) -> bytes | None:
         """:meth:`state_bytes` of a snapshot (None where :meth:`state_bytes` is None)."""
         return None
+
+    def state_crc(self) -> int | None:
+        """``zlib.crc32(state_bytes())`` (None where that is None): what a step trace records
+        of the stream at every step.  Backends with raw views read the live memory in place,
+        holding the generator's lock, instead of copying it first."""
+        data = self.state_bytes()
+        return None if data is None else crc32(data)
 
     def decode(self, plain: Plain, where: str) -> Any:
         """Validate plain data and turn it into a snapshot; raise InvalidStateError."""

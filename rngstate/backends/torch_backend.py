@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
+from zlib import crc32
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from rngstate.backends.torch_raw import (
     check_cpu_state,
     check_engine,
     cpu_state_view,
+    engine_crc,
     engine_fingerprint_bytes,
     fresh_engine,
     fresh_fields,
@@ -288,6 +290,16 @@ class TorchCPUStream(Stream):
                 _unlock(engine.mutex)
             return engine_fingerprint_bytes(raw)
         return legacy_fingerprint_bytes(_to_bytes(generator.get_state()))
+
+    def state_crc(self) -> int | None:
+        generator = sys.modules["torch"].default_generator
+        engine = self._engine if generator is self._generator else self._raw()
+        if engine is not None and not _trylock(engine.mutex):
+            try:
+                return engine_crc(engine.view)
+            finally:
+                _unlock(engine.mutex)
+        return crc32(legacy_fingerprint_bytes(_to_bytes(generator.get_state())))
 
     def snapshot_bytes(self, snapshot: Any) -> bytes | None:
         if type(snapshot) is RawCPUState:

@@ -49,7 +49,7 @@ class Seeder:
 
     A sequence of samples (a loader's epoch) is named by a 32-byte key of
     :func:`derive_bytes`; sample ``p`` of it takes bytes ``p * SAMPLE_BYTES`` onwards of the
-    :class:`~rngstate.backends.numpy_backend.Expander` run of that key (PCG64DXSM, which
+    :class:`~rngstate.backends.numpy_expand.Expander` run of that key (PCG64DXSM, which
     jumps to any position), laid out as :data:`SAMPLE_LAYOUT`: whole MT19937 tables for
     Python, NumPy and torch, written straight into the generators instead of seeding each
     through ``init_by_array`` (~3.5-8 us each).  Every generator thus starts from a state as
@@ -92,9 +92,9 @@ class Seeder:
                         salted.append((stream, hashlib.blake2b(digest_size=32, key=name.encode("utf-8"))))
                 start += size
             if self._expand is None:
-                from rngstate.backends import numpy_backend  # numpy: only when loading
+                from rngstate.backends import numpy_expand  # numpy: only when loading
 
-                self._expand, self._roots = numpy_backend.Expander().expand, numpy_backend.big_endian_words
+                self._expand, self._roots = numpy_expand.Expander().expand, numpy_expand.big_endian_words
             self._streams, self._slots, self._salted = found, slots, salted
         return self._streams
 

@@ -1,8 +1,8 @@
 """Fingerprints of every stream, substream and tracked generator, for the records of one trace.
 
-A global stream is read through its backend's :meth:`~rngstate.backends.base.Stream.state_bytes`
-(a raw copy of the live generator, holding its lock where it has one: a few microseconds) and
-fingerprinted as those bytes; streams without that form are fingerprinted as their plain
+A global stream is fingerprinted by its backend's :meth:`~rngstate.backends.base.Stream.state_crc`
+(the CRC-32 of its ``state_bytes``, read in the live generator's memory holding its lock where
+it has one: about a microsecond); streams without that form are fingerprinted as their plain
 state (``encode``).  Either way equal states give equal fingerprints in every process.
 
 >>> import random, rngstate
@@ -102,8 +102,8 @@ class StreamFingerprints:
             runtime.refresh()  # hashed without looking up the previous step's first)
             substreams = runtime.substreams
             for name, stream in runtime.active.items():
-                data = stream.state_bytes()
-                streams[name] = (_CRC(crc32(data)) if data is not None
+                crc = stream.state_crc()
+                streams[name] = (_CRC(crc) if crc is not None
                                  else self._stream(name, stream.get_state(), stream.encode))
         touched: dict[str, dict[str, bytes]] = {}
         if substreams or self._ids or self._first:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,7 @@ def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.M
         draw()
         fast = stream.state_bytes()
         assert fast is not None
+        assert stream.state_crc() == zlib.crc32(fast)  # read in place, to the same bytes
         assert fast == stream.snapshot_bytes(stream.get_state())
         assert fast == stream.snapshot_bytes(np.random.get_state(legacy=False))
         assert fast == stream.snapshot_bytes(stream.decode(stream.encode(stream.get_state()), "s"))
@@ -206,7 +208,9 @@ def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.M
             patch.setattr(stream, "_gauss_offset", None)
             patch.setattr(stream, "_owners", (None, None))
             assert stream.state_bytes() == fast
+            assert stream.state_crc() == zlib.crc32(fast)
         stream._owners = (None, None)  # type: ignore[attr-defined]
+        assert stream.state_crc() == zlib.crc32(fast)  # views made afresh on the way
         seen.add(fast)
     assert len(seen) == 4
     assert stream.snapshot_bytes(np.random.Generator(np.random.PCG64(1)).bit_generator.state) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import struct
+import zlib
 
 import pytest
 
@@ -62,11 +63,13 @@ def test_state_bytes_are_the_same_raw_or_through_getstate(monkeypatch: pytest.Mo
         draw()
         fast = stream.state_bytes()
         assert fast is not None
+        assert stream.state_crc() == zlib.crc32(fast)  # read in place, to the same bytes
         assert fast == stream.snapshot_bytes(stream.get_state()) == stream.snapshot_bytes(random.getstate())
         assert fast == stream.snapshot_bytes(stream.decode(stream.encode(stream.get_state()), "s"))
         monkeypatch.setattr(stream, "_fast", False)
         monkeypatch.setattr(stream, "_instance", None)  # look again: no raw view now
         assert stream.state_bytes() == fast
+        assert stream.state_crc() == zlib.crc32(fast)
         monkeypatch.undo()
         stream._instance = None  # type: ignore[attr-defined]
         seen.add(fast)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import zlib
 
 import pytest
 import torch
@@ -393,6 +394,7 @@ def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.M
                  lambda: torch.rand(700)):
         draw()
         fast = stream.state_bytes()
+        assert stream.state_crc() == zlib.crc32(fast)  # read in place, to the same bytes
         assert fast == stream.snapshot_bytes(stream.get_state())
         assert fast == stream.snapshot_bytes(torch.default_generator.get_state())
         assert fast == stream.snapshot_bytes(stream.decode(stream.encode(stream.get_state()), "s"))
@@ -401,6 +403,7 @@ def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.M
             patch.setattr(stream, "_engine", None)
             patch.setattr(stream, "_generator", torch.default_generator)
             assert stream.state_bytes() == fast
+            assert stream.state_crc() == zlib.crc32(fast)
         seen.add(fast)
     assert len(seen) == 4
     engine = cpu_state_view(torch.default_generator)
@@ -416,3 +419,7 @@ def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.M
         bytes(raw[:2520]) + bytes(24))
     raw[20] ^= 1  # a word of the table
     assert torch_raw.engine_fingerprint_bytes(bytes(raw)) != before
+    for float_valid, double_valid in ((0, 0), (1, 0), (0, 1), (1, 1)):  # in place, each cache
+        raw[2524], raw[2536] = float_valid, double_valid
+        expected = zlib.crc32(torch_raw.engine_fingerprint_bytes(bytes(raw)))
+        assert torch_raw.engine_crc(memoryview(raw)) == expected

@@ -179,7 +179,7 @@ def test_a_failing_batch_seeding_puts_back_what_it_had_seeded(monkeypatch: pytes
 
 
 def test_expander_jumps_exactly_to_any_position() -> None:
-    from rngstate.backends.numpy_backend import Expander
+    from rngstate.backends.numpy_expand import Expander
 
     expander, key = Expander(), bytes(range(32))
     whole = bytes(expander.expand(key, 0, 3000))
