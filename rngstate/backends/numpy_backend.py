@@ -188,6 +188,7 @@ class NumpyStream(Stream):
         # The objects the views point into, kept alive while the views exist.
         self._owners: tuple[Any, Any] = (None, None)
         self._views: tuple[memoryview, memoryview] | None = None
+        self._pieces: Any = None  # numpy_raw.crc_pieces of the views: what a step trace reads
         if self._gauss_offset is None:
             logger.info("numpy: raw state copy unavailable, using get_state/set_state")
 
@@ -201,6 +202,7 @@ class NumpyStream(Stream):
             self._views = None
             if self._gauss_offset is not None and type(bit_generator) is np.random.MT19937:
                 self._views = numpy_raw.views(random_state, self._gauss_offset)
+                self._pieces = numpy_raw.crc_pieces(self._views)
         return self._views
 
     def is_active(self) -> bool:
@@ -371,7 +373,7 @@ class NumpyStream(Stream):
         lock = self._owners[1].lock  # _raw() may just have replaced the owners
         lock.acquire()  # without `with`: half the cost, right after a training step
         try:
-            return numpy_raw.views_crc(views)
+            return numpy_raw.pieces_crc(self._pieces)
         finally:
             lock.release()
 

@@ -106,11 +106,18 @@ def fingerprint_bytes(mt: bytes, gauss: bytes) -> bytes:
     return mt + gauss[:4] + gauss[8:]
 
 
-def views_crc(views: tuple[memoryview, memoryview]) -> int:
-    """``zlib.crc32`` of :func:`fingerprint_bytes` of the raw ``views``, read in place (the
-    caller holds the lock; under 5 KiB a piece, so CPython keeps the GIL meanwhile)."""
+def crc_pieces(views: tuple[memoryview, memoryview]) -> tuple[memoryview, memoryview, memoryview]:
+    """The slices of the raw ``views`` whose CRC-32, one after the other, is that of their
+    :func:`fingerprint_bytes` (made once per pair of views)."""
     mt_view, gauss_view = views
-    return crc32(gauss_view[8:], crc32(gauss_view[:4], crc32(mt_view)))
+    return mt_view, gauss_view[:4], gauss_view[8:]
+
+
+def pieces_crc(pieces: tuple[memoryview, memoryview, memoryview]) -> int:
+    """``zlib.crc32`` of :func:`fingerprint_bytes` of the views, read in place (the caller
+    holds the lock; under 5 KiB a piece, so CPython keeps the GIL meanwhile)."""
+    mt, gauss_head, gauss_tail = pieces
+    return crc32(gauss_tail, crc32(gauss_head, crc32(mt)))
 
 
 def state_fingerprint_bytes(state: dict[str, Any]) -> bytes | None:

@@ -296,7 +296,7 @@ class TorchCPUStream(Stream):
         engine = self._engine if generator is self._generator else self._raw()
         if engine is not None and not _trylock(engine.mutex):
             try:
-                return engine_crc(engine.view)
+                return engine_crc(engine.pieces)
             finally:
                 _unlock(engine.mutex)
         return crc32(legacy_fingerprint_bytes(_to_bytes(generator.get_state())))

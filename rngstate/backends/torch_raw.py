@@ -207,19 +207,23 @@ def engine_fingerprint_bytes(raw: bytes) -> bytes:
     ))
 
 
-def engine_crc(view: memoryview) -> int:
-    """``zlib.crc32(engine_fingerprint_bytes(view))``, read in place (the caller holds the
-    mutex).  Every piece is under 5 KiB, which CPython's ``crc32`` reads without releasing the
-    GIL, as ``tobytes`` would: no other thread runs Python while the mutex is held."""
+def engine_pieces(view: memoryview) -> tuple[memoryview, ...]:
+    """The slices of an engine view that :func:`engine_crc` reads (made once per view)."""
+    return (view, view[:13], view[16 : _ENGINE_HEAD.size + 4 * _MT_N],
+            view[_FLOAT_CACHE_AT : _FLOAT_CACHE_AT + 4], view[_DOUBLE_CACHE_AT : _DOUBLE_CACHE_AT + 8])
+
+
+def engine_crc(pieces: tuple[memoryview, ...]) -> int:
+    """``zlib.crc32(engine_fingerprint_bytes(view))`` of :func:`engine_pieces`, read in place
+    (the caller holds the mutex).  Every piece is under 5 KiB, which CPython's ``crc32`` reads
+    without releasing the GIL, as ``tobytes`` would: no other thread runs Python meanwhile."""
+    view, head, table, float_cache, double_cache = pieces
     float_valid, double_valid = view[_FLOAT_CACHE_AT + 4], view[_DOUBLE_CACHE_AT + 8]
-    crc = crc32(_ENGAGED[float_valid & 1], crc32(view[16:_TABLE_END], crc32(view[:13])))
+    crc = crc32(_ENGAGED[float_valid & 1], crc32(table, crc32(head)))
     if float_valid:
-        crc = crc32(view[_FLOAT_CACHE_AT : _FLOAT_CACHE_AT + 4], crc)
+        crc = crc32(float_cache, crc)
     crc = crc32(_ENGAGED[double_valid & 1], crc)
-    return crc32(view[_DOUBLE_CACHE_AT : _DOUBLE_CACHE_AT + 8], crc) if double_valid else crc
-
-
-_TABLE_END = _ENGINE_HEAD.size + 4 * _MT_N
+    return crc32(double_cache, crc) if double_valid else crc
 
 
 def legacy_fingerprint_bytes(legacy: bytes) -> bytes:
@@ -382,10 +386,11 @@ class RawView:
     ``c_void_p``: converted once, not per call); keep ``generator`` alive meanwhile (this
     object does)."""
 
-    __slots__ = ("generator", "mutex", "view")
+    __slots__ = ("generator", "mutex", "pieces", "view")
 
     def __init__(self, generator: Any, view: memoryview, mutex: int) -> None:
         self.generator, self.view, self.mutex = generator, view, ctypes.c_void_p(mutex)
+        self.pieces = engine_pieces(view)  # what a step trace reads of it
 
 
 _LAYOUT: list[tuple[int, int] | None] = []  # (engine offset, mutex offset), or None; on first use

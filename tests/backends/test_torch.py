@@ -422,4 +422,4 @@ def test_state_bytes_are_the_same_raw_or_through_get_state(monkeypatch: pytest.M
     for float_valid, double_valid in ((0, 0), (1, 0), (0, 1), (1, 1)):  # in place, each cache
         raw[2524], raw[2536] = float_valid, double_valid
         expected = zlib.crc32(torch_raw.engine_fingerprint_bytes(bytes(raw)))
-        assert torch_raw.engine_crc(memoryview(raw)) == expected
+        assert torch_raw.engine_crc(torch_raw.engine_pieces(memoryview(raw))) == expected
