@@ -52,10 +52,14 @@ not the thread's.  So the times are the thread's (``time.thread_time``), but for
 its compiled step in TensorFlow's threads (about half its CPU time), and its hook and epochs
 are timed over the whole process (``time.process_time``, about the wall time there).
 
-Measured (2-core shared machine, format 4, nine ``--quick`` runs alternating with format 3):
-``trace (time in trace.step)`` 1.104 (1.102-1.109) against 1.136 (1.129-1.139);
-``Lightning, trace= (in callback)`` 1.072 (1.069-1.078) against 1.086 (1.085-1.091).  Both miss
-the 3% target on this tiny step; docs/diagnostics.md ("Cost") says where the time goes.
+Measured (2-core shared machine, trace format 4, three ``--quick`` runs: the median of the runs'
+medians, and the range of all their rounds), in the hook: ``trace (time in trace.step)`` 1.105
+(1.100-1.112), ``accelerate`` 1.081 (1.074-1.086), ``Lightning`` 1.058 (1.054-1.065), ``HF
+Trainer`` 1.060 (1.059-1.062), ``Keras fit`` 1.065 (1.050-1.078), ``Paddle fit`` 1.201
+(1.196-1.208): all miss the 3% target on these tiny steps (0.4 to 2.4 ms); docs/diagnostics.md
+("Cost") says where the time goes.  Format 4 against format 3 (nine runs of the previous
+version of this script): ``trace (time in trace.step)`` 1.104 (1.102-1.109) against 1.136
+(1.129-1.139).
 """
 
 from __future__ import annotations
