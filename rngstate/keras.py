@@ -190,9 +190,11 @@ class RNGStateCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defi
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self._steps += 1
-        if self._trace.enabled:
-            self._trace.step(step=self._steps, epoch=self._epoch, position=batch,
-                             loss=(logs or {}).get("loss"), model=self.model, optimizer=self.model.optimizer)
+        trace = self._trace.open()
+        if trace is not None:
+            model = self.model  # a property (it checks the backend): once, not twice
+            trace.step(step=self._steps, epoch=self._epoch, position=batch, loss=(logs or {}).get("loss"),
+                       model=model, optimizer=model.optimizer)
         if self.save_freq != "epoch" and self._steps % int(self.save_freq) == 0:
             self._save(self._epoch, batch + 1)
 

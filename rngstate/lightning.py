@@ -136,6 +136,7 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         self._expected: NextStep | None = None
         self._fingerprint: str | None = None  # right after the restore
         self._trace = StepTracer(trace)
+        self._epoch_fields: _EpochFields | None = None
 
     @property
     def state_key(self) -> str:
@@ -174,6 +175,8 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             restore(training)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # A resumed epoch gets no on_train_epoch_start: forget a previous fit's fields here too.
+        self._epoch_fields = None
         loaders = _rngstate_loaders(trainer)
         _count_whole_epochs(trainer, loaders)
         for loader in loaders:
@@ -201,22 +204,70 @@ class RNGStateCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if rank_info().rank == 0:
             check(expected, where, fingerprint=self._fingerprint)
 
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._epoch_fields = None  # read again at this epoch's first batch (see _EpochFields)
+
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not self._trace.enabled:
+        trace = self._trace.open()
+        if trace is None:
             return
-        accumulate = max(1, int(trainer.accumulate_grad_batches))
+        # Right after a training step every Lightning property is a walk down cold loops:
+        # what holds for the whole epoch is read once (see _EpochFields).
+        fields = self._epoch_fields
+        if fields is None:
+            fields = self._epoch_fields = _EpochFields(trainer)
+        accumulate = fields.accumulate
         phase = batch_idx % accumulate
-        stepped = phase == accumulate - 1 or batch_idx + 1 == trainer.num_training_batches
+        stepped = phase == accumulate - 1 or batch_idx == fields.last
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        optimizers = trainer.optimizers
-        self._trace.step(step=trainer.global_step + (0 if stepped else 1), epoch=trainer.current_epoch,
-                         position=batch_idx, phase=phase if accumulate > 1 else None, batch=batch,
-                         loss=loss, model=pl_module, optimizer=optimizers[0] if optimizers else None)
+        steps = fields.steps
+        global_step = trainer.global_step if steps is None else steps.completed
+        trace.step(step=global_step + (0 if stepped else 1), epoch=fields.epoch, position=batch_idx,
+                   phase=phase if accumulate > 1 else None, batch=batch, loss=loss, model=pl_module,
+                   optimizer=fields.optimizer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._trace.close()
+
+
+class _EpochFields:
+    """What a step record takes from the trainer and what stays the same for a whole training
+    epoch, read at its first batch (after every callback's ``on_train_epoch_start``: a
+    ``GradientAccumulationScheduler`` sets the epoch's accumulation there; the number of
+    batches is set when the epoch's loader is, and by ``_count_whole_epochs`` on a resume).
+
+    ``steps`` is the counter behind ``trainer.global_step`` (the epoch loop's optimizer step
+    tracker, automatic or manual), read with one attribute load instead of a walk through the
+    loop, the module and the progress objects; None where this Lightning keeps it elsewhere."""
+
+    __slots__ = ("accumulate", "epoch", "last", "optimizer", "steps")
+
+    def __init__(self, trainer: Any) -> None:
+        self.accumulate = max(1, int(trainer.accumulate_grad_batches))
+        self.last = trainer.num_training_batches - 1  # the epoch's last batch steps the optimizer
+        self.epoch = trainer.current_epoch
+        optimizers = trainer.optimizers
+        self.optimizer = optimizers[0] if optimizers else None
+        self.steps = _step_tracker(trainer)
+
+
+def _step_tracker(trainer: Any) -> Any:
+    """The object whose ``completed`` is ``trainer.global_step`` (Lightning 2.x's
+    ``_TrainingEpochLoop.global_step``; its progress objects are updated in place, also when a
+    checkpoint is loaded), or None."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    module = trainer.lightning_module
+    try:
+        if module is None or module.automatic_optimization:
+            tracker = epoch_loop.automatic_optimization.optim_progress.optimizer.step.total
+        else:
+            tracker = epoch_loop.manual_optimization.optim_step_progress.total
+        same = tracker.completed == trainer.global_step
+    except AttributeError:
+        return None
+    return tracker if same else None
 
 
 def _keep_rngstate_samplers(trainer: Any) -> None:

@@ -126,11 +126,11 @@ class RNGStateCallback(paddle.callbacks.Callback):  # type: ignore[misc,name-def
 
     def on_train_batch_end(self, step: int, logs: Any = None) -> None:
         self._steps += 1
-        loss, model = (logs or {}).get("loss"), self.model
-        if self._trace.enabled:
-            self._trace.step(step=self._steps, epoch=self._epoch,
-                             loss=loss[0] if isinstance(loss, list) else loss,
-                             model=model.network, optimizer=model._optimizer)  # type: ignore[union-attr]
+        trace = self._trace.open()
+        if trace is not None:
+            loss, model = (logs or {}).get("loss"), self.model
+            trace.step(step=self._steps, epoch=self._epoch, loss=loss[0] if isinstance(loss, list) else loss,
+                       model=model.network, optimizer=model._optimizer)  # type: ignore[union-attr]
         self._due = self._due or self._steps % self.save_freq == 0
         k = self._accumulation()
         # Model.fit steps the optimizer when (step + 1) % k == 0 or at the epoch's last batch.

@@ -91,10 +91,11 @@ class RNGStateCallback(transformers.TrainerCallback):  # type: ignore[misc,name-
     def trace_micro_batch(self, state: Any, inputs: Any, loss: Any, model: Any, optimizer: Any) -> None:
         """Record one micro-batch (called by :class:`RNGStateMixin.training_step`)."""
         self.fed_by_trainer = True
-        if not self._trace.enabled:
+        trace = self._trace.open()
+        if trace is None:
             return
-        self._trace.step(step=state.global_step + 1, epoch=int(state.epoch or 0), phase=self._phase,
-                         batch=inputs, loss=loss, model=model, optimizer=optimizer)
+        trace.step(step=state.global_step + 1, epoch=int(state.epoch or 0), phase=self._phase,
+                   batch=inputs, loss=loss, model=model, optimizer=optimizer)
         self._phase += 1
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

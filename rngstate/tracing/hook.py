@@ -43,6 +43,15 @@ class StepTracer:
             return self._trace.path
         return None if self._path is None else Path(self._path)
 
+    def open(self) -> Trace | None:
+        """The trace, opened at the first call; None without a path.  A callback records through
+        it directly (``tracer.open().step(...)``): right after a training step every call is
+        costly, and :meth:`step` is one call and one dict of keywords more."""
+        trace = self._trace
+        if trace is None and self._path is not None:
+            trace = self._trace = Trace(self._path, weights_every=self._weights_every)
+        return trace
+
     def step(self, **fields: Any) -> None:
         """:meth:`Trace.step` with the same keywords (``step``, ``epoch``, ``position``,
         ``phase``, ``batch``, ``loss``, ``model``, ``optimizer``)."""

@@ -37,6 +37,49 @@ trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_check
 trainer.fit(Net())
 """
 
+# 7 batches an epoch (14 samples, batches of 2): no accumulation of 2 or 3 divides it, so each
+# epoch ends on a shorter accumulation that Lightning steps at the epoch's last batch.
+# argv: trace, checkpoint folder, mode ("schedule": accumulation 3, 2, 1 by epoch through a
+# GradientAccumulationScheduler listed after the rngstate callback; "full"/"die"/"resume":
+# accumulation 3, the run killed after the checkpoint of optimizer step 4 and resumed).
+LIGHTNING_ACCUMULATION = """
+import os, sys, torch, lightning.pytorch as pl, rngstate, rngstate.lightning, rngstate.torch
+from torch import nn
+
+class Net(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.Linear(8, 2))
+    def training_step(self, batch, index):
+        x, y = batch
+        return nn.functional.cross_entropy(self.net(x), y)
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+    def train_dataloader(self):
+        data = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), i % 2) for i in range(14)]
+        return rngstate.torch.DataLoader(data, name="train", batch_size=2, shuffle=True)
+
+class CheckpointThenDie(pl.callbacks.ModelCheckpoint):  # Lightning runs checkpoints last
+    def on_train_batch_end(self, trainer, *args):
+        super().on_train_batch_end(trainer, *args)
+        if trainer.global_step == 4:
+            os._exit(0)  # as if killed, right after the checkpoint of step 4
+
+torch.set_num_threads(1)
+rngstate.seed_everything(0)
+trace, folder, mode = sys.argv[1:4]
+callbacks = [rngstate.lightning.RNGStateCallback(trace=trace)]
+options = {"accumulate_grad_batches": 3}
+if mode == "schedule":
+    callbacks.append(pl.callbacks.GradientAccumulationScheduler({0: 3, 1: 2, 2: 1}))
+    options = {}
+if mode == "die":
+    callbacks.append(CheckpointThenDie(dirpath=folder, filename="at4", every_n_train_steps=4, save_top_k=-1))
+trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=mode == "die",
+                     enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, **options)
+trainer.fit(Net(), ckpt_path=os.path.join(folder, "at4.ckpt") if mode == "resume" else None)
+"""
+
 TRANSFORMERS = """
 import sys, torch, transformers, rngstate, rngstate.transformers
 from torch import nn
@@ -110,6 +153,37 @@ def test_lightning(tmp_path: Path) -> None:
     assert places == [(1, 0, 0, 0), (1, 1, 0, 1), (2, 0, 0, 2)]
     assert len(steps) == 12 and steps[-1].step == 6
     assert all(r.batch is not None and r.loss is not None and "torch.cpu" in r.streams for r in steps)
+
+
+def _places(accumulations: list[int], batches: int) -> list[tuple[int, int, int, int | None]]:
+    """(step, epoch, position, phase) of each batch, counted here from the accumulation of each
+    epoch: an optimizer step every ``k`` batches and at the epoch's last batch."""
+    places, done = [], 0
+    for epoch, k in enumerate(accumulations):
+        places += [(done + i // k + 1, epoch, i, i % k if k > 1 else None) for i in range(batches)]
+        done += -(-batches // k)
+    return places
+
+
+@slow
+def test_lightning_accumulation_that_does_not_divide_the_epoch(tmp_path: Path) -> None:
+    """Each record's step, epoch, position and phase, with an accumulation that changes by
+    epoch (set by a callback listed after rngstate's) and one of 3 killed mid-epoch and resumed:
+    the resumed trace is the uninterrupted one, record for record."""
+    schedule = str(tmp_path / "schedule.trace")
+    run_python(LIGHTNING_ACCUMULATION, schedule, str(tmp_path), "schedule", preload=PRELOAD_LIGHTNING)
+    steps = read_trace(schedule).steps
+    assert [(r.step, r.epoch, r.position, r.phase) for r in steps] == _places([3, 2, 1], 7)
+    assert all(r.batch is not None and r.loss is not None for r in steps)
+    full, resumed = str(tmp_path / "full.trace"), str(tmp_path / "resumed.trace")
+    run_python(LIGHTNING_ACCUMULATION, full, str(tmp_path), "full", preload=PRELOAD_LIGHTNING)
+    assert [(r.step, r.epoch, r.position, r.phase) for r in read_trace(full).steps] == _places([3] * 3, 7)
+    run_python(LIGHTNING_ACCUMULATION, resumed, str(tmp_path), "die", preload=PRELOAD_LIGHTNING)
+    assert [r.step for r in read_trace(resumed).steps][-1] == 4  # killed at epoch 1's third batch
+    run_python(LIGHTNING_ACCUMULATION, resumed, str(tmp_path), "resume", preload=PRELOAD_LIGHTNING)
+    result = compare(full, resumed)
+    assert result.identical and result.compared == 21, str(result)
+    assert [r.resumed for r in read_trace(resumed).steps].index(True) == 10  # epoch 1, position 3
 
 
 @slow
