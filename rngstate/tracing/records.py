@@ -39,7 +39,7 @@ MAGIC = b"\x89RNGTRACE\r\n\x1a\n"
 # 4: positional records, CRC-32 record checksums and stream fingerprints, zero padding at the end;
 # 3: fingerprints of raw state bytes, CRC-32 and Adler-32 checksums and per-sample digests;
 # 2: CRC-32 fingerprints, structure-token batch and weight digests
-TRACE_VERSION = 4
+TRACE_VERSION = 5
 HEADER = MAGIC + struct.pack(">H", TRACE_VERSION)
 FRAME = struct.Struct(">II")
 _NO_FRAME = bytes(FRAME.size)  # where a writer's padding (at least this long) begins

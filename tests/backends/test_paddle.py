@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 import rngstate
 from rngstate import backends
-from rngstate.backends import paddle_backend
+from rngstate.backends import paddle_backend, paddle_raw
 from rngstate.backends.paddle_backend import MT_WORDS, PaddleState
 from rngstate.errors import InvalidStateError, MissingBackendError, RNGStateWarning
 from rngstate.runtime import RUNTIME
@@ -239,6 +240,36 @@ def test_paddle_example_runs() -> None:
     assert [name for name, *_ in rows][-1] == "head" and len(rows) == 7
     assert all(after == "identical" for *_, after in rows)
     assert ["backbone.layer1", "DIFFERENT", "identical"] in rows
+
+
+def test_state_bytes_are_the_same_raw_or_through_getstate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a step trace fingerprints of the CPU generator: its get_state() copy read in place
+    (the layout verified on this platform), __getstate__'s text parsed, a decoded state and a
+    state built from it all give the same bytes; different after every kind of draw."""
+    assert paddle_raw.layout_verified()  # glibc x86-64 CPython: the raw path must be taken here
+    paddle.seed(7)
+    seen = set()
+    for draw in (lambda: None, lambda: paddle.rand([3]), lambda: paddle.randn([1000]),
+                 lambda: paddle.seed(8), lambda: paddle.nn.functional.dropout(paddle.ones([64]), 0.5)):
+        draw()
+        fast = CPU.state_bytes()
+        assert fast is not None and len(fast) == 24 + 8 * MT_WORDS + 8
+        assert CPU.state_crc() == zlib.crc32(fast)
+        live = CPU.get_state()
+        decoded = CPU.decode(CPU.encode(live), "s")
+        assert CPU.snapshot_bytes(live) == CPU.snapshot_bytes(decoded) == fast
+        assert CPU.snapshot_bytes(decoded.build()) == fast  # a state rngstate built, read raw or not
+        with monkeypatch.context() as patch:  # where the layout is not verified: __getstate__
+            patch.setattr(paddle_raw, "_VERIFIED", [False])
+            assert CPU.state_bytes() == fast
+        seen.add(fast)
+    assert len(seen) == 5
+    no_engine = paddle_backend.check_state({"device": 0, "seed": 1, "offset": 0}, "s", 0)
+    assert CPU.snapshot_bytes(no_engine) is None  # a GPU-style state: encode's fingerprint
+    for name, wrong in (("_VALUE_AT", 24), ("_CONTROL_SIZE", 24)):  # another layout: refused
+        with monkeypatch.context() as patch:
+            patch.setattr(paddle_raw, name, wrong)
+            assert not paddle_raw._verify()
 
 
 def test_python_random_untouched_by_paddle_stream() -> None:

@@ -121,8 +121,9 @@ def test_weights_digest_sees_names_and_bytes() -> None:
     assert weights_digest(renamed) != weights_digest(model)
 
 
-def test_a_trace_of_the_older_format_is_refused_clearly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", range(1, records.TRACE_VERSION))
+def test_a_trace_of_an_older_format_is_refused_clearly(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old.trace"
-    path.write_bytes(records.MAGIC + struct.pack(">H", 1))
-    with pytest.raises(StateFileError, match="format version 1, written by an older rngstate"):
+    path.write_bytes(records.MAGIC + struct.pack(">H", version))
+    with pytest.raises(StateFileError, match=f"format version {version}, written by an older rngstate"):
         read_trace(path)
