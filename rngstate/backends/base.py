@@ -193,5 +193,12 @@ class GeneratorKind:
     def decode(self, plain: Plain, where: str) -> Any:
         raise NotImplementedError
 
+    def state_crc(self, obj: Any) -> int | None:
+        """What a step trace records of ``obj`` at every step: the CRC-32 of bytes that equal
+        states give in any process on any path (as :meth:`Stream.state_crc`); None (the
+        default) fingerprints ``encode(get_state(obj))`` instead, reusing the previous step's
+        fingerprint while the snapshot is unchanged."""
+        return None
+
 
 __all__ = ["GeneratorKind", "Stream"]

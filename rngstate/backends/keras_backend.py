@@ -34,7 +34,8 @@ import numpy as np
 
 from rngstate import _check, backends
 from rngstate.backends import lazy
-from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.backends.base import Plain
+from rngstate.backends.tensorflow_bytes import PlainBytes, PlainBytesKind, ints, read_fast
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError
 
@@ -69,9 +70,7 @@ def read_state(generator: Any) -> Any:
     """An immutable snapshot of ``generator``'s ``[seed, counter]``."""
     variable = _tf_variable(generator)
     if variable is not None:
-        from rngstate.backends.tensorflow_backend import read_variable
-
-        return read_variable(variable)
+        return read_fast(variable)
     return tuple(int(x) for x in np.asarray(generator.state.numpy()).reshape(-1))
 
 
@@ -94,8 +93,7 @@ def write_state(generator: Any, values: Any) -> None:
     generator.state.assign(np.asarray([int(v) for v in _ints(values)], dtype=str(generator.state.dtype)))
 
 
-def _ints(values: Any) -> list[int]:
-    return [int(x) for x in (values.numpy() if hasattr(values, "numpy") else values)]
+_ints = ints
 
 
 # Invariants of a SeedGenerator state: exactly [seed, counter], integers in 64 bits here and,
@@ -208,7 +206,7 @@ def _adopt_existing() -> None:
 # -- "keras.global" ------------------------------------------------------------------------------
 
 
-class KerasGlobalStream(Stream):
+class KerasGlobalStream(PlainBytes):
     """Keras's global ``SeedGenerator``: ``keras.random.*`` calls without a seed.
 
     Snapshots: ``("live", values)`` or ``("pending", None | ("seed", s) | ("state", values))``.
@@ -275,7 +273,7 @@ class KerasGlobalStream(Stream):
         return {"keras": str(keras.__version__), "keras_backend": str(keras.backend.backend())}
 
 
-class KerasSeedGeneratorKind(GeneratorKind):
+class KerasSeedGeneratorKind(PlainBytesKind):
     """``keras.random.SeedGenerator`` objects (tracked automatically when created)."""
 
     kind = "keras.SeedGenerator"

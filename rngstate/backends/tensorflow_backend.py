@@ -39,7 +39,8 @@ from typing import Any
 
 from rngstate import _check
 from rngstate.backends import lazy, python_backend, python_raw
-from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.backends.base import Plain
+from rngstate.backends.tensorflow_bytes import PlainBytes, PlainBytesKind, ints, read_fast
 from rngstate.derive import derived_int
 from rngstate.errors import InvalidStateError, RNGStateError, RNGStateWarning
 
@@ -184,7 +185,7 @@ def _derived_seed(material: bytes) -> int:
     return derived_int(material, 32) & _MAXINT32  # what _truncate_seed keeps
 
 
-class TFOpSeedStream(Stream):
+class TFOpSeedStream(PlainBytes):
     """``tf.random.set_seed``'s global seed and the op seeds eager stateful ops draw from it.
 
     Snapshots are ``(global seed or None, random state or None)``; the random state is the
@@ -351,8 +352,7 @@ def assign_variable(variable: Any, value: Any) -> None:
         ops.assign(variable.handle, value)
 
 
-def _ints(value: Any) -> list[int]:
-    return [int(x) for x in (value.numpy() if hasattr(value, "numpy") else value)]
+_ints = ints
 
 
 # Invariants of a tf.random.Generator state: alg 1 (Philox: 128-bit counter in two int64
@@ -384,7 +384,7 @@ def _set_generator(generator: Any, alg: int, state: Any) -> None:
 # ("pending", ("state", alg, ints)) when its creation will use that seed or state.
 
 
-class TFGlobalGeneratorStream(Stream):
+class TFGlobalGeneratorStream(PlainBytes):
     """The global ``tf.random.Generator`` (``tf.random.get_global_generator()``)."""
 
     name = "tensorflow.generator"
@@ -445,7 +445,7 @@ class TFGlobalGeneratorStream(Stream):
         generator = self._live()
         if generator is None:
             return ("pending", self.pending)
-        return ("live", int(generator.algorithm), read_variable(generator.state))
+        return ("live", int(generator.algorithm), read_fast(generator.state))
 
     def set_state(self, snapshot: Any) -> None:
         if snapshot[0] == "pending":
@@ -467,7 +467,7 @@ class TFGlobalGeneratorStream(Stream):
         return alg, tuple(state)
 
 
-class TFGeneratorKind(GeneratorKind):
+class TFGeneratorKind(PlainBytesKind):
     """``tf.random.Generator`` objects the user owns (``rngstate.track(gen, "aug")``)."""
 
     kind = "tensorflow.Generator"
@@ -483,7 +483,7 @@ class TFGeneratorKind(GeneratorKind):
         assign_variable(obj.state, _ints(create(derived_int(material, 128), obj.algorithm)))
 
     def get_state(self, obj: Any) -> Any:
-        return (int(obj.algorithm), read_variable(obj.state))
+        return (int(obj.algorithm), read_fast(obj.state))
 
     def set_state(self, obj: Any, snapshot: Any) -> None:
         _set_generator(obj, snapshot[0], snapshot[1])

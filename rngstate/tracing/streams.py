@@ -114,11 +114,12 @@ class StreamFingerprints:
             if self._first or ids != self._ids:
                 touched = self._touched(substreams)
             self._flat, self._ids = flat, ids
-        tracked = runtime.tracked
-        generators = {
-            key: self._stream("\0" + key, item.kind.get_state(item.obj), item.kind.encode)
-            for key, item in tracked.items()
-        } if tracked else {}
+        generators: dict[str, bytes] = {}
+        for key, item in runtime.tracked.items():
+            kind = item.kind
+            crc = kind.state_crc(item.obj)  # kinds that read their bytes cheaply (Keras, TF)
+            generators[key] = (_CRC(crc) if crc is not None
+                               else self._stream("\0" + key, kind.get_state(item.obj), kind.encode))
         return streams, touched, self._all, generators
 
     def _touched(self, substreams: dict[str, dict[str, Any]]) -> dict[str, dict[str, bytes]]:
