@@ -201,4 +201,20 @@ class GeneratorKind:
         return None
 
 
-__all__ = ["GeneratorKind", "Stream"]
+def exact(snapshot: Any) -> bool:
+    """True when ``==`` on ``snapshot`` tells equal plain forms: tuples of ints, bytes, str and
+    None only (not floats: ``0.0 == -0.0``; not tensors: their ``==`` is elementwise).
+
+    >>> exact(("pending", ("seed", 5))), exact((3, (b"mt", None))), exact((3, (b"mt", 0.5)))
+    (True, True, False)
+    """
+    kind = type(snapshot)
+    if kind is tuple:
+        return set(map(type, snapshot)) <= _LEAVES or all(map(exact, snapshot))
+    return kind in _LEAVES
+
+
+_LEAVES = {int, bytes, str, type(None)}
+
+
+__all__ = ["GeneratorKind", "Stream", "exact"]

@@ -27,7 +27,7 @@ from zlib import crc32
 
 import msgpack
 
-from rngstate.backends.base import GeneratorKind, Plain, Stream
+from rngstate.backends.base import GeneratorKind, Plain, Stream, exact
 
 _BUFFER = 4096  # a Packer's first buffer: room for the op-seed stream's 2.5 KB state
 
@@ -41,22 +41,6 @@ def plain_bytes(plain: Plain) -> bytes:
         from rngstate.fileformat import pack
 
         return pack(plain)
-
-
-def exact(snapshot: Any) -> bool:
-    """True when ``==`` on ``snapshot`` tells equal plain forms: tuples of ints, bytes, str and
-    None only (not floats: ``0.0 == -0.0``; not tensors: their ``==`` is elementwise).
-
-    >>> exact(("pending", ("seed", 5))), exact((3, (b"mt", None))), exact((3, (b"mt", 0.5)))
-    (True, True, False)
-    """
-    kind = type(snapshot)
-    if kind is tuple:
-        return set(map(type, snapshot)) <= _LEAVES or all(map(exact, snapshot))
-    return kind in _LEAVES
-
-
-_LEAVES = {int, bytes, str, type(None)}
 
 
 def ints(value: Any) -> list[int]:

@@ -25,6 +25,7 @@ from typing import Any
 from zlib import crc32
 
 from rngstate.backends import stream as backend_stream
+from rngstate.backends.base import exact
 from rngstate.runtime import RUNTIME
 from rngstate.tracing.digests import fingerprint
 
@@ -81,8 +82,13 @@ class StreamFingerprints:
         snapshot equals the previous step's (a stream nothing drew from)."""
         raw = _raw_key(snapshot)
         last = self._last.get(key)
-        if last is not None and raw is not None and last[0] == raw:
-            return last[1]
+        if last is not None and raw is not None:
+            try:
+                same = bool(last[0] == raw)
+            except (TypeError, ValueError):  # a tuple holding arrays: == is elementwise
+                same = False
+            if same and (type(raw) is not tuple or exact(raw)):  # 0.0 == -0.0: not reused
+                return last[1]
         digest = fingerprint(encode(snapshot))
         self._last[key] = (raw, digest)
         return digest

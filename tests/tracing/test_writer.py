@@ -235,3 +235,23 @@ def test_many_scopes_one_touched(tmp_path: Path) -> None:
                if digest != first.substreams["model/layer7"][name]}
     assert changed == {"python"}
     assert first.scopes == second.scopes != third.scopes
+
+
+def test_an_unchanged_snapshot_reuses_its_fingerprint_only_when_equality_is_exact() -> None:
+    """A tracked generator's snapshot equal to the previous step's reuses its fingerprint, but
+    not when == cannot tell (0.0 == -0.0 encode differently; arrays compare elementwise)."""
+    from rngstate.tracing.digests import fingerprint
+    from rngstate.tracing.streams import StreamFingerprints
+
+    streams = StreamFingerprints()
+
+    def encode(snapshot: tuple) -> dict:
+        return {"words": [int(w) for w in snapshot[0]], "cache": snapshot[1]}
+
+    first = streams._stream("g", ((1, 2), 0.0), encode)
+    assert streams._stream("g", ((1, 2), 0.0), encode) == first == fingerprint(encode(((1, 2), 0.0)))
+    assert streams._stream("g", ((1, 2), -0.0), encode) == fingerprint(encode(((1, 2), -0.0))) != first
+    held = (np.arange(3), None)  # == on arrays is elementwise: never taken for "unchanged"
+    assert streams._stream("a", held, encode) == fingerprint(encode(held))
+    changed = (np.array([0, 1, 5]), None)
+    assert streams._stream("a", changed, encode) == fingerprint(encode(changed))
