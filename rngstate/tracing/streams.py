@@ -136,7 +136,11 @@ class StreamFingerprints:
                 if cached is not None and cached[0] is snapshot and not self._first:
                     continue
                 if cached is None or cached[0] is not snapshot:
-                    digest = fingerprint(backend_stream(name).encode(snapshot))
+                    # As the global stream's fingerprint would be in this state: the CRC of its
+                    # state bytes (a raw copy's, no conversion), else of its plain form.
+                    stream = backend_stream(name)
+                    data = stream.snapshot_bytes(snapshot)
+                    digest = fingerprint(stream.encode(snapshot)) if data is None else _CRC(crc32(data))
                     # The digest of all scopes: an XOR of one hash per (path, stream), updated
                     # for the entries that changed instead of rehashing hundreds of scopes.
                     entry = hashlib.blake2b(f"{len(path)}:{path}{len(name)}:{name}".encode() + digest,

@@ -255,3 +255,19 @@ def test_an_unchanged_snapshot_reuses_its_fingerprint_only_when_equality_is_exac
     assert streams._stream("a", held, encode) == fingerprint(encode(held))
     changed = (np.array([0, 1, 5]), None)
     assert streams._stream("a", changed, encode) == fingerprint(encode(changed))
+
+
+def test_a_substream_is_fingerprinted_as_its_stream_would_be_in_that_state(tmp_path: Path) -> None:
+    """A touched substream's fingerprint is the CRC-32 of its stream's state bytes, the
+    fingerprint the global stream gets in the same state (one definition for both)."""
+    from rngstate import backends
+
+    rngstate.seed_everything(4)
+    with rngstate.trace(tmp_path / "t.trace") as trace:
+        with rngstate.rng_scope("dropout"):
+            random.random(), np.random.random(), torch.rand(3)
+            inside = {name: struct.pack(">I", zlib.crc32(backends.stream(name).state_bytes()))
+                      for name in ("python", "numpy", "torch.cpu")}
+        trace.step()
+    record = read_trace(tmp_path / "t.trace").steps[0]
+    assert {name: record.substreams["dropout"][name] for name in inside} == inside
