@@ -52,14 +52,16 @@ not the thread's.  So the times are the thread's (``time.thread_time``), but for
 its compiled step in TensorFlow's threads (about half its CPU time), and its hook and epochs
 are timed over the whole process (``time.process_time``, about the wall time there).
 
-Measured (2-core shared machine, trace format 4, three ``--quick`` runs: the median of the runs'
-medians, and the range of all their rounds), in the hook: ``trace (time in trace.step)`` 1.105
-(1.100-1.112), ``accelerate`` 1.081 (1.074-1.086), ``Lightning`` 1.058 (1.054-1.065), ``HF
-Trainer`` 1.060 (1.059-1.062), ``Keras fit`` 1.065 (1.050-1.078), ``Paddle fit`` 1.201
-(1.196-1.208): all miss the 3% target on these tiny steps (0.4 to 2.4 ms); docs/diagnostics.md
-("Cost") says where the time goes.  Format 4 against format 3 (nine runs of the previous
-version of this script): ``trace (time in trace.step)`` 1.104 (1.102-1.109) against 1.136
-(1.129-1.139).
+Measured (2-core shared machine, trace format 5, two ``--quick`` runs on an otherwise idle
+machine, median (range of the rounds) of each): ``trace (time in trace.step)`` 1.097
+(1.090-1.098) and 1.095 (1.095-1.099); ``trace, 3 scopes`` 1.147 (1.133-1.148, a separate run)
+and 1.140 (1.135-1.142); ``accelerate`` 1.074 (1.072-1.076), 1.075 (1.073-1.076);
+``Lightning`` 1.052 (1.051-1.052), 1.053 (1.052-1.055); ``HF Trainer`` 1.054 (1.053-1.054),
+1.056 (1.054-1.057); ``Keras fit`` 1.059 (1.059-1.061), 1.054 (1.054-1.058); ``Paddle fit``
+1.045 (1.045-1.046), 1.047 (1.046-1.047).  Before this pass (format 4, three runs): 1.105,
+3 scopes 1.21-1.23, accelerate 1.081, Lightning 1.058, HF 1.060, Keras 1.065, Paddle 1.201.  All
+miss the 3% target on these tiny steps (0.4 to 2.4 ms); docs/diagnostics.md ("Cost") says
+where the time goes.
 """
 
 from __future__ import annotations
