@@ -70,7 +70,9 @@ def read_state(generator: Any) -> Any:
     """An immutable snapshot of ``generator``'s ``[seed, counter]``."""
     variable = _tf_variable(generator)
     if variable is not None:
-        return read_fast(variable)
+        from rngstate.backends.tensorflow_backend import read_variable  # a TensorFlow variable
+
+        return read_fast(variable, read_variable)
     return tuple(int(x) for x in np.asarray(generator.state.numpy()).reshape(-1))
 
 

@@ -445,7 +445,7 @@ class TFGlobalGeneratorStream(PlainBytes):
         generator = self._live()
         if generator is None:
             return ("pending", self.pending)
-        return ("live", int(generator.algorithm), read_fast(generator.state))
+        return ("live", int(generator.algorithm), read_fast(generator.state, read_variable))
 
     def set_state(self, snapshot: Any) -> None:
         if snapshot[0] == "pending":
@@ -483,7 +483,7 @@ class TFGeneratorKind(PlainBytesKind):
         assign_variable(obj.state, _ints(create(derived_int(material, 128), obj.algorithm)))
 
     def get_state(self, obj: Any) -> Any:
-        return (int(obj.algorithm), read_fast(obj.state))
+        return (int(obj.algorithm), read_fast(obj.state, read_variable))
 
     def set_state(self, obj: Any, snapshot: Any) -> None:
         _set_generator(obj, snapshot[0], snapshot[1])

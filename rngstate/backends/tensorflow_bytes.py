@@ -11,7 +11,8 @@ Their states are a few integers (a seed and a counter, a Philox position) or Ten
 * a TensorFlow variable (a ``SeedGenerator``'s or a ``tf.random.Generator``'s state) is read by
   one ``ReadVariableOp`` through TensorFlow's eager fast path (``read_fast``), about 5 us where
   ``variable.numpy()`` takes 17 us; graph mode (a ``tf.function`` being traced) and any error
-  go through :func:`rngstate.backends.tensorflow_backend.read_variable`.
+  go through :func:`rngstate.backends.tensorflow_backend.read_variable`, which the callers
+  hand over (this module sits below the backends that use it).
 
 >>> import msgpack
 >>> plain = {"mode": "state", "state": [7, 2**63 - 1]}
@@ -22,6 +23,7 @@ True
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 from zlib import crc32
 
@@ -32,15 +34,14 @@ from rngstate.backends.base import GeneratorKind, Plain, Stream, exact
 _BUFFER = 4096  # a Packer's first buffer: room for the op-seed stream's 2.5 KB state
 
 
-def plain_bytes(plain: Plain) -> bytes:
-    """The msgpack bytes ``digests.fingerprint`` hashes for ``plain`` (the file format's packer
-    for integers wider than 64 bits), packed without a 256 KiB buffer."""
+def plain_bytes(plain: Plain) -> bytes | None:
+    """The msgpack bytes ``digests.fingerprint`` hashes for ``plain``, packed without a 256 KiB
+    buffer; None for what plain msgpack cannot pack (integers wider than 64 bits: then the
+    trace fingerprints ``encode``'s form through the file format's packer, as before)."""
     try:
         return msgpack.Packer(use_bin_type=True, buf_size=_BUFFER).pack(plain)  # type: ignore[no-any-return]
     except (OverflowError, TypeError, ValueError):
-        from rngstate.fileformat import pack
-
-        return pack(plain)
+        return None
 
 
 def ints(value: Any) -> list[int]:
@@ -71,7 +72,10 @@ class PlainBytes(Stream):
         cacheable, last = exact(snapshot), self._last
         if cacheable and last is not None and last[0] == snapshot:
             return last[1]
-        crc = crc32(plain_bytes(self.encode(snapshot)))
+        data = plain_bytes(self.encode(snapshot))
+        if data is None:
+            return None
+        crc = crc32(data)
         self._last = (snapshot, crc) if cacheable else None
         return crc
 
@@ -80,16 +84,14 @@ class PlainBytesKind(GeneratorKind):
     """A generator kind fingerprinted as its plain state's msgpack bytes (``state_crc``)."""
 
     def state_crc(self, obj: Any) -> int | None:
-        return crc32(plain_bytes(self.encode(self.get_state(obj))))
+        data = plain_bytes(self.encode(self.get_state(obj)))
+        return None if data is None else crc32(data)
 
 
 class _Fast:
     """TensorFlow's eager entry points, looked up once (None where they are not found)."""
 
     def __init__(self) -> None:
-        from rngstate.backends.tensorflow_backend import read_variable
-
-        self.read_variable = read_variable
         modules = sys.modules
         try:
             self.context = modules["tensorflow.python.eager.context"]
@@ -102,10 +104,11 @@ class _Fast:
 _FAST: list[_Fast] = []
 
 
-def read_fast(variable: Any) -> Any:
+def read_fast(variable: Any, read_variable: Callable[[Any], Any]) -> Any:
     """An eager tensor of ``variable``'s value: one ``ReadVariableOp`` on TensorFlow's eager
     fast path (what ``gen_resource_variable_ops.read_variable_op`` does, less its Python); in
-    graph mode or on any error, ``read_variable`` (which raises TensorFlow's own error)."""
+    graph mode or on any error, ``read_variable(variable)`` (the tensorflow backend's, which
+    raises TensorFlow's own error)."""
     if not _FAST:
         _FAST.append(_Fast())
     fast = _FAST[0]
@@ -119,4 +122,4 @@ def read_fast(variable: Any) -> Any:
                     return value
         except Exception:  # read again the plain way below: it raises TensorFlow's own error
             pass
-    return fast.read_variable(variable)
+    return read_variable(variable)
