@@ -38,6 +38,7 @@ _POINTERS = struct.Struct("<QQ")
 _VALUE_AT = 16  # after PyObject_HEAD: the value pointer, then the holder's
 _CONTROL_SIZE = 16  # a shared_ptr's control block: vtable pointer, use and weak counts
 _VERIFIED: list[bool] = []
+_STATE_TYPE: list[Any] = [None]  # paddle's GeneratorState, once verified
 
 
 def fields_bytes(device: int, seed: int, offset: int, mt: bytes, pos: int) -> bytes:
@@ -50,7 +51,7 @@ def state_bytes(state: Any) -> bytes | None:
     """The fingerprinted bytes of a ``GeneratorState`` that ``Generator.get_state()`` returned
     (a private copy), read in place; None where the layout is not verified or the state has no
     engine (a GPU state)."""
-    if not (_VERIFIED[0] if _VERIFIED else layout_verified()):
+    if not (_VERIFIED[0] if _VERIFIED else layout_verified()) or type(state) is not _STATE_TYPE[0]:
         return None
     return _read(state)
 
@@ -90,6 +91,7 @@ def _verify() -> bool:
     core = sys.modules["paddle"].base.core
     if core.GeneratorState.__basicsize__ < _VALUE_AT + _POINTERS.size:
         return False
+    _STATE_TYPE[0] = core.GeneratorState  # the only type read raw
     scratch = core.Generator()
     scratch.manual_seed(20251208)
     for draws in (0, 1, 400):  # seeded, mid-table, past a twist

@@ -268,6 +268,7 @@ def test_state_bytes_are_the_same_raw_or_through_getstate(monkeypatch: pytest.Mo
     before = CPU.snapshot_bytes(kept)
     paddle.rand([700])  # later draws leave the copy alone
     assert CPU.snapshot_bytes(kept) == before != CPU.state_bytes()
+    assert paddle_raw.state_bytes(object()) is None  # only GeneratorState objects are read raw
     no_engine = paddle_backend.check_state({"device": 0, "seed": 1, "offset": 0}, "s", 0)
     assert CPU.snapshot_bytes(no_engine) is None  # a GPU-style state: encode's fingerprint
     for name, wrong in (("_VALUE_AT", 24), ("_CONTROL_SIZE", 24)):  # another layout: refused
