@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -17,12 +16,14 @@ from rngstate.derive import split_path
 from rngstate.distributed import GroupError, RankInfo, group_rank, is_rank_component, rank_info, reshard_state
 from rngstate.errors import RNGStateWarning, ScopeError, TopologyError
 from tests.conftest import PRELOAD_TORCH, ROOT, python_command
+from tests.distributed.ranks import rendezvous_file
 
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
 from rngstate.distributed import rank_info
 from rngstate.errors import TopologyError
-dist.init_process_group("gloo")
+dist.init_process_group("gloo", init_method=os.environ["RNGSTATE_TEST_STORE"],
+                        rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
 rank, world = dist.get_rank(), dist.get_world_size()
 path = sys.argv[1]
 mode = sys.argv[2]
@@ -37,20 +38,14 @@ def step(net):
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_ranks(world_size: int, body: str, *args: str) -> list[dict[str, object]]:
     """Run PRELUDE + body on ``world_size`` gloo ranks; return each rank's printed JSON."""
-    port = str(free_port())
+    store = rendezvous_file()
     code = (textwrap.dedent(PRELUDE) + textwrap.dedent(body)
             + "\nprint(json.dumps(out), flush=True)\ndist.barrier()\ndist.destroy_process_group()\n")
     processes = []
     for rank in range(world_size):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RNGSTATE_TEST_STORE": store,
                "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank)}
         env.pop("RNGSTATE_SEED", None)
         command = python_command("-c", code, *args, env=env, preload=PRELOAD_TORCH)

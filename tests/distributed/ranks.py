@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
+import tempfile
 import textwrap
 import time
 from typing import Any
@@ -15,7 +15,8 @@ from tests.conftest import PRELOAD_TORCH, ROOT, python_command
 PRELUDE = """
 import json, os, sys, torch, torch.distributed as dist, rngstate
 import torch.distributed.checkpoint as dcp
-dist.init_process_group("gloo")
+dist.init_process_group("gloo", init_method=os.environ["RNGSTATE_TEST_STORE"],
+                        rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
 rank, world = dist.get_rank(), dist.get_world_size()
 args = sys.argv[1:]
 out = {}
@@ -27,19 +28,20 @@ dist.destroy_process_group()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def rendezvous_file() -> str:
+    """A fresh ``file://`` rendezvous for one job's ranks.  Not a TCP port picked beforehand:
+    between picking a free port and rank 0 binding it, a test running beside this one may take
+    it, and the ranks then meet the wrong store and wait until the timeout."""
+    return "file://" + os.path.join(tempfile.mkdtemp(prefix="rngstate-ranks-"), "store")
 
 
 def run_ranks(world_size: int, body: str, *args: str, timeout: float = 90) -> list[dict[str, Any]]:
     """Run PRELUDE + ``body`` on ``world_size`` ranks; every process is ended by ``timeout``."""
     code = textwrap.dedent(PRELUDE) + textwrap.dedent(body) + textwrap.dedent(EPILOGUE)
-    port = str(free_port())
+    store = rendezvous_file()
     processes = []
     for rank in range(world_size):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "RNGSTATE_TEST_STORE": store,
                "RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
                "LOCAL_WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
         env.pop("RNGSTATE_SEED", None)
