@@ -92,10 +92,8 @@ def write_state(generator: Any, values: Any) -> None:
 
         assign_variable(variable, values)
         return
-    generator.state.assign(np.asarray([int(v) for v in _ints(values)], dtype=str(generator.state.dtype)))
+    generator.state.assign(np.asarray([int(v) for v in ints(values)], dtype=str(generator.state.dtype)))
 
-
-_ints = ints
 
 
 # Invariants of a SeedGenerator state: exactly [seed, counter], integers in 64 bits here and,
@@ -262,7 +260,7 @@ class KerasGlobalStream(PlainBytes):
         self._set_pending(snapshot[1] if snapshot[0] == "pending" else ("state", snapshot[1]))
 
     def encode(self, snapshot: Any) -> Plain:
-        return lazy.encode(snapshot, lambda state: {"state": _ints(state[0])})
+        return lazy.encode(snapshot, lambda state: {"state": ints(state[0])})
 
     def decode(self, plain: Plain, where: str) -> Any:
         return lazy.decode(
@@ -303,7 +301,7 @@ class KerasSeedGeneratorKind(PlainBytesKind):
         write_state(obj, snapshot)
 
     def encode(self, snapshot: Any) -> Plain:
-        return {"state": _ints(snapshot)}
+        return {"state": ints(snapshot)}
 
     def decode(self, plain: Plain, where: str) -> Any:
         _check.mapping(plain, where, ("state",))

@@ -204,10 +204,9 @@ class PaddleCPUStream(Stream):
             if data is not None:
                 return data
             snapshot = check_state(encode_state(snapshot), "paddle.cpu", _CPU_DEVICE)
-        if snapshot.mt is None or snapshot.pos is None:
-            return None
-        state = snapshot
-        return paddle_raw.fields_bytes(state.device, state.seed, state.offset, state.mt, state.pos)
+        mt, pos = snapshot.mt, snapshot.pos
+        return None if mt is None or pos is None else paddle_raw.fields_bytes(
+            snapshot.device, snapshot.seed, snapshot.offset, mt, pos)
 
     def decode(self, plain: Plain, where: str) -> Any:
         return check_state(plain, where, _CPU_DEVICE)

@@ -352,8 +352,6 @@ def assign_variable(variable: Any, value: Any) -> None:
         ops.assign(variable.handle, value)
 
 
-_ints = ints
-
 
 # Invariants of a tf.random.Generator state: alg 1 (Philox: 128-bit counter in two int64
 # words, then a 64-bit key), 2 (ThreeFry: two words) or 3 (auto-select, sized like Philox);
@@ -431,7 +429,7 @@ class TFGlobalGeneratorStream(PlainBytes):
             pass  # "non-deterministic at creation": any state will do; keep the live one
         elif pending[0] == "seed":
             create = _module("tensorflow.python.ops.stateful_random_ops").create_rng_state
-            assign_variable(generator.state, _ints(create(pending[1], generator.algorithm)))
+            assign_variable(generator.state, ints(create(pending[1], generator.algorithm)))
         else:
             _set_generator(generator, pending[1], pending[2])
 
@@ -454,7 +452,7 @@ class TFGlobalGeneratorStream(PlainBytes):
             self._set_pending(("state", snapshot[1], snapshot[2]))
 
     def encode(self, snapshot: Any) -> Plain:
-        return lazy.encode(snapshot, lambda state: {"alg": state[0], "state": _ints(state[1])})
+        return lazy.encode(snapshot, lambda state: {"alg": state[0], "state": ints(state[1])})
 
     def decode(self, plain: Plain, where: str) -> Any:
         return lazy.decode(
@@ -480,7 +478,7 @@ class TFGeneratorKind(PlainBytesKind):
 
     def seed_derived(self, obj: Any, material: bytes) -> None:
         create = _module("tensorflow.python.ops.stateful_random_ops").create_rng_state
-        assign_variable(obj.state, _ints(create(derived_int(material, 128), obj.algorithm)))
+        assign_variable(obj.state, ints(create(derived_int(material, 128), obj.algorithm)))
 
     def get_state(self, obj: Any) -> Any:
         return (int(obj.algorithm), read_fast(obj.state, read_variable))
@@ -489,7 +487,7 @@ class TFGeneratorKind(PlainBytesKind):
         _set_generator(obj, snapshot[0], snapshot[1])
 
     def encode(self, snapshot: Any) -> Plain:
-        return {"alg": snapshot[0], "state": _ints(snapshot[1])}
+        return {"alg": snapshot[0], "state": ints(snapshot[1])}
 
     def decode(self, plain: Plain, where: str) -> Any:
         alg, state = check_generator_state(plain, where)

@@ -141,43 +141,22 @@ def test_keras_example_runs() -> None:
 
 
 STATE_BYTES = """
-import zlib
 import numpy as np
 import rngstate
 from rngstate import backends
-from rngstate.backends import tensorflow_bytes
-from rngstate.tracing.digests import fingerprint
 from rngstate.tracing.streams import StreamFingerprints
+from tests.backends.plain_bytes_checks import kind_same_on_every_path, same_on_every_path
 import keras
 
 rngstate.seed_everything(5)
 glob, kind = backends.stream("keras.global"), backends.kind("keras.SeedGenerator")
-
-def same_on_every_path(stream):
-    # state_bytes read live, through a snapshot and a decoded one; the CRC-32 of the plain
-    # form's msgpack (the fingerprint traces held before state_bytes)
-    fast = stream.state_bytes()
-    snapshot = stream.get_state()
-    decoded = stream.decode(stream.encode(snapshot), "s")
-    assert fast == stream.snapshot_bytes(snapshot) == stream.snapshot_bytes(decoded)
-    assert stream.state_crc() == zlib.crc32(fast) == stream.state_crc()
-    assert fingerprint(stream.encode(snapshot)) == zlib.crc32(fast).to_bytes(4, "big")
-    return fast
-
-def kind_crc(obj):
-    crc = kind.state_crc(obj)
-    snapshot = kind.get_state(obj)
-    decoded = kind.decode(kind.encode(snapshot), "g")
-    assert crc == zlib.crc32(tensorflow_bytes.plain_bytes(kind.encode(decoded)))
-    assert fingerprint(kind.encode(snapshot)) == crc.to_bytes(4, "big")
-    return crc
 
 seen = [same_on_every_path(glob)]  # pending: a seed
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dropout(0.3)])
 handles = [item.obj for item in rngstate.tracking.RUNTIME.tracked.values()]
 assert len(handles) == 2
 x = np.ones((2, 4), "float32")
-crcs = [[kind_crc(h) for h in handles]]
+crcs = [[kind_same_on_every_path(kind, h) for h in handles]]
 import tensorflow as tf
 step = tf.function(lambda: model(x, training=True))  # dropout in a graph
 for _ in range(2):
@@ -185,7 +164,7 @@ for _ in range(2):
     model(x, training=True)  # eager
     step()
     seen.append(same_on_every_path(glob))
-    crcs.append([kind_crc(h) for h in handles])
+    crcs.append([kind_same_on_every_path(kind, h) for h in handles])
 assert len(set(seen)) == len(seen), "a draw did not change keras.global's bytes"
 assert all(len(set(column)) == len(column) for column in zip(*crcs)), crcs
 

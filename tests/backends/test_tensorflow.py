@@ -220,32 +220,11 @@ def test_import_hook_seeds_tensorflow() -> None:
 
 
 STATE_BYTES = """
-import zlib
 import rngstate
 from rngstate import backends
-from rngstate.backends import tensorflow_bytes
-from rngstate.tracing.digests import fingerprint
 from rngstate.tracing.streams import StreamFingerprints
+from tests.backends.plain_bytes_checks import kind_same_on_every_path, same_on_every_path
 import tensorflow as tf
-
-def same_on_every_path(stream):
-    # what a step trace records: state_bytes, read live, through a snapshot, a decoded one, and
-    # the CRC of the plain form's msgpack (the fingerprint traces held before state_bytes)
-    fast = stream.state_bytes()
-    snapshot = stream.get_state()
-    decoded = stream.decode(stream.encode(snapshot), "s")
-    assert fast == stream.snapshot_bytes(snapshot) == stream.snapshot_bytes(decoded)
-    assert stream.state_crc() == zlib.crc32(fast) == stream.state_crc()  # the second from the cache
-    assert fingerprint(stream.encode(snapshot)) == zlib.crc32(fast).to_bytes(4, "big")
-    return fast
-
-def kind_same_on_every_path(kind, obj):
-    crc = kind.state_crc(obj)
-    snapshot = kind.get_state(obj)
-    decoded = kind.decode(kind.encode(snapshot), "g")
-    assert crc == zlib.crc32(tensorflow_bytes.plain_bytes(kind.encode(decoded)))
-    assert fingerprint(kind.encode(snapshot)) == crc.to_bytes(4, "big")
-    return crc
 
 rngstate.seed_everything(4)
 ops, glob = backends.stream("tensorflow.ops"), backends.stream("tensorflow.generator")

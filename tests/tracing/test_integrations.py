@@ -12,10 +12,8 @@ from tests.conftest import PRELOAD_KERAS, PRELOAD_LIGHTNING, PRELOAD_PADDLE, PRE
 
 slow = pytest.mark.slow
 
-LIGHTNING = """
-import sys, torch, lightning.pytorch as pl, rngstate, rngstate.lightning, rngstate.torch
-from torch import nn
-
+# The Lightning scripts' module; each script defines ``loader()`` before it.
+LIGHTNING_NET = """
 class Net(pl.LightningModule):
     def __init__(self):
         super().__init__()
@@ -26,8 +24,17 @@ class Net(pl.LightningModule):
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
     def train_dataloader(self):
-        data = [(torch.randn(4), i % 2) for i in range(24)]
-        return rngstate.torch.DataLoader(data, name="train", batch_size=4, shuffle=True)
+        return loader()
+"""
+
+LIGHTNING = """
+import sys, torch, lightning.pytorch as pl, rngstate, rngstate.lightning, rngstate.torch
+from torch import nn
+
+def loader():
+    data = [(torch.randn(4), i % 2) for i in range(24)]
+    return rngstate.torch.DataLoader(data, name="train", batch_size=4, shuffle=True)
+""" + LIGHTNING_NET + """
 
 torch.set_num_threads(1)
 rngstate.seed_everything(0)
@@ -46,18 +53,10 @@ LIGHTNING_ACCUMULATION = """
 import os, sys, torch, lightning.pytorch as pl, rngstate, rngstate.lightning, rngstate.torch
 from torch import nn
 
-class Net(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.Linear(8, 2))
-    def training_step(self, batch, index):
-        x, y = batch
-        return nn.functional.cross_entropy(self.net(x), y)
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-    def train_dataloader(self):
-        data = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), i % 2) for i in range(14)]
-        return rngstate.torch.DataLoader(data, name="train", batch_size=2, shuffle=True)
+def loader():
+    data = [(torch.randn(4, generator=torch.Generator().manual_seed(i)), i % 2) for i in range(14)]
+    return rngstate.torch.DataLoader(data, name="train", batch_size=2, shuffle=True)
+""" + LIGHTNING_NET + """
 
 class CheckpointThenDie(pl.callbacks.ModelCheckpoint):  # Lightning runs checkpoints last
     def on_train_batch_end(self, trainer, *args):
